@@ -1,1 +1,49 @@
-fn main() {}
+//! The `faultline` command line. See the README for every command, flag,
+//! format and exit code.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for bad usage or bad input (DESIGN.md).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "A deterministic, Jepsen-style fault-injection bench for replicated stores",
+    after_help = "Exit codes: 0 valid, 1 a violation was found, 2 bad usage or input, 3 unknown (a budget ran out)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to
+            // stderr (exit 2).
+            e.exit();
+        }
+    };
+    let result = match cli.command {
+        Command::Check(a) => check::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("faultline: error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

@@ -273,12 +273,14 @@ impl<'a> Reader<'a> {
         loop {
             self.skip(depth)?;
             match self.src.get(self.pos) {
-                None => return Err(ParseError::at(
-                    self.line,
-                    format!(
+                None => {
+                    return Err(ParseError::at(
+                        self.line,
+                        format!(
                         "unexpected end of input: {what} opened on line {open_line} is not closed"
                     ),
-                )),
+                    ))
+                }
                 Some(&c) if c == close => {
                     self.pos += 1;
                     return Ok(out);

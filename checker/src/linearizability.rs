@@ -1,0 +1,308 @@
+//! Linearizability of a whole history: split by partition (key), search each
+//! partition in parallel, and explain every partition that fails.
+
+use crate::model::{Kv, Model, ModelKind, Register};
+use crate::verdict::{Candidate, LinReport, OpRef, Step, UnknownKey, Validity, Witness};
+use crate::wgl::{Budget, Exhausted, Failure, Item, Outcome, Search};
+use faultline_history::{History, OpType, Pair, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A history op that the model cannot interpret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("op {index} ({op}): {message}")]
+pub struct ModelError {
+    /// Index of the invocation in the history.
+    pub index: usize,
+    /// The invocation, as text.
+    pub op: String,
+    /// Why the model rejects it.
+    pub message: String,
+}
+
+/// How many ops of a prefix and of the concurrent set a witness keeps.
+const PREFIX_KEEP: usize = 50;
+const CONCURRENT_KEEP: usize = 100;
+
+/// Checks `history` against the model named by `kind`.
+pub fn check(
+    history: &History,
+    kind: ModelKind,
+    budget: &Budget,
+    threads: usize,
+) -> Result<LinReport, ModelError> {
+    match kind {
+        ModelKind::Register => check_model(&Register { cas: false }, history, budget, threads),
+        ModelKind::CasRegister => check_model(&Register { cas: true }, history, budget, threads),
+        ModelKind::Kv => check_model(&Kv, history, budget, threads),
+    }
+}
+
+/// One partition ready to search: its key, items, and the history pairs.
+struct Partition<'h, O> {
+    key: Option<Value>,
+    items: Vec<Item<O>>,
+    pairs: Vec<Pair<'h>>,
+}
+
+fn partitions<'h, M: Model>(
+    model: &M,
+    history: &'h History,
+) -> Result<Vec<Partition<'h, M::Op>>, ModelError> {
+    let mut parts: BTreeMap<Option<Value>, Partition<'h, M::Op>> = BTreeMap::new();
+    for pair in history.pairs() {
+        let outcome = pair.outcome();
+        if outcome == OpType::Fail {
+            continue; // it did not happen
+        }
+        let prepared = model.prepare(&pair).map_err(|message| ModelError {
+            index: pair.invoke_index,
+            op: pair.invoke.to_string(),
+            message,
+        })?;
+        let Some(op) = prepared else { continue };
+        let key = model.partition(&pair);
+        let part = parts.entry(key.clone()).or_insert_with(|| Partition {
+            key,
+            items: Vec::new(),
+            pairs: Vec::new(),
+        });
+        part.items.push(Item {
+            op,
+            call: pair.invoke_index,
+            ret: if outcome == OpType::Ok {
+                pair.complete_index
+            } else {
+                None
+            },
+        });
+        part.pairs.push(pair);
+    }
+    Ok(parts.into_values().collect())
+}
+
+/// How one partition's search ended.
+enum PartEnd<S> {
+    Done(Outcome<S>),
+    /// Not searched to the end: another key was already found invalid.
+    Skipped,
+}
+
+/// Steps every unfinished partition may take in the first round; each later
+/// round doubles it.
+const FIRST_ROUND_STEPS: u64 = 1 << 14;
+
+/// Checks `history` against `model`, using up to `threads` threads (0: all
+/// cores).
+///
+/// Partitions are searched in rounds with a doubling step limit. After the
+/// first round in which some key is proven not linearizable, the remaining
+/// searches stop (they are reported as skipped): one violation decides the
+/// verdict, and a hard valid key must not hide an easy invalid one. Since
+/// rounds are counted in steps, the report is the same whatever the thread
+/// count, except where a wall-clock deadline cuts a search short.
+pub fn check_model<M: Model>(
+    model: &M,
+    history: &History,
+    budget: &Budget,
+    threads: usize,
+) -> Result<LinReport, ModelError> {
+    let parts = partitions(model, history)?;
+    let (ends, states) = run_rounds(model, &parts, budget, threads);
+    let mut report = LinReport {
+        result: Validity::Valid,
+        model: model.name().to_string(),
+        ops: parts.iter().map(|p| p.items.len()).sum(),
+        keys: parts.len(),
+        states_explored: states,
+        anomalies: Vec::new(),
+        unknown: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (part, end) in parts.iter().zip(ends) {
+        match end {
+            PartEnd::Done(Outcome::Linearizable) => {}
+            PartEnd::Done(Outcome::NotLinearizable(f)) => {
+                report.anomalies.push(witness(model, part, &f))
+            }
+            PartEnd::Done(Outcome::Unknown(why)) => report.unknown.push(UnknownKey {
+                key: part.key.clone(),
+                ops: part.items.len(),
+                reason: match why {
+                    Exhausted::Deadline => "the time budget (--timeout) ran out".into(),
+                    Exhausted::Steps => "the search step budget ran out".into(),
+                    Exhausted::Memory => "the search memory budget ran out".into(),
+                },
+            }),
+            PartEnd::Skipped => report.skipped.push(part.key.clone()),
+        }
+    }
+    report.result = if !report.anomalies.is_empty() {
+        Validity::Invalid
+    } else if !report.unknown.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    Ok(report)
+}
+
+fn run_rounds<M: Model>(
+    model: &M,
+    parts: &[Partition<'_, M::Op>],
+    budget: &Budget,
+    threads: usize,
+) -> (Vec<PartEnd<M::State>>, u64) {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .max(1);
+    let searches: Vec<Mutex<Search<'_, M>>> = parts
+        .iter()
+        .map(|p| Mutex::new(Search::new(model, &p.items)))
+        .collect();
+    let mut ends: Vec<Option<PartEnd<M::State>>> = parts.iter().map(|_| None).collect();
+    let mut limit = FIRST_ROUND_STEPS;
+    loop {
+        // Biggest partitions first, so one large key does not start last.
+        let mut active: Vec<usize> = (0..parts.len()).filter(|&i| ends[i].is_none()).collect();
+        if active.is_empty() {
+            break;
+        }
+        active.sort_by_key(|&i| std::cmp::Reverse(parts[i].items.len()));
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&i) = active.get(k) else { break };
+            searches[i]
+                .lock()
+                .expect("no panic holds it")
+                .run(limit, budget);
+        };
+        let n = threads.min(active.len());
+        if n == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..n {
+                    s.spawn(work);
+                }
+            });
+        }
+        let mut violated = false;
+        for &i in &active {
+            if let Some(o) = searches[i]
+                .lock()
+                .expect("no panic holds it")
+                .take_outcome()
+            {
+                violated |= matches!(o, Outcome::NotLinearizable(_));
+                ends[i] = Some(PartEnd::Done(o));
+            }
+        }
+        if violated {
+            for e in ends.iter_mut().filter(|e| e.is_none()) {
+                *e = Some(PartEnd::Skipped);
+            }
+        }
+        limit = limit.saturating_mul(2);
+    }
+    let states = searches
+        .iter()
+        .map(|s| s.lock().expect("no panic holds it").stats().states)
+        .sum();
+    (
+        ends.into_iter()
+            .map(|e| e.expect("every partition ended"))
+            .collect(),
+        states,
+    )
+}
+
+fn op_ref<M: Model>(model: &M, part: &Partition<'_, M::Op>, i: usize) -> OpRef {
+    let p = &part.pairs[i];
+    OpRef {
+        process: p.invoke.process.clone(),
+        description: model.describe_op(&part.items[i].op),
+        outcome: p.outcome(),
+        invoke_index: p.invoke_index,
+        complete_index: p.complete_index,
+        invoke_time: p.invoke.time,
+        complete_time: p.complete.map(|c| c.time),
+    }
+}
+
+fn witness<M: Model>(model: &M, part: &Partition<'_, M::Op>, f: &Failure<M::State>) -> Witness {
+    let blocked = &part.items[f.blocked];
+    let ret = blocked.ret.expect("only required ops block");
+    let in_prefix: std::collections::BTreeSet<usize> = f.prefix.iter().map(|(i, _)| *i).collect();
+    let skip = f.prefix.len().saturating_sub(PREFIX_KEEP);
+    let prefix = f.prefix[skip..]
+        .iter()
+        .map(|(i, s)| Step {
+            op: op_ref(model, part, *i),
+            state_after: model.describe_state(s),
+        })
+        .collect();
+    // Ops whose intervals overlap the blocked op's: the ones a linearization
+    // could order on either side of it.
+    let mut concurrent: Vec<Candidate> = part
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(i, it)| {
+            *i != f.blocked && it.call < ret && it.ret.is_none_or(|r| r > blocked.call)
+        })
+        .map(|(i, it)| Candidate {
+            op: op_ref(model, part, i),
+            in_prefix: in_prefix.contains(&i),
+            state_after: if in_prefix.contains(&i) {
+                None
+            } else {
+                model
+                    .step(&f.state, &it.op)
+                    .map(|s| model.describe_state(&s))
+            },
+        })
+        .collect();
+    let concurrent_total = concurrent.len();
+    concurrent.truncate(CONCURRENT_KEEP);
+    let op = op_ref(model, part, f.blocked);
+    let state = model.describe_state(&f.state);
+    let key = match &part.key {
+        Some(k) => format!("key {k}"),
+        None => "the history".to_string(),
+    };
+    let legal = model.step(&f.state, &blocked.op).is_some();
+    let explanation = format!(
+        "No linearization of {key} places `{}` (process {}, ops {}..{}). \
+         The longest linearizable prefix found ({} of {} ops) leaves the state at {}, \
+         where the op is {}; no order of the {} operations concurrent with it \
+         lets it take effect before it returned.",
+        op.description,
+        op.process,
+        op.invoke_index,
+        ret,
+        f.prefix.len(),
+        part.items.len(),
+        state,
+        if legal {
+            "legal but leads to no complete linearization"
+        } else {
+            "illegal"
+        },
+        concurrent_total,
+    );
+    Witness {
+        key: part.key.clone(),
+        op,
+        state,
+        prefix_len: f.prefix.len(),
+        prefix,
+        concurrent_total,
+        concurrent,
+        explanation,
+    }
+}

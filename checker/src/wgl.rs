@@ -1,0 +1,515 @@
+//! The Wing–Gong–Lowe linearizability search for one partition.
+//!
+//! Events (calls and returns, in history order) sit in a doubly linked list.
+//! The search walks the list from its head: at a call it tries to linearize
+//! that op next (the model step must be legal and the pair (linearized set,
+//! state) must be new to the cache), lifting the op's events out of the list
+//! and restarting from the head; at a return of an op not yet linearized it
+//! backtracks, since that op should have taken effect before it returned.
+//! This is Lowe's "just-in-time" refinement of Wing & Gong with the state
+//! cache Porcupine and Knossos use.
+//!
+//! Jepsen semantics: an op whose outcome is unknown (`info`, or never
+//! completed) has no return event, so it never forces a backtrack; it is
+//! *optional* and may be linearized at any point after its call, or never.
+//! The search succeeds once every required (`ok`) op is linearized.
+//! Linearizing an optional op that leaves the state unchanged is skipped: it
+//! is equivalent to never linearizing it, which keeps strictly more options.
+//!
+//! The linearized set is a bitset identified in the cache by an incremental
+//! Zobrist hash; cache entries live in flat arenas (no allocation per state).
+
+use crate::model::Model;
+use rustc_hash::{FxHashMap, FxHasher};
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+/// One op of a partition, ready for the search.
+#[derive(Clone, Debug)]
+pub struct Item<O> {
+    /// The model op.
+    pub op: O,
+    /// Position of the invocation in the history.
+    pub call: usize,
+    /// Position of the completion for a required (`ok`) op; `None` for an
+    /// optional op (outcome unknown).
+    pub ret: Option<usize>,
+}
+
+/// Limits on a search. A search that hits one ends `Unknown`, never with a
+/// wrong answer.
+#[derive(Clone, Debug, Default)]
+pub struct Budget {
+    /// Wall-clock deadline for the whole check.
+    pub deadline: Option<Instant>,
+    /// Deterministic cap on search steps per partition.
+    pub max_steps: Option<u64>,
+    /// Cap on the bytes of one partition's search cache (bounds memory).
+    pub max_bytes: Option<usize>,
+}
+
+/// Why a search stopped without a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhausted {
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// `max_steps` was reached.
+    Steps,
+    /// `max_bytes` was reached.
+    Memory,
+}
+
+/// The deepest point a failed search reached.
+#[derive(Clone, Debug)]
+pub struct Failure<S> {
+    /// Items linearized, in order, each with the state after it.
+    pub prefix: Vec<(usize, S)>,
+    /// The required item whose return was reached before it could be
+    /// linearized after that prefix.
+    pub blocked: usize,
+    /// The state after the prefix.
+    pub state: S,
+}
+
+/// The outcome of one partition's search.
+#[derive(Clone, Debug)]
+pub enum Outcome<S> {
+    /// A linearization exists.
+    Linearizable,
+    /// None exists; the deepest failure found.
+    NotLinearizable(Failure<S>),
+    /// The budget ran out.
+    Unknown(Exhausted),
+}
+
+/// Counters of one search.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// Search steps (list positions visited).
+    pub steps: u64,
+    /// Distinct (linearized set, state) pairs cached.
+    pub states: u64,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Cache of visited (linearized set, state) configurations.
+struct Cache<S> {
+    words: usize,
+    heads: FxHashMap<u64, u32>,
+    bits: Vec<u64>,
+    states: Vec<S>,
+    chain: Vec<u32>,
+}
+
+impl<S: Eq + Clone> Cache<S> {
+    fn new(words: usize) -> Self {
+        Cache {
+            words,
+            heads: FxHashMap::default(),
+            bits: Vec::new(),
+            states: Vec::new(),
+            chain: Vec::new(),
+        }
+    }
+}
+
+impl<S> Cache<S> {
+    fn len(&self) -> u64 {
+        self.states.len() as u64
+    }
+
+    /// Bytes held, not counting heap data owned by states.
+    fn bytes(&self) -> usize {
+        self.bits.capacity() * 8
+            + self.states.capacity() * std::mem::size_of::<S>()
+            + self.chain.capacity() * 4
+            + self.heads.capacity() * 16
+    }
+}
+
+impl<S: Eq + Clone> Cache<S> {
+    /// Inserts the configuration; false if it was already there.
+    fn insert(&mut self, hash: u64, bits: &[u64], state: &S) -> bool {
+        let new = self.states.len() as u32;
+        let head = self.heads.entry(hash).or_insert(NONE);
+        let mut e = *head;
+        while e != NONE {
+            let at = e as usize * self.words;
+            if self.states[e as usize] == *state && &self.bits[at..at + self.words] == bits {
+                return false;
+            }
+            e = self.chain[e as usize];
+        }
+        self.chain.push(*head);
+        *head = new;
+        self.bits.extend_from_slice(bits);
+        self.states.push(state.clone());
+        true
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn state_hash<S: Hash>(s: &S) -> u64 {
+    let mut h = FxHasher::default();
+    s.hash(&mut h);
+    h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The event list: node 0 is the head, node `n+1` the tail, events between.
+struct List {
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// per node: item index, and whether it is the item's call
+    item: Vec<u32>,
+    is_call: Vec<bool>,
+    call_node: Vec<u32>,
+    ret_node: Vec<u32>,
+}
+
+impl List {
+    fn new<O>(items: &[Item<O>]) -> List {
+        let mut events: Vec<(usize, u32, bool)> = Vec::with_capacity(items.len() * 2);
+        for (i, it) in items.iter().enumerate() {
+            events.push((it.call, i as u32, true));
+            if let Some(r) = it.ret {
+                assert!(r > it.call, "an op must return after its call");
+                events.push((r, i as u32, false));
+            }
+        }
+        events.sort_unstable_by_key(|e| e.0);
+        let n = events.len();
+        let mut l = List {
+            next: (1..=n as u32 + 1).chain([NONE]).collect(),
+            prev: [NONE].into_iter().chain(0..=n as u32).collect(),
+            item: vec![NONE; n + 2],
+            is_call: vec![false; n + 2],
+            call_node: vec![NONE; items.len()],
+            ret_node: vec![NONE; items.len()],
+        };
+        for (k, &(_, i, call)) in events.iter().enumerate() {
+            let node = k as u32 + 1;
+            l.item[node as usize] = i;
+            l.is_call[node as usize] = call;
+            if call {
+                l.call_node[i as usize] = node;
+            } else {
+                l.ret_node[i as usize] = node;
+            }
+        }
+        l
+    }
+
+    fn tail(&self) -> u32 {
+        self.next.len() as u32 - 1
+    }
+
+    fn unlink(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = n;
+        self.prev[n as usize] = p;
+    }
+
+    fn relink(&mut self, x: u32) {
+        let (p, n) = (self.prev[x as usize], self.next[x as usize]);
+        self.next[p as usize] = x;
+        self.prev[n as usize] = x;
+    }
+
+    fn lift(&mut self, i: usize) {
+        self.unlink(self.call_node[i]);
+        if self.ret_node[i] != NONE {
+            self.unlink(self.ret_node[i]);
+        }
+    }
+
+    fn unlift(&mut self, i: usize) {
+        if self.ret_node[i] != NONE {
+            self.relink(self.ret_node[i]);
+        }
+        self.relink(self.call_node[i]);
+    }
+}
+
+/// A resumable search over one partition: [`Search::run`] advances it by a
+/// number of steps, so a driver can interleave many partitions and stop them
+/// all deterministically once one is found invalid.
+pub struct Search<'a, M: Model> {
+    model: &'a M,
+    items: &'a [Item<M::Op>],
+    list: List,
+    zobrist: Vec<u64>,
+    bits: Vec<u64>,
+    zob: u64,
+    cache: Cache<M::State>,
+    stack: Vec<(usize, M::State)>,
+    state: M::State,
+    remaining: usize,
+    cur: u32,
+    best: Option<Failure<M::State>>,
+    stats: Stats,
+    done: Option<Outcome<M::State>>,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    /// Prepares a search of `items` under `model`.
+    pub fn new(model: &'a M, items: &'a [Item<M::Op>]) -> Self {
+        assert!(items.len() < NONE as usize / 2, "partition too large");
+        let list = List::new(items);
+        let words = items.len().div_ceil(64).max(1);
+        let remaining = items.iter().filter(|it| it.ret.is_some()).count();
+        let cur = list.next[0];
+        Search {
+            model,
+            items,
+            list,
+            zobrist: (0..items.len() as u64).map(splitmix).collect(),
+            bits: vec![0u64; words],
+            zob: 0,
+            cache: Cache::new(words),
+            stack: Vec::new(),
+            state: model.init(),
+            remaining,
+            cur,
+            best: None,
+            stats: Stats::default(),
+            done: (remaining == 0).then_some(Outcome::Linearizable),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            steps: self.stats.steps,
+            states: self.cache.len(),
+        }
+    }
+
+    /// Approximate bytes held by the cache (bitsets, states, index).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
+    /// Runs until the search ends or `self.stats().steps` reaches
+    /// `step_limit`; `None` means paused (call again with a higher limit).
+    /// The budget's limits end the search as `Unknown`.
+    pub fn run(&mut self, step_limit: u64, budget: &Budget) -> Option<&Outcome<M::State>> {
+        while self.done.is_none() && self.stats.steps < step_limit {
+            self.stats.steps += 1;
+            if self.stats.steps & 1023 == 0 {
+                if let Some(why) = exhausted(budget, &self.stats, &self.cache) {
+                    self.done = Some(Outcome::Unknown(why));
+                    break;
+                }
+            }
+            self.step();
+        }
+        self.done.as_ref()
+    }
+
+    /// Runs to the end (or until the budget runs out).
+    pub fn finish(mut self, budget: &Budget) -> (Outcome<M::State>, Stats) {
+        self.run(u64::MAX, budget);
+        let stats = self.stats();
+        (self.done.expect("ran to the end"), stats)
+    }
+
+    /// Takes the outcome of a finished search.
+    pub fn take_outcome(&mut self) -> Option<Outcome<M::State>> {
+        self.done.take()
+    }
+
+    fn flip(&mut self, i: usize) {
+        self.bits[i / 64] ^= 1 << (i % 64);
+        self.zob ^= self.zobrist[i];
+    }
+
+    /// One position of the walk.
+    fn step(&mut self) {
+        let cur = self.cur;
+        assert!(
+            cur != self.list.tail(),
+            "every required op's return precedes the tail"
+        );
+        let i = self.list.item[cur as usize] as usize;
+        if self.list.is_call[cur as usize] {
+            let it = &self.items[i];
+            if let Some(next) = self.model.step(&self.state, &it.op) {
+                let optional = it.ret.is_none();
+                if !(optional && next == self.state) {
+                    self.flip(i);
+                    if self
+                        .cache
+                        .insert(self.zob ^ state_hash(&next), &self.bits, &next)
+                    {
+                        let prev = std::mem::replace(&mut self.state, next);
+                        self.stack.push((i, prev));
+                        self.list.lift(i);
+                        if !optional {
+                            self.remaining -= 1;
+                            if self.remaining == 0 {
+                                self.done = Some(Outcome::Linearizable);
+                            }
+                        }
+                        self.cur = self.list.next[0];
+                        return;
+                    }
+                    self.flip(i);
+                }
+            }
+            self.cur = self.list.next[cur as usize];
+        } else {
+            // The return of an op not yet linearized: back up.
+            if self
+                .best
+                .as_ref()
+                .is_none_or(|b| self.stack.len() > b.prefix.len())
+            {
+                self.best = Some(failure(&self.stack, &self.state, i));
+            }
+            let Some((j, prev)) = self.stack.pop() else {
+                let f = self.best.take().expect("recorded at this return");
+                self.done = Some(Outcome::NotLinearizable(f));
+                return;
+            };
+            self.state = prev;
+            self.flip(j);
+            self.list.unlift(j);
+            if self.items[j].ret.is_some() {
+                self.remaining += 1;
+            }
+            self.cur = self.list.next[self.list.call_node[j] as usize];
+        }
+    }
+}
+
+/// Searches for a linearization of `items` under `model`, to the end or
+/// until the budget runs out.
+pub fn search<M: Model>(
+    model: &M,
+    items: &[Item<M::Op>],
+    budget: &Budget,
+) -> (Outcome<M::State>, Stats) {
+    Search::new(model, items).finish(budget)
+}
+
+fn exhausted<S>(b: &Budget, stats: &Stats, cache: &Cache<S>) -> Option<Exhausted> {
+    if b.max_steps.is_some_and(|m| stats.steps >= m) {
+        return Some(Exhausted::Steps);
+    }
+    if b.max_bytes.is_some_and(|m| cache.bytes() >= m) {
+        return Some(Exhausted::Memory);
+    }
+    if b.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some(Exhausted::Deadline);
+    }
+    None
+}
+
+fn failure<S: Clone>(stack: &[(usize, S)], state: &S, blocked: usize) -> Failure<S> {
+    let prefix = stack
+        .iter()
+        .enumerate()
+        .map(|(k, (i, _))| {
+            let after = stack.get(k + 1).map(|(_, s)| s).unwrap_or(state);
+            (*i, after.clone())
+        })
+        .collect();
+    Failure {
+        prefix,
+        blocked,
+        state: state.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Register, RegisterOp};
+    use faultline_history::Value;
+
+    fn it(op: RegisterOp, call: usize, ret: Option<usize>) -> Item<RegisterOp> {
+        Item { op, call, ret }
+    }
+
+    fn w(v: i64) -> RegisterOp {
+        RegisterOp::Write(Value::Int(v))
+    }
+
+    fn r(v: i64) -> RegisterOp {
+        RegisterOp::Read(Value::Int(v))
+    }
+
+    fn verdict(items: &[Item<RegisterOp>]) -> Outcome<Value> {
+        search(&Register { cas: true }, items, &Budget::default()).0
+    }
+
+    // The 6.824 quiz examples Porcupine tests with.
+    #[test]
+    fn concurrent_reads_of_a_write() {
+        // write 100 [0,100]; read->100 [25,75]; read->0... initial is nil here,
+        // so use write 0 first.
+        let items = [
+            it(w(0), 0, Some(1)),
+            it(w(100), 2, Some(9)),
+            it(r(100), 3, Some(6)),
+            it(r(0), 4, Some(5)),
+        ];
+        assert!(matches!(verdict(&items), Outcome::Linearizable));
+        let items = [
+            it(w(0), 0, Some(1)),
+            it(w(200), 2, Some(9)),
+            it(r(200), 3, Some(4)),
+            it(r(0), 5, Some(6)),
+        ];
+        match verdict(&items) {
+            Outcome::NotLinearizable(f) => {
+                assert_eq!(f.blocked, 3);
+                assert_eq!(f.state, Value::Int(200));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn optional_ops_may_happen_late_or_never() {
+        // an unknown write of 1, then a read of nil and a later read of 1
+        let items = [it(w(1), 0, None), it(r(0), 1, Some(2))];
+        assert!(matches!(verdict(&items), Outcome::NotLinearizable(_)));
+        let items = [
+            it(RegisterOp::Read(Value::Nil), 1, Some(2)),
+            it(w(1), 0, None),
+            it(r(1), 3, Some(4)),
+            it(RegisterOp::Read(Value::Nil), 5, Some(6)),
+        ];
+        assert!(matches!(verdict(&items), Outcome::NotLinearizable(_)));
+        let items = [
+            it(RegisterOp::Read(Value::Nil), 1, Some(2)),
+            it(w(1), 0, None),
+            it(RegisterOp::Read(Value::Nil), 3, Some(4)),
+            it(r(1), 5, Some(6)),
+        ];
+        assert!(matches!(verdict(&items), Outcome::Linearizable));
+    }
+
+    #[test]
+    fn budget_gives_unknown() {
+        let mut items = vec![];
+        for k in 0..40 {
+            items.push(it(w(k), k as usize, None));
+        }
+        items.push(it(r(-1), 100, Some(101)));
+        let b = Budget {
+            max_steps: Some(5000),
+            ..Budget::default()
+        };
+        let (o, _) = search(&Register { cas: true }, &items, &b);
+        assert!(matches!(o, Outcome::Unknown(Exhausted::Steps)), "{o:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! `faultline check FILE`: read a history in any supported format and check
+//! it for linearizability.
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use faultline_checker::{check, Budget, LinReport, ModelKind};
+use faultline_history::{read_file, Format, ReadOptions};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Models on the command line (`auto` picks from the ops' functions).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModelArg {
+    /// kv if the history uses get/put/append, cas-register if it uses cas,
+    /// register otherwise.
+    Auto,
+    /// Read/write register per key.
+    Register,
+    /// Read/write/compare-and-set register per key.
+    CasRegister,
+    /// String key-value store with get/put/append (Porcupine's kv).
+    Kv,
+}
+
+/// Formats on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// Detect from the content.
+    Auto,
+    /// faultline JSON lines.
+    Jsonl,
+    /// Jepsen EDN history (history.edn).
+    Edn,
+    /// Jepsen console log (as in Porcupine's etcd data).
+    JepsenLog,
+    /// Porcupine's kv format.
+    PorcupineKv,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Edn => Format::Edn,
+            FormatArg::JepsenLog => Format::JepsenLog,
+            FormatArg::PorcupineKv => Format::PorcupineKv,
+        }
+    }
+}
+
+/// Arguments of `faultline check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The history file.
+    pub file: String,
+    /// The sequential model to check against.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub model: ModelArg,
+    /// The history format.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Values are jepsen.independent [key value] pairs (detected when
+    /// unambiguous).
+    #[arg(long)]
+    pub independent: bool,
+    /// Print the verdict as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after SECS seconds and answer unknown (exit 3).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Threads for the per-key searches (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+}
+
+/// Cache memory one key's search may use before it gives up as unknown
+/// (approximate: heap data inside states is not counted).
+pub const SEARCH_MEMORY_BYTES: usize = 2 << 30;
+
+/// Parses a positive number of seconds.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v.is_finite() && v < 1e9) {
+        return Err(format!("{s:?} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[derive(Serialize)]
+struct JsonVerdict<'a> {
+    file: &'a str,
+    format: &'a str,
+    elapsed_ms: f64,
+    #[serde(flatten)]
+    report: &'a LinReport,
+}
+
+/// Runs the command; returns the exit code, or an error for bad input.
+pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
+    let start = Instant::now();
+    let opts = ReadOptions {
+        format: a.format.into(),
+        independent: a.independent.then_some(true),
+    };
+    let (history, format) = read_file(&a.file, opts)?;
+    let kind = match a.model {
+        ModelArg::Auto => ModelKind::detect(&history),
+        ModelArg::Register => ModelKind::Register,
+        ModelArg::CasRegister => ModelKind::CasRegister,
+        ModelArg::Kv => ModelKind::Kv,
+    };
+    let budget = Budget {
+        deadline: a.timeout.map(|t| start + t),
+        max_steps: None,
+        max_bytes: Some(SEARCH_MEMORY_BYTES),
+    };
+    let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
+    let elapsed = start.elapsed();
+    if a.json {
+        let v = JsonVerdict {
+            file: &a.file,
+            format: format.name(),
+            elapsed_ms: elapsed.as_secs_f64() * 1e3,
+            report: &report,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}: {}", a.file, report.render(10));
+        println!("checked in {:.1} ms", elapsed.as_secs_f64() * 1e3);
+    }
+    Ok(report.result.exit_code() as u8)
+}
