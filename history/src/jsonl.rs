@@ -7,7 +7,7 @@
 //!
 //! Fields: `type` (invoke/ok/fail/info), `process` (integer, or a name such
 //! as "nemesis"), `f`, `value` (null, bool, integer, string or array), and
-//! optionally `key`, `time` (ns), `error`, `zxid`, `node`. `index` is written
+//! optionally `key` (`null` means none), `time` (ns), `error`, `zxid`, `node`. `index` is written
 //! for readers' convenience and ignored on input (the line order is the
 //! history order). Blank lines are skipped; unknown fields are ignored.
 

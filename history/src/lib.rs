@@ -24,7 +24,7 @@ mod read;
 
 pub use error::{HistoryError, ParseError};
 pub use op::{Fun, Op, OpType, Process, Value};
-pub use read::{detect_format, read_file, read_str, Format, ReadOptions};
+pub use read::{detect_format, read_bytes, read_file, read_str, Format, ReadOptions};
 
 use std::collections::BTreeMap;
 

@@ -62,8 +62,12 @@ pub fn read_file(path: &str, opts: ReadOptions) -> Result<(History, Format), Par
     let bytes = std::fs::read(path).map_err(|e| {
         ParseError::at(0, format!("cannot read: {}", io_reason(&e))).with_path(path)
     })?;
-    let text = to_text(&bytes).map_err(|e| e.with_path(path))?;
-    read_str(text, opts).map_err(|e| e.with_path(path))
+    read_bytes(&bytes, opts).map_err(|e| e.with_path(path))
+}
+
+/// Reads and validates a history from raw bytes, which must be text.
+pub fn read_bytes(bytes: &[u8], opts: ReadOptions) -> Result<(History, Format), ParseError> {
+    read_str(to_text(bytes)?, opts)
 }
 
 fn io_reason(e: &std::io::Error) -> String {

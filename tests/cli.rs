@@ -1,0 +1,136 @@
+//! The `faultline` binary end to end: verdicts, exit codes, JSON, and a
+//! one-line error with exit code 2 for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn faultline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn corpus(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/porcupine")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn verdicts_map_to_exit_codes() {
+    let ok = faultline(&["check", &corpus("jepsen/etcd_002.log")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("linearizable"));
+    let bad = faultline(&["check", &corpus("kv/c10-bad.txt")]);
+    assert_eq!(bad.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        out.contains("NOT linearizable") && out.contains("cannot place"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_verdict_names_the_witness() {
+    let o = faultline(&["check", "--json", &corpus("jepsen/etcd_000.log")]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert_eq!(v["result"], "invalid");
+    assert_eq!(v["model"], "cas-register");
+    assert_eq!(v["format"], "jepsen-log");
+    let w = &v["anomalies"][0];
+    assert_eq!(w["op"]["description"], "read -> 2");
+    assert!(w["prefix_len"].as_u64().unwrap() > 0);
+    assert!(w["concurrent"].as_array().unwrap().len() > 0);
+}
+
+#[test]
+fn a_search_out_of_time_is_unknown() {
+    // 40 writes of unknown outcome, then a read of a value never written:
+    // refuting it means trying every subset of the writes.
+    let mut src = String::new();
+    for p in 0..40 {
+        src.push_str(&format!(
+            "{{:type :invoke, :f :write, :value {p}, :process {p}}}\n"
+        ));
+        src.push_str(&format!(
+            "{{:type :info, :f :write, :value {p}, :process {p}}}\n"
+        ));
+    }
+    src.push_str("{:type :invoke, :f :read, :value nil, :process 99}\n{:type :ok, :f :read, :value 999, :process 99}\n");
+    let f = scratch("hard.edn", src.as_bytes());
+    let o = faultline(&["check", "--timeout", "0.3", "--json", &f]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "unknown");
+    assert!(v["unknown"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--timeout"));
+}
+
+/// Each bad input: exit 2, nothing on stdout, one stderr line naming the
+/// file (and the line where one applies).
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let cases: Vec<(String, &str)> = vec![
+        (scratch("empty.jsonl", b""), "empty history"),
+        (scratch("trunc.edn", b"{:type :invoke, :f :read, :process 0}\n{:type :ok, :f :read, :val"), ":2: unexpected end of input"),
+        (scratch("unknown.edn", b"{:type :invoke, :f :read, :process 0}\n{:type :done, :f :read, :process 0}\n"), ":2: unknown op type :done"),
+        (scratch("unmatched.jsonl", b"{\"type\":\"invoke\",\"process\":0,\"f\":\"read\"}\n{\"type\":\"ok\",\"process\":1,\"f\":\"read\",\"value\":1}\n"), ":2: unmatched completion"),
+        (scratch("binary.bin", b"\x7fELF\x02\x01\x01\x00\x00\x00"), ":1: not a text file"),
+        (scratch("garbage.txt", b"hello\nworld\n"), "cannot detect the history format"),
+        (scratch("wrongmodel.edn", b"{:type :invoke, :f :append, :value \"x\", :process 0}\n"), "not an operation of the register model"),
+        ("/nonexistent/history.edn".to_string(), "cannot read: no such file"),
+    ];
+    for (path, want) in cases {
+        let args: Vec<&str> = if want.contains("register model") {
+            vec!["check", "--model", "register", &path]
+        } else {
+            vec!["check", &path]
+        };
+        let o = faultline(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{path}: {err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{path}: stdout {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert_eq!(err.lines().count(), 1, "{path}: {err}");
+        assert!(
+            err.contains(&path) && err.contains(want),
+            "{path}: want {want:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        vec!["check"],
+        vec!["check", "x", "--model", "frob"],
+        vec!["check", "x", "--timeout", "-1"],
+        vec!["check", "x", "--format", "csv"],
+        vec!["frobnicate"],
+    ] {
+        let o = faultline(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(faultline(&["--help"]).status.code(), Some(0));
+}
