@@ -56,7 +56,7 @@ fn json_verdict_names_the_witness() {
     let w = &v["anomalies"][0];
     assert_eq!(w["op"]["description"], "read -> 2");
     assert!(w["prefix_len"].as_u64().unwrap() > 0);
-    assert!(w["concurrent"].as_array().unwrap().len() > 0);
+    assert!(!w["concurrent"].as_array().unwrap().is_empty());
 }
 
 #[test]
