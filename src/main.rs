@@ -2,6 +2,7 @@
 //! format and exit code.
 
 mod check;
+mod perf;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
+    /// Benchmark the checker: Porcupine's corpus and a generated history.
+    Perf(perf::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(a) => check::run(a),
+        Command::Perf(a) => perf::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

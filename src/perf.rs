@@ -1,0 +1,202 @@
+//! `faultline perf`: benchmark figures for the checker, with Porcupine's
+//! figures measured on the same kind of machine as the baseline.
+//!
+//! Every figure is a median over `--runs` repetitions in this process; parse
+//! time is reported apart from check time. Wall-clock time is fine here: this
+//! code never runs inside a simulation.
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use faultline_checker::synth::{register_history, SynthConfig};
+use faultline_checker::{check, Budget, LinReport, ModelKind, Validity};
+use faultline_history::{jsonl, read_file, History, ReadOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Arguments of `faultline perf`.
+#[derive(Args, Debug)]
+pub struct PerfArgs {
+    /// Directory holding Porcupine's data (`jepsen/`, `kv/`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/porcupine"))]
+    pub data: PathBuf,
+    /// Repetitions of each small benchmark (the median is reported).
+    #[arg(long, default_value_t = 11)]
+    pub runs: usize,
+    /// Invocations in the generated history (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub big_ops: usize,
+    /// Keys in the generated history.
+    #[arg(long, default_value_t = 1000)]
+    pub big_keys: usize,
+    /// Concurrent processes in the generated history.
+    #[arg(long, default_value_t = 100)]
+    pub big_processes: usize,
+    /// Threads for the per-key searches (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn time_check(h: &History, model: ModelKind, runs: usize, jobs: usize) -> (Duration, LinReport) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let r = check(h, model, &Budget::default(), jobs).expect("corpus fits its model");
+        times.push(t.elapsed());
+        last = Some(r);
+    }
+    (median(times), last.expect("ran at least once"))
+}
+
+fn read(path: &Path) -> anyhow::Result<History> {
+    let p = path.to_str().context("non-UTF-8 path")?;
+    Ok(read_file(p, ReadOptions::default())?.0)
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn line(name: &str, ours: Duration, porcupine_ms: Option<f64>, target_ms: Option<f64>) {
+    let mut s = format!("{name:<34} {:>10.2} ms", ms(ours));
+    if let Some(p) = porcupine_ms {
+        s += &format!("   porcupine {p:>8.2} ms  ({:.1}x faster)", p / ms(ours));
+    }
+    if let Some(t) = target_ms {
+        s += &format!("   target <= {t} ms: {}", if ms(ours) <= t { "met" } else { "MISSED" });
+    }
+    println!("{s}");
+}
+
+/// Runs the benchmarks and prints the figures.
+pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let jdir = a.data.join("jepsen");
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(&jdir)
+        .with_context(|| format!("{}: cannot read the corpus", jdir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)) // etcd_095 is empty
+        .collect();
+    logs.sort();
+    println!("faultline perf: median of {} runs, {} threads", a.runs, threads(a.jobs));
+    println!();
+
+    // 1. The etcd corpus.
+    let t = Instant::now();
+    let etcd: Vec<History> = logs.iter().map(|p| read(p)).collect::<anyhow::Result<_>>()?;
+    let parse = t.elapsed();
+    let mut totals = Vec::new();
+    let mut slowest = (Duration::ZERO, String::new());
+    let mut invalid = 0;
+    for run in 0..a.runs {
+        let t = Instant::now();
+        for (h, p) in etcd.iter().zip(&logs) {
+            let t1 = Instant::now();
+            let r = check(h, ModelKind::CasRegister, &Budget::default(), a.jobs).expect("fits");
+            if run == 0 {
+                invalid += (r.result == Validity::Invalid) as usize;
+                let d = t1.elapsed();
+                if d > slowest.0 {
+                    slowest = (d, p.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        totals.push(t.elapsed());
+    }
+    println!("etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms", etcd.len(), invalid, ms(parse));
+    line("  check all, total", median(totals), Some(657.0), Some(330.0));
+    println!("  slowest file (first run): {} in {:.2} ms", slowest.1, ms(slowest.0));
+    println!();
+
+    // 2. Porcupine's kv histories.
+    for (name, porcupine, target) in [("c50-ok", 153.0, Some(75.0)), ("c50-bad", 24.0, Some(2000.0))] {
+        let path = a.data.join("kv").join(format!("{name}.txt"));
+        let t = Instant::now();
+        let h = read(&path)?;
+        let parse = t.elapsed();
+        let (d, r) = time_check(&h, ModelKind::Kv, a.runs, a.jobs);
+        println!("kv {name}: {} ops, parsed in {:.2} ms, verdict {}", r.ops, ms(parse), r.result);
+        let label = if r.result == Validity::Invalid { "  check + explanation" } else { "  check" };
+        line(label, d, Some(porcupine), target);
+    }
+    println!("  (porcupine's verbose mode, needed for its explanation, did not finish c50-bad in 60 s / 24 GB)");
+    println!();
+
+    // 3. A generated history.
+    if a.big_ops > 0 {
+        big(&a)?;
+    }
+    if let Some(p) = peak_rss_mib() {
+        println!("peak resident memory of this run: {p:.0} MiB");
+    }
+    Ok(0)
+}
+
+fn threads(jobs: usize) -> usize {
+    match jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+fn big(a: &PerfArgs) -> anyhow::Result<()> {
+    let cfg = SynthConfig {
+        seed: 1,
+        processes: a.big_processes,
+        keys: a.big_keys,
+        ops: a.big_ops,
+        cas: true,
+        values: 5,
+        fail_probability: 0.05,
+        info_probability: 0.01,
+    };
+    let t = Instant::now();
+    let h = register_history(&cfg);
+    let gen = t.elapsed();
+    println!(
+        "generated: {} invocations ({} events) over {} keys, {} processes, in {:.0} ms",
+        a.big_ops,
+        h.len(),
+        a.big_keys,
+        a.big_processes,
+        ms(gen)
+    );
+    let dir = std::env::temp_dir().join(format!("faultline-perf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("big.jsonl");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        jsonl::write_ops(&mut w, h.ops())?;
+    }
+    let size = std::fs::metadata(&file)?.len();
+    drop(h);
+    let t = Instant::now();
+    let h = read(&file)?;
+    let parse = t.elapsed();
+    std::fs::remove_dir_all(&dir).ok();
+    println!("  read back from JSON lines ({:.0} MiB) in {:.0} ms", size as f64 / 1048576.0, ms(parse));
+    let (d, r) = time_check(&h, ModelKind::CasRegister, 1, a.jobs);
+    if r.result != Validity::Valid {
+        bail!("the generated history must be linearizable, got {}", r.result);
+    }
+    line("  check (verdict: valid)", d, None, Some(10_000.0));
+    line("  read + check", d + parse, None, Some(10_000.0));
+    println!("  states explored: {}", r.states_explored);
+    Ok(())
+}
