@@ -2,6 +2,7 @@
 //! format and exit code.
 
 mod check;
+mod convert;
 mod perf;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
+    /// Rewrite a history as JSON lines or Jepsen EDN.
+    Convert(convert::ConvertArgs),
     /// Benchmark the checker: Porcupine's corpus and a generated history.
     Perf(perf::PerfArgs),
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

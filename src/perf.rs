@@ -76,7 +76,10 @@ fn line(name: &str, ours: Duration, porcupine_ms: Option<f64>, target_ms: Option
         s += &format!("   porcupine {p:>8.2} ms  ({:.1}x faster)", p / ms(ours));
     }
     if let Some(t) = target_ms {
-        s += &format!("   target <= {t} ms: {}", if ms(ours) <= t { "met" } else { "MISSED" });
+        s += &format!(
+            "   target <= {t} ms: {}",
+            if ms(ours) <= t { "met" } else { "MISSED" }
+        );
     }
     println!("{s}");
 }
@@ -94,12 +97,19 @@ pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)) // etcd_095 is empty
         .collect();
     logs.sort();
-    println!("faultline perf: median of {} runs, {} threads", a.runs, threads(a.jobs));
+    println!(
+        "faultline perf: median of {} runs, {} threads",
+        a.runs,
+        threads(a.jobs)
+    );
     println!();
 
     // 1. The etcd corpus.
     let t = Instant::now();
-    let etcd: Vec<History> = logs.iter().map(|p| read(p)).collect::<anyhow::Result<_>>()?;
+    let etcd: Vec<History> = logs
+        .iter()
+        .map(|p| read(p))
+        .collect::<anyhow::Result<_>>()?;
     let parse = t.elapsed();
     let mut totals = Vec::new();
     let mut slowest = (Duration::ZERO, String::new());
@@ -119,20 +129,46 @@ pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
         }
         totals.push(t.elapsed());
     }
-    println!("etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms", etcd.len(), invalid, ms(parse));
-    line("  check all, total", median(totals), Some(657.0), Some(330.0));
-    println!("  slowest file (first run): {} in {:.2} ms", slowest.1, ms(slowest.0));
+    println!(
+        "etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms",
+        etcd.len(),
+        invalid,
+        ms(parse)
+    );
+    line(
+        "  check all, total",
+        median(totals),
+        Some(657.0),
+        Some(330.0),
+    );
+    println!(
+        "  slowest file (first run): {} in {:.2} ms",
+        slowest.1,
+        ms(slowest.0)
+    );
     println!();
 
     // 2. Porcupine's kv histories.
-    for (name, porcupine, target) in [("c50-ok", 153.0, Some(75.0)), ("c50-bad", 24.0, Some(2000.0))] {
+    for (name, porcupine, target) in [
+        ("c50-ok", 153.0, Some(75.0)),
+        ("c50-bad", 24.0, Some(2000.0)),
+    ] {
         let path = a.data.join("kv").join(format!("{name}.txt"));
         let t = Instant::now();
         let h = read(&path)?;
         let parse = t.elapsed();
         let (d, r) = time_check(&h, ModelKind::Kv, a.runs, a.jobs);
-        println!("kv {name}: {} ops, parsed in {:.2} ms, verdict {}", r.ops, ms(parse), r.result);
-        let label = if r.result == Validity::Invalid { "  check + explanation" } else { "  check" };
+        println!(
+            "kv {name}: {} ops, parsed in {:.2} ms, verdict {}",
+            r.ops,
+            ms(parse),
+            r.result
+        );
+        let label = if r.result == Validity::Invalid {
+            "  check + explanation"
+        } else {
+            "  check"
+        };
         line(label, d, Some(porcupine), target);
     }
     println!("  (porcupine's verbose mode, needed for its explanation, did not finish c50-bad in 60 s / 24 GB)");
@@ -190,10 +226,17 @@ fn big(a: &PerfArgs) -> anyhow::Result<()> {
     let h = read(&file)?;
     let parse = t.elapsed();
     std::fs::remove_dir_all(&dir).ok();
-    println!("  read back from JSON lines ({:.0} MiB) in {:.0} ms", size as f64 / 1048576.0, ms(parse));
+    println!(
+        "  read back from JSON lines ({:.0} MiB) in {:.0} ms",
+        size as f64 / 1048576.0,
+        ms(parse)
+    );
     let (d, r) = time_check(&h, ModelKind::CasRegister, 1, a.jobs);
     if r.result != Validity::Valid {
-        bail!("the generated history must be linearizable, got {}", r.result);
+        bail!(
+            "the generated history must be linearizable, got {}",
+            r.result
+        );
     }
     line("  check (verdict: valid)", d, None, Some(10_000.0));
     line("  read + check", d + parse, None, Some(10_000.0));

@@ -134,3 +134,52 @@ fn bad_flags_exit_2() {
     }
     assert_eq!(faultline(&["--help"]).status.code(), Some(0));
 }
+
+#[test]
+fn convert_round_trips_through_edn_and_jsonl() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let edn = dir.join("c10.edn").to_string_lossy().into_owned();
+    let back = dir.join("c10.jsonl").to_string_lossy().into_owned();
+    let o = faultline(&[
+        "convert",
+        &corpus("kv/c10-bad.txt"),
+        "--to",
+        "edn",
+        "-o",
+        &edn,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&edn).unwrap();
+    assert!(
+        text.starts_with("{:type :invoke, :f :append, :value [\"0\" \"x 9 0 y\"]"),
+        "{text}"
+    );
+    let o = faultline(&["convert", &edn, "--to", "jsonl", "-o", &back]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // same verdict and witness from every form
+    let verdict = |f: &str| {
+        let o = faultline(&["check", "--json", "--model", "kv", f]);
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .retain(|k, _| k == "result" || k == "anomalies");
+        v
+    };
+    let a = verdict(&corpus("kv/c10-bad.txt"));
+    assert_eq!(a["result"], "invalid");
+    assert_eq!(a, verdict(&edn));
+    assert_eq!(a, verdict(&back));
+    // a failed conversion leaves no file behind
+    let missing = dir.join("none.jsonl").to_string_lossy().into_owned();
+    let o = faultline(&[
+        "convert",
+        "/nonexistent.edn",
+        "--to",
+        "jsonl",
+        "-o",
+        &missing,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!Path::new(&missing).exists());
+}

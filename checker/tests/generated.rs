@@ -92,7 +92,7 @@ fn small_config(seed: u64) -> SynthConfig {
         processes: 2 + (seed % 3) as usize,
         keys: (seed % 2) as usize,
         ops: 4 + (seed % 5) as usize,
-        cas: seed % 4 != 0,
+        cas: !seed.is_multiple_of(4),
         values: 3,
         fail_probability: 0.1,
         info_probability: 0.15,
@@ -107,10 +107,10 @@ fn true_register_histories_are_linearizable() {
             processes: 1 + (seed % 7) as usize,
             keys: (seed % 4) as usize,
             ops: 10 + (seed % 90) as usize,
-            cas: seed % 3 != 0,
+            cas: !seed.is_multiple_of(3),
             values: 2 + (seed % 5) as i64,
             fail_probability: 0.1,
-            info_probability: if seed % 5 == 0 { 0.0 } else { 0.05 },
+            info_probability: if seed.is_multiple_of(5) { 0.0 } else { 0.05 },
         };
         let h = register_history(&cfg);
         assert_eq!(wgl_verdict(&h), Validity::Valid, "seed {seed}: {cfg:?}");

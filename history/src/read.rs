@@ -166,7 +166,7 @@ pub fn read_str(src: &str, opts: ReadOptions) -> Result<(History, Format), Parse
     Ok((h, format))
 }
 
-/// True when every client register op (read/write/cas) carries a
+/// True when every client register or kv op carries a
 /// `jepsen.independent` `[key value]` value and none has a `:key`: a read
 /// invocation's value is `[k nil]` instead of `nil`, a write's is a pair, and
 /// a cas's second element is itself a `[from to]` pair.
@@ -180,7 +180,9 @@ fn looks_independent(ops: &[(usize, Op)]) -> bool {
             return false;
         }
         let shaped = match op.f {
-            Fun::Read | Fun::SyncRead | Fun::Write => op.value.as_pair().is_some(),
+            Fun::Read | Fun::SyncRead | Fun::Write | Fun::Get | Fun::Put | Fun::Append => {
+                op.value.as_pair().is_some()
+            }
             Fun::Cas => matches!(op.value.as_pair(), Some((_, Value::List(v))) if v.len() == 2),
             _ => continue,
         };
