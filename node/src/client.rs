@@ -1,0 +1,104 @@
+//! The client side of the protocol: one connection to one server, one
+//! request at a time, as a ZooKeeper client session uses it.
+
+use crate::types::{ClientOp, ClientRequest, ClientResponse};
+use crate::wire;
+use std::io;
+use std::time::Duration;
+use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use turmoil::net::TcpStream;
+
+/// Why a call has no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No response within the timeout: the op may or may not take effect.
+    #[error("timed out")]
+    Timeout,
+    /// The connection failed: the op may or may not take effect.
+    #[error("connection lost: {0}")]
+    Disconnected(io::Error),
+}
+
+/// A client session connected to one server.
+pub struct Client {
+    r: OwnedReadHalf,
+    w: OwnedWriteHalf,
+    session: u64,
+    seq: u64,
+}
+
+impl Client {
+    /// Connects to `host:port` for `session`, giving up after `timeout`.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        session: u64,
+        timeout: Duration,
+    ) -> io::Result<Client> {
+        let s = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        let (r, w) = s.into_split();
+        Ok(Client {
+            r,
+            w,
+            session,
+            seq: 0,
+        })
+    }
+
+    /// The session id.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The sequence number the next call will use.
+    pub fn next_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    /// Sends one request with the next sequence number and waits for its
+    /// response.
+    pub async fn call(
+        &mut self,
+        op: ClientOp,
+        timeout: Duration,
+    ) -> Result<ClientResponse, CallError> {
+        let seq = self.seq + 1;
+        self.call_seq(seq, op, timeout).await
+    }
+
+    /// Sends one request with sequence number `seq` (a retry reuses the
+    /// number of the request it retries, so that servers execute it at most
+    /// once) and waits for its response. Responses to earlier requests that
+    /// timed out are skipped.
+    pub async fn call_seq(
+        &mut self,
+        seq: u64,
+        op: ClientOp,
+        timeout: Duration,
+    ) -> Result<ClientResponse, CallError> {
+        self.seq = self.seq.max(seq);
+        let req = ClientRequest {
+            session: self.session,
+            seq,
+            op,
+        };
+        wire::write_frame(&mut self.w, &req)
+            .await
+            .map_err(CallError::Disconnected)?;
+        let wait = async {
+            loop {
+                let resp: ClientResponse = wire::read_frame(&mut self.r).await?;
+                if resp.seq == seq {
+                    return Ok::<_, io::Error>(resp);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(CallError::Disconnected(e)),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The node's configuration: ensemble, timing (in ticks), client holding,
+//! snapshots, and the bug switches of ZAB.md §8 (all off by default).
+
+use crate::types::Sid;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Injectable protocol bugs (ZAB.md §8). Each one is a real change in a
+/// protocol code path; all are off in a correct node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bugs {
+    /// ACK a proposal before it is fsynced.
+    pub ack_before_fsync: bool,
+    /// Commit on the first ACK from anyone (including non-voters).
+    pub commit_without_quorum: bool,
+    /// Elect by server id only, ignoring epoch and zxid.
+    pub elect_ignore_zxid: bool,
+    /// Sync always by DIFF, never TRUNC.
+    pub skip_trunc: bool,
+    /// Accept any LEADERINFO and old-epoch proposals; do not persist the
+    /// accepted epoch.
+    pub no_epoch_fencing: bool,
+    /// ACK NEWLEADER (and persist currentEpoch) before the synced txns are
+    /// durable.
+    pub ack_newleader_early: bool,
+    /// A leader that lost its quorum keeps serving reads and syncs.
+    pub stale_leader_reads: bool,
+    /// A learner serves reads from its restored log before it is synced.
+    pub serve_before_uptodate: bool,
+    /// Commit without the predecessor committed; apply COMMITs without
+    /// checking the pending head.
+    pub out_of_order_commit: bool,
+    /// A reconfig needs only the new configuration's quorum.
+    pub reconfig_single_quorum: bool,
+    /// Reads are not held behind the session's pending writes.
+    pub session_fifo_off: bool,
+}
+
+/// Everything a node needs to know before it starts. Timeouts are counted
+/// in ticks of `tick`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// This server's id.
+    pub sid: Sid,
+    /// Voters of the initial configuration.
+    pub voters: Vec<Sid>,
+    /// Observers of the initial configuration.
+    pub observers: Vec<Sid>,
+    /// Length of a tick.
+    pub tick: Duration,
+    /// Ticks a leader waits for a quorum in discovery and synchronization.
+    pub init_limit: u64,
+    /// Ticks of silence after which a leader loses a learner and a learner
+    /// abandons its leader.
+    pub sync_limit: u64,
+    /// Ticks an election waits for a better vote once a quorum agrees.
+    pub finalize_wait: u64,
+    /// First interval (ticks) between notification rounds; doubles up to
+    /// `max_notification_interval`.
+    pub notification_interval: u64,
+    /// Cap of the notification interval.
+    pub max_notification_interval: u64,
+    /// Hold client requests while the server is not serving (the lecture's
+    /// behaviour); `false` gives ZooKeeper's ConnectionLoss.
+    pub hold_requests: bool,
+    /// Bound of the hold queue; overflow answers NotReady.
+    pub hold_queue_max: usize,
+    /// Ticks a held request may wait before it is answered NotReady.
+    pub hold_timeout: u64,
+    /// Committed txns between snapshots.
+    pub snapshot_interval: u64,
+    /// Committed txns kept in memory (for DIFF) beyond the last snapshot.
+    pub committed_log_window: usize,
+    /// Protocol bugs to inject.
+    pub bugs: Bugs,
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults below for server `sid` of an
+    /// ensemble of `voters` and `observers`: tick 10 ms, initLimit 20,
+    /// syncLimit 10, finalize 2 ticks, notifications every 5 ticks (up to
+    /// 100), holding on with 1,000 requests for up to 500 ticks, a snapshot
+    /// every 1,000 txns and a DIFF window of 500.
+    pub fn new(sid: Sid, voters: Vec<Sid>, observers: Vec<Sid>) -> NodeConfig {
+        assert!(
+            voters.contains(&sid) || observers.contains(&sid),
+            "a configured node is a voter or an observer"
+        );
+        NodeConfig {
+            sid,
+            voters,
+            observers,
+            tick: Duration::from_millis(10),
+            init_limit: 20,
+            sync_limit: 10,
+            finalize_wait: 2,
+            notification_interval: 5,
+            max_notification_interval: 100,
+            hold_requests: true,
+            hold_queue_max: 1000,
+            hold_timeout: 500,
+            snapshot_interval: 1000,
+            committed_log_window: 500,
+            bugs: Bugs::default(),
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! The pure protocol core: [`Node::step`] takes one [`Input`] and returns
+//! the [`Output`]s to act on. No async, no clock (time is the count of
+//! `Tick` inputs), no randomness, no I/O: the shell moves bytes, timers and
+//! disk writes.
+//!
+//! Durability contract with the shell: `Persist::Append` writes log entries
+//! without syncing them; the shell fsyncs later (group commit) and reports
+//! `Input::Synced(z)` once everything up to `z` is durable. Every other
+//! `Persist` is durable before the shell acts on the next output. The core
+//! never sends anything that promises durability (an ACK) before the
+//! matching `Synced`.
+
+use crate::clients::Clients;
+use crate::config::NodeConfig;
+use crate::election::Election;
+use crate::leader::Leader;
+use crate::learner::Learner;
+use crate::msg::{PeerMsg, PeerState, Vote};
+use crate::types::{ClientRequest, ClientResponse, Sid, Store, Txn, Zxid};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// What the core is told.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The durable state read back at (re)start. Must be the first input.
+    Recover(Durable),
+    /// One tick of time passed.
+    Tick,
+    /// A message from another server.
+    Recv {
+        /// Sender.
+        from: Sid,
+        /// Message.
+        msg: PeerMsg,
+    },
+    /// The link to `peer` broke: messages sent on it may have been lost.
+    LinkDown {
+        /// The peer.
+        peer: Sid,
+    },
+    /// The log is durable up to this zxid.
+    Synced(Zxid),
+    /// A client request on connection `conn`.
+    Client {
+        /// The client connection (shell-assigned).
+        conn: u64,
+        /// The request.
+        req: ClientRequest,
+    },
+    /// A client connection closed.
+    ClientGone {
+        /// The connection.
+        conn: u64,
+    },
+}
+
+/// A durable change the shell must make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// Append these txns to the log (not synced until `Input::Synced`).
+    Append(Vec<Txn>),
+    /// Drop every log entry after `to` (durable at once).
+    Truncate {
+        /// Last zxid kept.
+        to: Zxid,
+    },
+    /// Write this snapshot (durable at once); log entries up to its zxid
+    /// may then be discarded.
+    Snapshot(Box<Store>),
+    /// Write the epoch files (durable at once, atomically).
+    Epochs {
+        /// acceptedEpoch.
+        accepted: u64,
+        /// currentEpoch.
+        current: u64,
+    },
+}
+
+/// What the core asks the shell to do, in order.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send a message to a server.
+    Send {
+        /// Destination.
+        to: Sid,
+        /// Message.
+        msg: PeerMsg,
+    },
+    /// Answer a client.
+    Reply {
+        /// The client connection.
+        conn: u64,
+        /// The response.
+        resp: ClientResponse,
+    },
+    /// Make a change durable.
+    Persist(Persist),
+    /// Record a change of role, epoch or leader.
+    Trace(TraceEvent),
+}
+
+/// The durable state of a server, as read back after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// acceptedEpoch.
+    pub accepted_epoch: u64,
+    /// currentEpoch.
+    pub current_epoch: u64,
+    /// The latest snapshot (empty store at zxid 0 when none).
+    pub snapshot: Store,
+    /// Log entries after the snapshot, in zxid order.
+    pub log: Vec<Txn>,
+}
+
+/// One entry of the node event trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEvent {
+    /// Ticks since the node (re)started.
+    pub tick: u64,
+    /// The server.
+    pub sid: Sid,
+    /// Its role.
+    pub role: PeerState,
+    /// For a leader: the epoch it leads (0 before discovery decided it);
+    /// otherwise the server's current epoch.
+    pub epoch: u64,
+    /// The leader it follows or is.
+    pub leader: Option<Sid>,
+    /// Whether the leader is established (or the learner up to date).
+    pub serving: bool,
+    /// Its last committed (applied) zxid.
+    pub last_committed: Zxid,
+    /// Its last logged zxid.
+    pub last_logged: Zxid,
+}
+
+/// The server's role and its role-specific state.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// Not yet recovered from disk.
+    Down,
+    Looking(Election),
+    Leading(Leader),
+    /// Following or observing a leader.
+    Learning(Learner),
+}
+
+/// A ZAB server. See the module docs.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) cfg: NodeConfig,
+    pub(crate) now: u64,
+    pub(crate) accepted_epoch: u64,
+    pub(crate) current_epoch: u64,
+    /// The state at the start of `log` (the last snapshot).
+    pub(crate) base: Store,
+    /// Logged txns after `base`, in zxid order, committed or not.
+    pub(crate) log: Vec<Txn>,
+    /// Highest zxid known durable.
+    pub(crate) synced: Zxid,
+    /// The applied state: `store.applied` is the last committed zxid.
+    pub(crate) store: Store,
+    /// Highest zxid known to be committed cluster-wide (ZAB.md I4).
+    pub(crate) certain: Zxid,
+    pub(crate) voters: BTreeSet<Sid>,
+    pub(crate) observers: BTreeSet<Sid>,
+    pub(crate) round: u64,
+    pub(crate) vote: Vote,
+    pub(crate) role: Role,
+    pub(crate) clients: Clients,
+    pub(crate) out: Vec<Output>,
+    pub(crate) applied_since_snapshot: u64,
+}
+
+impl Node {
+    /// A server that has not yet read its disk; the first input must be
+    /// `Input::Recover`.
+    pub fn new(cfg: NodeConfig) -> Node {
+        let voters = cfg.voters.iter().copied().collect();
+        let observers = cfg.observers.iter().copied().collect();
+        Node {
+            vote: Vote {
+                leader: cfg.sid,
+                zxid: Zxid(0),
+                epoch: 0,
+            },
+            cfg,
+            now: 0,
+            accepted_epoch: 0,
+            current_epoch: 0,
+            base: Store::default(),
+            log: Vec::new(),
+            synced: Zxid(0),
+            store: Store::default(),
+            certain: Zxid(0),
+            voters,
+            observers,
+            round: 0,
+            role: Role::Down,
+            clients: Clients::default(),
+            out: Vec::new(),
+            applied_since_snapshot: 0,
+        }
+    }
+
+    /// This server's id.
+    pub fn sid(&self) -> Sid {
+        self.cfg.sid
+    }
+
+    /// Advances the state machine by one input.
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Recover(d) => self.recover(d),
+            _ if matches!(self.role, Role::Down) => {
+                panic!("the first input of a node must be Recover")
+            }
+            Input::Tick => self.tick(),
+            Input::Recv { from, msg } => self.recv(from, msg),
+            Input::LinkDown { peer } => self.link_down(peer),
+            Input::Synced(z) => self.on_synced(z),
+            Input::Client { conn, req } => self.on_client(conn, req),
+            Input::ClientGone { conn } => self.clients.forget_conn(conn),
+        }
+        self.check_invariants();
+        std::mem::take(&mut self.out)
+    }
+
+    /// The last committed zxid.
+    pub fn last_committed(&self) -> Zxid {
+        self.store.applied
+    }
+
+    /// The last logged zxid.
+    pub fn last_logged(&self) -> Zxid {
+        self.log.last().map_or(self.base.applied, |t| t.zxid)
+    }
+
+    /// The applied state.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current role as election notifications report it.
+    pub fn state(&self) -> PeerState {
+        match &self.role {
+            Role::Down | Role::Looking(_) => PeerState::Looking,
+            Role::Leading(_) => PeerState::Leading,
+            Role::Learning(l) if l.observer => PeerState::Observing,
+            Role::Learning(_) => PeerState::Following,
+        }
+    }
+
+    /// Whether the server answers clients now.
+    pub fn serving(&self) -> bool {
+        match &self.role {
+            Role::Leading(l) => l.established,
+            Role::Learning(l) => l.up_to_date(),
+            _ => false,
+        }
+    }
+
+    /// The leader this server follows or is, if any.
+    pub fn leader(&self) -> Option<Sid> {
+        match &self.role {
+            Role::Leading(_) => Some(self.cfg.sid),
+            Role::Learning(l) => Some(l.leader),
+            _ => None,
+        }
+    }
+
+    /// The voters of the configuration this server knows.
+    pub fn voters(&self) -> Vec<Sid> {
+        self.voters.iter().copied().collect()
+    }
+
+    pub(crate) fn is_voter(&self, s: Sid) -> bool {
+        self.voters.contains(&s)
+    }
+
+    pub(crate) fn is_observer(&self) -> bool {
+        !self.is_voter(self.cfg.sid)
+    }
+
+    /// Whether `set` holds a majority of the voters.
+    pub(crate) fn is_quorum<'a>(&self, set: impl IntoIterator<Item = &'a Sid>) -> bool {
+        let n = set.into_iter().filter(|s| self.voters.contains(s)).count();
+        n * 2 > self.voters.len()
+    }
+
+    /// Every other server of the configuration.
+    pub(crate) fn peers(&self) -> Vec<Sid> {
+        self.voters
+            .iter()
+            .chain(self.observers.iter())
+            .copied()
+            .filter(|&s| s != self.cfg.sid)
+            .collect()
+    }
+
+    pub(crate) fn send(&mut self, to: Sid, msg: PeerMsg) {
+        assert!(to != self.cfg.sid, "a server never sends to itself");
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub(crate) fn persist(&mut self, p: Persist) {
+        self.out.push(Output::Persist(p));
+    }
+
+    pub(crate) fn persist_epochs(&mut self) {
+        assert!(
+            self.accepted_epoch >= self.current_epoch,
+            "acceptedEpoch >= currentEpoch (I8)"
+        );
+        self.persist(Persist::Epochs {
+            accepted: self.accepted_epoch,
+            current: self.current_epoch,
+        });
+    }
+
+    pub(crate) fn trace(&mut self) {
+        let epoch = match &self.role {
+            Role::Leading(l) => l.epoch,
+            _ => self.current_epoch,
+        };
+        let ev = TraceEvent {
+            tick: self.now,
+            sid: self.cfg.sid,
+            role: self.state(),
+            epoch,
+            leader: self.leader(),
+            serving: self.serving(),
+            last_committed: self.store.applied,
+            last_logged: self.last_logged(),
+        };
+        self.out.push(Output::Trace(ev));
+    }
+
+    /// Appends txns to the in-memory log and asks the shell to write them.
+    pub(crate) fn append(&mut self, txns: Vec<Txn>) {
+        if txns.is_empty() {
+            return;
+        }
+        for t in &txns {
+            assert!(
+                t.zxid > self.last_logged(),
+                "log zxids increase: {} after {}",
+                t.zxid,
+                self.last_logged()
+            );
+            self.log.push(t.clone());
+        }
+        self.persist(Persist::Append(txns));
+    }
+
+    /// Drops log entries after `to` and rebuilds the applied state from the
+    /// snapshot and what is left of the log (a learner told to TRUNC).
+    pub(crate) fn truncate(&mut self, to: Zxid) {
+        assert!(to >= self.base.applied, "cannot truncate into the snapshot");
+        self.log.retain(|t| t.zxid <= to);
+        self.synced = self.synced.min(to);
+        let applied = self.store.applied.min(to);
+        self.store = self.base.clone();
+        for t in self.log.iter().take_while(|t| t.zxid <= applied) {
+            self.store.apply(t);
+        }
+        self.persist(Persist::Truncate { to });
+    }
+
+    /// Applies committed log entries up to `z` and answers the clients
+    /// waiting on them.
+    pub(crate) fn commit_to(&mut self, z: Zxid) {
+        let start = self.log.partition_point(|t| t.zxid <= self.store.applied);
+        let end = self.log.partition_point(|t| t.zxid <= z);
+        for i in start..end {
+            let txn = self.log[i].clone();
+            self.store.apply(&txn);
+            self.applied_since_snapshot += 1;
+            self.apply_membership(&txn);
+            self.clients_on_applied(&txn);
+        }
+        self.maybe_snapshot();
+    }
+
+    fn apply_membership(&mut self, txn: &Txn) {
+        if let crate::types::TxnOp::Reconfig { voters, observers } = &txn.op {
+            self.voters = voters.iter().copied().collect();
+            self.observers = observers.iter().copied().collect();
+        }
+    }
+
+    /// Writes a snapshot every `snapshot_interval` applied txns and trims
+    /// the in-memory log to the DIFF window.
+    fn maybe_snapshot(&mut self) {
+        if self.applied_since_snapshot < self.cfg.snapshot_interval {
+            return;
+        }
+        // Only a durable prefix may be snapshotted: the snapshot must never
+        // hold a txn that a crash could remove from the log.
+        if self.store.applied > self.synced {
+            return;
+        }
+        self.applied_since_snapshot = 0;
+        self.persist(Persist::Snapshot(Box::new(self.store.clone())));
+        let keep_from = self
+            .log
+            .partition_point(|t| t.zxid <= self.store.applied)
+            .saturating_sub(self.cfg.committed_log_window);
+        if keep_from > 0 {
+            for t in self.log.drain(..keep_from) {
+                self.base.apply(&t);
+            }
+        }
+    }
+
+    fn recover(&mut self, d: Durable) {
+        assert!(matches!(self.role, Role::Down), "recover once per start");
+        let last = d.log.last().map_or(d.snapshot.applied, |t| t.zxid);
+        // Startup checks (ZAB.md §1, J1653/J2307): refuse to start on an
+        // inconsistent disk.
+        assert!(
+            d.current_epoch >= last.epoch(),
+            "server {}: currentEpoch {} < epoch of last zxid {}",
+            self.cfg.sid,
+            d.current_epoch,
+            last
+        );
+        assert!(
+            d.accepted_epoch >= d.current_epoch,
+            "server {}: acceptedEpoch {} < currentEpoch {}",
+            self.cfg.sid,
+            d.accepted_epoch,
+            d.current_epoch
+        );
+        self.accepted_epoch = d.accepted_epoch;
+        self.current_epoch = d.current_epoch;
+        self.base = d.snapshot.clone();
+        self.store = d.snapshot;
+        self.certain = self.store.applied;
+        // D4: replay the whole log, uncommitted tail included; no client is
+        // served before this server is synced with a leader.
+        for t in &d.log {
+            self.store.apply(t);
+            self.apply_membership(t);
+        }
+        self.log = d.log;
+        self.synced = last;
+        self.start_looking();
+    }
+
+    fn tick(&mut self) {
+        self.now += 1;
+        match &self.role {
+            Role::Looking(_) => self.election_tick(),
+            Role::Leading(_) => self.leader_tick(),
+            Role::Learning(_) => self.learner_tick(),
+            Role::Down => unreachable!("checked in step"),
+        }
+        self.clients_tick();
+    }
+
+    fn recv(&mut self, from: Sid, msg: PeerMsg) {
+        if let PeerMsg::Notification { vote, round, state } = msg {
+            return self.on_notification(from, vote, round, state);
+        }
+        match &self.role {
+            Role::Leading(_) => self.leader_recv(from, msg),
+            Role::Learning(l) if l.leader == from => self.learner_recv(msg),
+            // A quorum packet from a server we do not follow (a stale
+            // leader, or a learner of a leadership we gave up): ignore it;
+            // the link and timeouts sort the rest out.
+            _ => {}
+        }
+    }
+
+    fn link_down(&mut self, peer: Sid) {
+        match &mut self.role {
+            Role::Leading(_) => self.leader_lost_learner(peer),
+            Role::Learning(l) if l.leader == peer => self.start_looking(),
+            _ => {}
+        }
+    }
+
+    fn on_synced(&mut self, z: Zxid) {
+        // A Synced for entries a TRUNC has since removed says nothing new.
+        let z = z.min(self.last_logged());
+        if z <= self.synced {
+            return;
+        }
+        self.synced = z;
+        match &self.role {
+            Role::Leading(_) => self.leader_synced(),
+            Role::Learning(_) => self.learner_synced(),
+            _ => {}
+        }
+    }
+
+    /// Leaves any role for a new election. Clients are held (or failed with
+    /// ConnectionLoss when holding is off).
+    pub(crate) fn start_looking(&mut self) {
+        self.round += 1;
+        self.vote = self.initial_vote();
+        self.role = Role::Looking(Election::new(self.now, self.cfg.notification_interval));
+        self.clients_stop_serving();
+        self.trace();
+        self.election_start();
+    }
+
+    /// The node's own invariants (ZAB.md §6, N rows), checked after every
+    /// step; they stay on in release builds.
+    fn check_invariants(&self) {
+        assert!(
+            self.accepted_epoch >= self.current_epoch || self.cfg.bugs.no_epoch_fencing,
+            "I8: acceptedEpoch {} >= currentEpoch {}",
+            self.accepted_epoch,
+            self.current_epoch
+        );
+        assert!(
+            self.store.applied <= self.last_logged(),
+            "only logged txns are applied"
+        );
+        assert!(self.synced <= self.last_logged(), "synced <= logged");
+        assert!(
+            self.base.applied <= self.store.applied,
+            "the snapshot precedes the applied state"
+        );
+    }
+}

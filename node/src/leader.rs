@@ -1,0 +1,672 @@
+//! The leader: discovery (§3.2), synchronization (§3.3) and broadcast
+//! (§3.4) from the leader's side.
+
+use crate::core::{Node, Role};
+use crate::msg::PeerMsg;
+use crate::types::{ClientOp, Key, Sid, Txn, TxnOp, Zxid};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a registered learner is in the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Sent LEARNERINFO; waiting for its ACKEPOCH.
+    Registered,
+    /// Sent ACKEPOCH with its last zxid; waiting to be synced.
+    AckedEpoch(Zxid),
+    /// Sync data and NEWLEADER queued; it now gets every broadcast.
+    Syncing,
+    /// ACKed NEWLEADER.
+    AckedNewLeader,
+    /// Sent UPTODATE: it serves clients.
+    UpToDate,
+}
+
+#[derive(Debug)]
+struct Peer {
+    observer: bool,
+    accepted_epoch: u64,
+    phase: Phase,
+    last_heard: u64,
+    acked_round: u64,
+}
+
+impl Peer {
+    /// Whether it receives the broadcast stream.
+    fn forwarded(&self) -> bool {
+        self.phase >= Phase::Syncing
+    }
+}
+
+/// A linearizable read waiting for its sync point.
+#[derive(Debug)]
+struct PendingSync {
+    origin: Sid,
+    session: u64,
+    seq: u64,
+    /// Everything proposed before the request must be committed.
+    zxid: Zxid,
+    /// A quorum must answer a ping round sent after the request arrived.
+    round: u64,
+}
+
+/// The leader's state.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    /// The epoch it leads; 0 until discovery decides it.
+    pub(crate) epoch: u64,
+    /// Whether a quorum acknowledged NEWLEADER.
+    pub(crate) established: bool,
+    started: u64,
+    /// Our `(currentEpoch, lastZxid)` when we started, to compare with the
+    /// learners' (`StateSummary.isMoreRecentThan`).
+    summary: (u64, Zxid),
+    learners: BTreeMap<Sid, Peer>,
+    epoch_acks: BTreeSet<Sid>,
+    newleader_acks: BTreeSet<Sid>,
+    /// Outstanding proposals and the voters that ACKed each.
+    proposals: BTreeMap<Zxid, BTreeSet<Sid>>,
+    last_proposed: Zxid,
+    /// Values written by outstanding proposals (key -> value, zxid).
+    overlay: BTreeMap<Key, (i64, Zxid)>,
+    /// Sessions with an outstanding proposal (session -> seq, zxid).
+    proposed_sessions: BTreeMap<u64, (u64, Zxid)>,
+    ping_round: u64,
+    syncs: Vec<PendingSync>,
+}
+
+impl Leader {
+    pub(crate) fn new(now: u64) -> Leader {
+        Leader {
+            epoch: 0,
+            established: false,
+            started: now,
+            summary: (0, Zxid(0)),
+            learners: BTreeMap::new(),
+            epoch_acks: BTreeSet::new(),
+            newleader_acks: BTreeSet::new(),
+            proposals: BTreeMap::new(),
+            last_proposed: Zxid(0),
+            overlay: BTreeMap::new(),
+            proposed_sessions: BTreeMap::new(),
+            ping_round: 0,
+            syncs: Vec::new(),
+        }
+    }
+}
+
+impl Node {
+    fn lead(&mut self) -> &mut Leader {
+        match &mut self.role {
+            Role::Leading(l) => l,
+            _ => unreachable!("only a leader has leader state"),
+        }
+    }
+
+    fn leader_ref(&self) -> &Leader {
+        match &self.role {
+            Role::Leading(l) => l,
+            _ => unreachable!("only a leader has leader state"),
+        }
+    }
+
+    pub(crate) fn leader_start(&mut self) {
+        let summary = (self.current_epoch, self.last_logged());
+        self.lead().summary = summary;
+        self.check_epoch_quorum();
+    }
+
+    /// Discovery: once a quorum of voters (us included) has connected,
+    /// propose `1 + max(acceptedEpoch)` and persist it as ours.
+    fn check_epoch_quorum(&mut self) {
+        let me = self.cfg.sid;
+        let l = self.leader_ref();
+        if l.epoch != 0 {
+            return;
+        }
+        let connected: Vec<Sid> = l.learners.keys().copied().chain([me]).collect();
+        if !self.is_quorum(&connected) {
+            return;
+        }
+        let max = l
+            .learners
+            .values()
+            .map(|p| p.accepted_epoch)
+            .chain([self.accepted_epoch])
+            .max()
+            .expect("we are connected");
+        let epoch = max + 1;
+        self.accepted_epoch = epoch;
+        self.persist_epochs();
+        let l = self.lead();
+        l.epoch = epoch;
+        l.epoch_acks.insert(me);
+        let to: Vec<Sid> = l.learners.keys().copied().collect();
+        for s in to {
+            self.send(s, PeerMsg::LeaderInfo { epoch });
+        }
+        self.trace();
+        self.check_epoch_acks();
+    }
+
+    /// On a quorum of ACKEPOCH (us included), persist currentEpoch and
+    /// sync everyone who acknowledged.
+    fn check_epoch_acks(&mut self) {
+        let l = self.leader_ref();
+        if l.epoch == 0 || self.current_epoch == l.epoch || !self.is_quorum(&l.epoch_acks) {
+            return;
+        }
+        let epoch = l.epoch;
+        let ready: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(_, p)| matches!(p.phase, Phase::AckedEpoch(_)))
+            .map(|(s, _)| *s)
+            .collect();
+        self.current_epoch = epoch;
+        self.persist_epochs();
+        for s in ready {
+            self.sync_learner(s);
+        }
+        self.check_established();
+    }
+
+    pub(crate) fn leader_recv(&mut self, from: Sid, msg: PeerMsg) {
+        let now = self.now;
+        if let Some(p) = self.lead().learners.get_mut(&from) {
+            p.last_heard = now;
+        }
+        match msg {
+            PeerMsg::LearnerInfo {
+                accepted_epoch,
+                observer,
+            } => self.on_learner_info(from, accepted_epoch, observer),
+            PeerMsg::AckEpoch {
+                last_zxid,
+                current_epoch,
+            } => self.on_ack_epoch(from, last_zxid, current_epoch),
+            PeerMsg::Ack { zxid } => self.on_ack(from, zxid),
+            PeerMsg::PingAck { round } => {
+                if let Some(p) = self.lead().learners.get_mut(&from) {
+                    p.acked_round = p.acked_round.max(round);
+                }
+                self.check_syncs();
+            }
+            PeerMsg::Request { session, seq, op } if self.leader_ref().established => {
+                self.leader_submit(from, session, seq, op);
+            }
+            PeerMsg::Sync { session, seq } if self.leader_ref().established => {
+                self.start_sync(from, session, seq);
+            }
+            // Messages meant for learners, or from a stale leadership.
+            _ => {}
+        }
+    }
+
+    fn on_learner_info(&mut self, from: Sid, accepted_epoch: u64, observer: bool) {
+        let now = self.now;
+        let l = self.lead();
+        l.learners.insert(
+            from,
+            Peer {
+                observer,
+                accepted_epoch,
+                phase: Phase::Registered,
+                last_heard: now,
+                acked_round: 0,
+            },
+        );
+        l.newleader_acks.remove(&from);
+        let epoch = l.epoch;
+        if epoch != 0 {
+            self.send(from, PeerMsg::LeaderInfo { epoch });
+        } else {
+            self.check_epoch_quorum();
+        }
+    }
+
+    fn on_ack_epoch(&mut self, from: Sid, last_zxid: Zxid, current_epoch: Option<u64>) {
+        let voter = self.is_voter(from);
+        let l = self.lead();
+        let Some(p) = l.learners.get_mut(&from) else {
+            return;
+        };
+        if p.phase != Phase::Registered || l.epoch == 0 {
+            return;
+        }
+        p.phase = Phase::AckedEpoch(last_zxid);
+        if let Some(ce) = current_epoch {
+            if voter && (ce, last_zxid) > l.summary {
+                // A learner knows a more recent history: we must not lead.
+                return self.start_looking();
+            }
+            if voter {
+                l.epoch_acks.insert(from);
+            }
+        }
+        if self.current_epoch == self.leader_ref().epoch {
+            self.sync_learner(from);
+        } else {
+            self.check_epoch_acks();
+        }
+    }
+
+    /// The point up to which our log is committed, as sync reports it: the
+    /// whole log before establishment (it is the new epoch's initial
+    /// history), the applied state afterwards.
+    fn sync_committed(&self) -> Zxid {
+        if self.leader_ref().established {
+            self.store.applied
+        } else {
+            self.last_logged()
+        }
+    }
+
+    /// The sync decision of ZAB.md §3.3, then the missing entries and
+    /// NEWLEADER; from here on the learner gets every broadcast.
+    fn sync_learner(&mut self, s: Sid) {
+        let l = self.leader_ref();
+        let p = &l.learners[&s];
+        let Phase::AckedEpoch(peer_last) = p.phase else {
+            unreachable!("synced after ACKEPOCH")
+        };
+        let observer = p.observer;
+        let last = self.last_logged();
+        let min_c = self.base.applied;
+        let skip_trunc = self.cfg.bugs.skip_trunc;
+        let committed = self.sync_committed();
+        let has = |z: Zxid| z == min_c || self.log.binary_search_by_key(&z, |t| t.zxid).is_ok();
+        // (message, entries after this zxid)
+        let (head, from) = if peer_last == last {
+            (PeerMsg::Diff { committed }, last)
+        } else if peer_last > last {
+            if skip_trunc {
+                (PeerMsg::Diff { committed }, last)
+            } else {
+                (
+                    PeerMsg::Trunc {
+                        to: last,
+                        committed,
+                    },
+                    last,
+                )
+            }
+        } else if peer_last >= min_c {
+            if has(peer_last) || skip_trunc {
+                (PeerMsg::Diff { committed }, peer_last)
+            } else {
+                // The peer holds an orphan: cut back to the largest zxid we
+                // share below it.
+                let i = self.log.partition_point(|t| t.zxid < peer_last);
+                let to = if i == 0 { min_c } else { self.log[i - 1].zxid };
+                (PeerMsg::Trunc { to, committed }, to)
+            }
+        } else {
+            let mut snap = self.base.clone();
+            let committed = self.sync_committed();
+            for t in self.log.iter().take_while(|t| t.zxid <= committed) {
+                snap.apply(t);
+            }
+            let at = snap.applied;
+            (
+                PeerMsg::Snap {
+                    store: Box::new(snap),
+                },
+                at,
+            )
+        };
+        self.send(s, head);
+        let start = self.log.partition_point(|t| t.zxid <= from);
+        let entries: Vec<Txn> = self.log[start..].to_vec();
+        for txn in entries {
+            let z = txn.zxid;
+            if observer {
+                if z <= committed {
+                    self.send(s, PeerMsg::Inform { txn });
+                }
+            } else {
+                self.send(s, PeerMsg::Proposal { txn });
+                if z <= committed {
+                    self.send(s, PeerMsg::Commit { zxid: z });
+                }
+            }
+        }
+        let epoch = self.leader_ref().epoch;
+        let msg = PeerMsg::NewLeader {
+            epoch,
+            voters: self.voters.iter().copied().collect(),
+            observers: self.observers.iter().copied().collect(),
+        };
+        self.send(s, msg);
+        self.lead().learners.get_mut(&s).expect("registered").phase = Phase::Syncing;
+    }
+
+    fn on_ack(&mut self, from: Sid, zxid: Zxid) {
+        let voter = self.is_voter(from);
+        let counts = voter || self.cfg.bugs.commit_without_quorum;
+        let l = self.lead();
+        let epoch = l.epoch;
+        let established = l.established;
+        let Some(p) = l.learners.get_mut(&from) else {
+            return;
+        };
+        if zxid == Zxid::new(epoch, 0) && p.phase == Phase::Syncing {
+            if established {
+                p.phase = Phase::UpToDate;
+                self.send(from, PeerMsg::UpToDate);
+            } else {
+                p.phase = Phase::AckedNewLeader;
+                if voter {
+                    l.newleader_acks.insert(from);
+                }
+                self.check_established();
+            }
+            return;
+        }
+        if zxid.epoch() == epoch && zxid.counter() > 0 && counts && p.forwarded() {
+            for (_, acks) in l.proposals.range_mut(..=zxid) {
+                acks.insert(from);
+            }
+            self.try_commit();
+        }
+    }
+
+    pub(crate) fn leader_synced(&mut self) {
+        let me = self.cfg.sid;
+        let synced = self.synced;
+        let l = self.lead();
+        if l.established {
+            for (_, acks) in l.proposals.range_mut(..=synced) {
+                acks.insert(me);
+            }
+            self.try_commit();
+        } else {
+            self.check_established();
+        }
+    }
+
+    /// Establishment: a quorum of NEWLEADER ACKs, ours included once our
+    /// own log is durable and currentEpoch persisted.
+    fn check_established(&mut self) {
+        let me = self.cfg.sid;
+        let ready = self.synced >= self.last_logged();
+        let l = self.leader_ref();
+        if l.established || l.epoch == 0 || self.current_epoch != l.epoch || !ready {
+            return;
+        }
+        let acks: Vec<Sid> = l.newleader_acks.iter().copied().chain([me]).collect();
+        if !self.is_quorum(&acks) {
+            return;
+        }
+        let epoch = l.epoch;
+        let last = self.last_logged();
+        let l = self.lead();
+        l.established = true;
+        l.last_proposed = Zxid::new(epoch, 0);
+        // The initial history is committed.
+        self.certain = self.certain.max(last);
+        self.commit_to(last);
+        let ready: Vec<Sid> = self
+            .leader_ref()
+            .learners
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::AckedNewLeader)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in ready {
+            self.lead().learners.get_mut(&s).expect("registered").phase = Phase::UpToDate;
+            self.send(s, PeerMsg::UpToDate);
+        }
+        self.trace();
+        self.clients_start_serving();
+    }
+
+    /// Turns a client write or cas into a txn against the state after all
+    /// outstanding proposals, unless `(session, seq)` already executed or
+    /// is outstanding.
+    pub(crate) fn leader_submit(&mut self, origin: Sid, session: u64, seq: u64, op: ClientOp) {
+        assert!(
+            self.leader_ref().established,
+            "only an established leader proposes"
+        );
+        if let Some((outcome, zxid)) = self.store.executed(session, seq) {
+            if origin == self.cfg.sid {
+                self.clients_executed(session, seq, outcome, zxid);
+            } else {
+                let msg = PeerMsg::Executed {
+                    session,
+                    seq,
+                    outcome,
+                    zxid,
+                };
+                self.send(origin, msg);
+            }
+            return;
+        }
+        let l = self.leader_ref();
+        if l.proposed_sessions
+            .get(&session)
+            .is_some_and(|(s, _)| *s >= seq)
+        {
+            return; // outstanding: its commit answers every server waiting on it
+        }
+        let current = |k: Key| {
+            l.overlay
+                .get(&k)
+                .map(|(v, _)| Some(*v))
+                .unwrap_or_else(|| self.store.get(k))
+        };
+        let txn_op = match op {
+            ClientOp::Write { key, value } => TxnOp::Set { key, value },
+            ClientOp::Cas { key, from, to } => {
+                let actual = current(key);
+                if actual == from {
+                    TxnOp::Set { key, value: to }
+                } else {
+                    TxnOp::CasFailed { key, actual }
+                }
+            }
+            ClientOp::Read { .. } | ClientOp::SyncRead { .. } => {
+                unreachable!("reads are not proposed")
+            }
+        };
+        self.propose(txn_op, Some((session, seq)));
+    }
+
+    /// Logs a txn and sends it to every forwarded voter.
+    pub(crate) fn propose(&mut self, op: TxnOp, origin: Option<(u64, u64)>) {
+        let mut acks = BTreeSet::new();
+        if self.cfg.bugs.ack_before_fsync {
+            acks.insert(self.cfg.sid);
+        }
+        let l = self.lead();
+        let zxid = l.last_proposed.next();
+        l.last_proposed = zxid;
+        if let TxnOp::Set { key, value } = op {
+            l.overlay.insert(key, (value, zxid));
+        }
+        if let Some((session, seq)) = origin {
+            l.proposed_sessions.insert(session, (seq, zxid));
+        }
+        l.proposals.insert(zxid, acks);
+        let txn = Txn { zxid, origin, op };
+        let to: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(_, p)| p.forwarded() && !p.observer)
+            .map(|(s, _)| *s)
+            .collect();
+        self.append(vec![txn.clone()]);
+        for s in to {
+            self.send(s, PeerMsg::Proposal { txn: txn.clone() });
+        }
+        self.try_commit();
+    }
+
+    /// Commits outstanding proposals in zxid order while each has a quorum.
+    fn try_commit(&mut self) {
+        loop {
+            let l = self.leader_ref();
+            let Some((&z, acks)) = l.proposals.first_key_value() else {
+                break;
+            };
+            let ok = if self.cfg.bugs.commit_without_quorum {
+                !acks.is_empty()
+            } else {
+                self.is_quorum(acks)
+            };
+            if !ok {
+                if self.cfg.bugs.out_of_order_commit {
+                    // Commit a later proposal that has its quorum without
+                    // waiting for its predecessors.
+                    let later = l
+                        .proposals
+                        .iter()
+                        .find(|(_, a)| self.is_quorum(*a))
+                        .map(|(z, _)| *z);
+                    if let Some(z) = later {
+                        self.lead().proposals.remove(&z);
+                        self.commit_one(z);
+                        continue;
+                    }
+                }
+                break;
+            }
+            self.lead().proposals.remove(&z);
+            self.commit_one(z);
+        }
+        self.check_syncs();
+    }
+
+    fn commit_one(&mut self, z: Zxid) {
+        let i = self
+            .log
+            .binary_search_by_key(&z, |t| t.zxid)
+            .expect("a proposal is in our log");
+        let txn = self.log[i].clone();
+        let to: Vec<(Sid, bool)> = self
+            .leader_ref()
+            .learners
+            .iter()
+            .filter(|(_, p)| p.forwarded())
+            .map(|(s, p)| (*s, p.observer))
+            .collect();
+        for (s, observer) in to {
+            let msg = if observer {
+                PeerMsg::Inform { txn: txn.clone() }
+            } else {
+                PeerMsg::Commit { zxid: z }
+            };
+            self.send(s, msg);
+        }
+        self.certain = self.certain.max(z);
+        if self.cfg.bugs.out_of_order_commit && z != self.next_unapplied() {
+            // Apply it alone, skipping whatever precedes it.
+            self.store.apply(&txn);
+            self.clients_on_applied(&txn);
+        } else {
+            self.commit_to(z);
+        }
+        let l = self.lead();
+        l.overlay.retain(|_, (_, zz)| *zz > z);
+        l.proposed_sessions.retain(|_, (_, zz)| *zz > z);
+    }
+
+    fn next_unapplied(&self) -> Zxid {
+        let i = self.log.partition_point(|t| t.zxid <= self.store.applied);
+        self.log.get(i).map_or(Zxid(u64::MAX), |t| t.zxid)
+    }
+
+    /// A linearizable read: wait until everything proposed so far commits
+    /// and a quorum answers a ping round sent after now.
+    pub(crate) fn start_sync(&mut self, origin: Sid, session: u64, seq: u64) {
+        let l = self.lead();
+        l.ping_round += 1;
+        let round = l.ping_round;
+        let zxid = l.last_proposed;
+        l.syncs.push(PendingSync {
+            origin,
+            session,
+            seq,
+            zxid,
+            round,
+        });
+        self.send_pings(round);
+        self.check_syncs();
+    }
+
+    fn send_pings(&mut self, round: u64) {
+        let to: Vec<Sid> = self
+            .leader_ref()
+            .learners
+            .iter()
+            .filter(|(_, p)| p.forwarded())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in to {
+            self.send(s, PeerMsg::Ping { round });
+        }
+    }
+
+    fn check_syncs(&mut self) {
+        let me = self.cfg.sid;
+        let stale = self.cfg.bugs.stale_leader_reads;
+        let l = self.leader_ref();
+        let mut done = Vec::new();
+        for (i, s) in l.syncs.iter().enumerate() {
+            let confirmed: Vec<Sid> = l
+                .learners
+                .iter()
+                .filter(|(_, p)| p.acked_round >= s.round && p.phase >= Phase::AckedNewLeader)
+                .map(|(sid, _)| *sid)
+                .chain([me])
+                .collect();
+            if self.store.applied >= s.zxid && (stale || self.is_quorum(&confirmed)) {
+                done.push(i);
+            }
+        }
+        for i in done.into_iter().rev() {
+            let s = self.lead().syncs.remove(i);
+            if s.origin == me {
+                self.clients_sync_done(s.session, s.seq);
+            } else {
+                let msg = PeerMsg::SyncDone {
+                    session: s.session,
+                    seq: s.seq,
+                };
+                self.send(s.origin, msg);
+            }
+        }
+    }
+
+    pub(crate) fn leader_tick(&mut self) {
+        let now = self.now;
+        let l = self.leader_ref();
+        if !l.established {
+            if now.saturating_sub(l.started) > self.cfg.init_limit {
+                self.start_looking();
+            }
+            return;
+        }
+        let sync_limit = self.cfg.sync_limit;
+        let alive: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(_, p)| p.phase >= Phase::AckedNewLeader && now - p.last_heard <= sync_limit)
+            .map(|(s, _)| *s)
+            .chain([self.cfg.sid])
+            .collect();
+        if !self.is_quorum(&alive) && !self.cfg.bugs.stale_leader_reads {
+            return self.start_looking();
+        }
+        let l = self.lead();
+        l.ping_round += 1;
+        let round = l.ping_round;
+        self.send_pings(round);
+    }
+
+    pub(crate) fn leader_lost_learner(&mut self, peer: Sid) {
+        let l = self.lead();
+        l.learners.remove(&peer);
+        l.syncs.retain(|s| s.origin != peer);
+    }
+}

@@ -1,0 +1,382 @@
+//! Followers and observers: registration, synchronization (§3.3, rule D3)
+//! and broadcast (§3.4) from the learner's side.
+
+use crate::core::{Node, Persist, Role};
+use crate::msg::PeerMsg;
+use crate::types::{Sid, Txn, Zxid};
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// Sent LEARNERINFO; waiting for LEADERINFO.
+    Registering,
+    /// Sent ACKEPOCH; waiting for DIFF, TRUNC or SNAP.
+    Discovered { epoch: u64 },
+    /// Receiving the initial history.
+    Syncing {
+        epoch: u64,
+        snap: bool,
+        txns: Vec<Txn>,
+        committed: Zxid,
+    },
+    /// Got NEWLEADER; waiting for the synced txns to be durable.
+    Persisting { epoch: u64, committed: Zxid },
+    /// ACKed NEWLEADER; waiting for UPTODATE.
+    WaitUpToDate { epoch: u64 },
+    /// Serving clients, following the broadcast.
+    Broadcast { epoch: u64 },
+}
+
+/// A follower's or observer's state.
+#[derive(Debug)]
+pub(crate) struct Learner {
+    pub(crate) leader: Sid,
+    pub(crate) observer: bool,
+    phase: Phase,
+    last_heard: u64,
+}
+
+impl Learner {
+    pub(crate) fn new(leader: Sid, observer: bool, now: u64) -> Learner {
+        Learner {
+            leader,
+            observer,
+            phase: Phase::Registering,
+            last_heard: now,
+        }
+    }
+
+    pub(crate) fn up_to_date(&self) -> bool {
+        matches!(self.phase, Phase::Broadcast { .. })
+    }
+}
+
+impl Node {
+    fn learner(&mut self) -> &mut Learner {
+        match &mut self.role {
+            Role::Learning(l) => l,
+            _ => unreachable!("only a learner has learner state"),
+        }
+    }
+
+    fn learner_ref(&self) -> &Learner {
+        match &self.role {
+            Role::Learning(l) => l,
+            _ => unreachable!("only a learner has learner state"),
+        }
+    }
+
+    pub(crate) fn learner_start(&mut self) {
+        let l = self.learner_ref();
+        let (leader, observer) = (l.leader, l.observer);
+        let msg = PeerMsg::LearnerInfo {
+            accepted_epoch: self.accepted_epoch,
+            observer,
+        };
+        self.send(leader, msg);
+    }
+
+    pub(crate) fn learner_tick(&mut self) {
+        let l = self.learner_ref();
+        let limit = if l.up_to_date() {
+            self.cfg.sync_limit
+        } else {
+            self.cfg.init_limit
+        };
+        if self.now.saturating_sub(l.last_heard) > limit {
+            self.start_looking();
+        }
+    }
+
+    pub(crate) fn learner_recv(&mut self, msg: PeerMsg) {
+        let now = self.now;
+        self.learner().last_heard = now;
+        match msg {
+            PeerMsg::LeaderInfo { epoch } => self.on_leader_info(epoch),
+            PeerMsg::Diff { .. } | PeerMsg::Trunc { .. } | PeerMsg::Snap { .. } => {
+                self.on_sync_mode(msg)
+            }
+            PeerMsg::Proposal { txn } => self.on_proposal(txn),
+            PeerMsg::Commit { zxid } => self.on_commit(zxid),
+            PeerMsg::Inform { txn } => self.on_inform(txn),
+            PeerMsg::NewLeader {
+                epoch,
+                voters,
+                observers,
+            } => self.on_new_leader(epoch, voters, observers),
+            PeerMsg::UpToDate => self.on_up_to_date(),
+            PeerMsg::Ping { round } => {
+                let leader = self.learner_ref().leader;
+                self.send(leader, PeerMsg::PingAck { round });
+            }
+            PeerMsg::Executed {
+                session,
+                seq,
+                outcome,
+                zxid,
+            } => self.clients_executed(session, seq, outcome, zxid),
+            PeerMsg::SyncDone { session, seq } => self.clients_sync_done(session, seq),
+            _ => {}
+        }
+    }
+
+    /// A packet the protocol does not allow here: ZooKeeper shuts the
+    /// learner down; we go back to LOOKING. `_why` documents the cause.
+    fn protocol_error(&mut self, _why: &str) {
+        self.start_looking();
+    }
+
+    fn on_leader_info(&mut self, epoch: u64) {
+        if self.learner_ref().phase != Phase::Registering {
+            return self.protocol_error("LEADERINFO out of order");
+        }
+        let last = self.last_logged();
+        let reply = if self.cfg.bugs.no_epoch_fencing {
+            // No promise is persisted or checked.
+            PeerMsg::AckEpoch {
+                last_zxid: last,
+                current_epoch: Some(self.current_epoch),
+            }
+        } else if epoch > self.accepted_epoch {
+            self.accepted_epoch = epoch;
+            self.persist_epochs(); // D2: durable before ACKEPOCH
+            PeerMsg::AckEpoch {
+                last_zxid: last,
+                current_epoch: Some(self.current_epoch),
+            }
+        } else if epoch == self.accepted_epoch {
+            PeerMsg::AckEpoch {
+                last_zxid: last,
+                current_epoch: None,
+            }
+        } else {
+            return self.start_looking();
+        };
+        let leader = self.learner_ref().leader;
+        self.send(leader, reply);
+        self.learner().phase = Phase::Discovered { epoch };
+    }
+
+    fn on_sync_mode(&mut self, msg: PeerMsg) {
+        let Phase::Discovered { epoch } = self.learner_ref().phase else {
+            return self.protocol_error("sync out of order");
+        };
+        let mut snap = false;
+        // What the leader says is committed, of what we hold after this.
+        let mut committed = self.store.applied;
+        match msg {
+            PeerMsg::Diff { committed: c } => {
+                committed = committed.max(c.min(self.last_logged()));
+            }
+            PeerMsg::Trunc { to, committed: c } => {
+                assert!(
+                    to >= self.certain,
+                    "I4: server {} told to truncate to {} below committed {}",
+                    self.cfg.sid,
+                    to,
+                    self.certain
+                );
+                self.truncate(to);
+                committed = self.store.applied.max(c.min(to));
+            }
+            PeerMsg::Snap { store } => {
+                assert!(
+                    store.applied >= self.certain,
+                    "I4: server {} got a snapshot at {} below committed {}",
+                    self.cfg.sid,
+                    store.applied,
+                    self.certain
+                );
+                // Replaced in memory; made durable at NEWLEADER (D3a).
+                self.base = (*store).clone();
+                self.store = *store;
+                self.log.clear();
+                self.synced = self.store.applied;
+                committed = self.store.applied;
+                snap = true;
+            }
+            _ => unreachable!("only sync modes reach here"),
+        }
+        self.learner().phase = Phase::Syncing {
+            epoch,
+            snap,
+            txns: Vec::new(),
+            committed,
+        };
+    }
+
+    fn on_proposal(&mut self, txn: Txn) {
+        let last = self.last_logged();
+        let observer = self.learner_ref().observer;
+        match &mut self.learner().phase {
+            Phase::Syncing { txns, .. } => {
+                let prev = txns.last().map_or(last, |t| t.zxid);
+                if txn.zxid <= prev {
+                    return self.protocol_error("sync proposal out of order");
+                }
+                txns.push(txn);
+            }
+            Phase::WaitUpToDate { epoch } | Phase::Broadcast { epoch } if !observer => {
+                // I6: PROPOSAL = lastQueued + 1 within an epoch; a jump only
+                // into a new epoch (J4925).
+                let epoch = *epoch;
+                let in_order = txn.zxid == last.next()
+                    || (txn.zxid.epoch() > last.epoch() && txn.zxid.counter() == 1);
+                if !in_order || txn.zxid.epoch() != epoch {
+                    return self.protocol_error("proposal out of order");
+                }
+                let z = txn.zxid;
+                self.append(vec![txn]);
+                if self.cfg.bugs.ack_before_fsync {
+                    let leader = self.learner_ref().leader;
+                    self.send(leader, PeerMsg::Ack { zxid: z });
+                }
+            }
+            _ => self.protocol_error("unexpected proposal"),
+        }
+    }
+
+    fn on_commit(&mut self, zxid: Zxid) {
+        match &mut self.learner().phase {
+            Phase::Syncing { committed, .. } => *committed = (*committed).max(zxid),
+            Phase::WaitUpToDate { .. } | Phase::Broadcast { .. } => {
+                let head = self
+                    .log
+                    .get(self.log.partition_point(|t| t.zxid <= self.store.applied))
+                    .map(|t| t.zxid);
+                if head == Some(zxid) {
+                    self.certain = self.certain.max(zxid);
+                    self.commit_to(zxid);
+                } else if self.cfg.bugs.out_of_order_commit {
+                    if let Ok(i) = self.log.binary_search_by_key(&zxid, |t| t.zxid) {
+                        let txn = self.log[i].clone();
+                        if txn.zxid > self.store.applied {
+                            self.store.apply(&txn);
+                            self.clients_on_applied(&txn);
+                        }
+                    }
+                } else {
+                    // I6: COMMIT must match the pending head.
+                    self.protocol_error("commit does not match the pending head");
+                }
+            }
+            _ => self.protocol_error("unexpected commit"),
+        }
+    }
+
+    fn on_inform(&mut self, txn: Txn) {
+        if !self.learner_ref().observer {
+            return self.protocol_error("INFORM to a follower");
+        }
+        let last = self.last_logged();
+        match &mut self.learner().phase {
+            Phase::Syncing {
+                txns, committed, ..
+            } => {
+                if txn.zxid <= txns.last().map_or(last, |t| t.zxid) {
+                    return self.protocol_error("inform out of order");
+                }
+                *committed = txn.zxid;
+                txns.push(txn);
+            }
+            Phase::WaitUpToDate { .. } | Phase::Broadcast { .. } => {
+                if txn.zxid <= last {
+                    return self.protocol_error("inform out of order");
+                }
+                // D5: observers log only committed txns.
+                let z = txn.zxid;
+                self.append(vec![txn]);
+                self.certain = self.certain.max(z);
+                self.commit_to(z);
+            }
+            _ => self.protocol_error("unexpected inform"),
+        }
+    }
+
+    /// D3: persist the snapshot (SNAP), append and fsync the synced txns,
+    /// then persist currentEpoch, and only then ACK NEWLEADER.
+    fn on_new_leader(&mut self, epoch: u64, voters: Vec<Sid>, observers: Vec<Sid>) {
+        let phase = std::mem::replace(&mut self.learner().phase, Phase::Registering);
+        let Phase::Syncing {
+            epoch: e,
+            snap,
+            txns,
+            committed,
+        } = phase
+        else {
+            return self.protocol_error("NEWLEADER out of order");
+        };
+        if e != epoch {
+            return self.protocol_error("NEWLEADER for another epoch");
+        }
+        self.voters = voters.into_iter().collect();
+        self.observers = observers.into_iter().collect();
+        if snap {
+            self.persist(Persist::Snapshot(Box::new(self.base.clone())));
+            self.persist(Persist::Truncate {
+                to: self.base.applied,
+            });
+        }
+        self.append(txns);
+        self.learner().phase = Phase::Persisting { epoch, committed };
+        if self.cfg.bugs.ack_newleader_early || self.synced >= self.last_logged() {
+            self.finish_new_leader();
+        }
+    }
+
+    fn finish_new_leader(&mut self) {
+        let Phase::Persisting { epoch, committed } = self.learner_ref().phase else {
+            unreachable!("called while persisting")
+        };
+        self.commit_to(committed);
+        self.current_epoch = epoch;
+        if self.accepted_epoch < epoch {
+            // Only under no_epoch_fencing, which skipped the promise.
+            self.accepted_epoch = epoch;
+        }
+        self.persist_epochs();
+        let l = self.learner_ref();
+        let (leader, observer) = (l.leader, l.observer);
+        self.send(
+            leader,
+            PeerMsg::Ack {
+                zxid: Zxid::new(epoch, 0),
+            },
+        );
+        // Outstanding proposals of this epoch received during sync.
+        let last = self.last_logged();
+        if !observer && last.epoch() == epoch && last.counter() > 0 {
+            self.send(leader, PeerMsg::Ack { zxid: last });
+        }
+        self.learner().phase = Phase::WaitUpToDate { epoch };
+    }
+
+    fn on_up_to_date(&mut self) {
+        let Phase::WaitUpToDate { epoch } = self.learner_ref().phase else {
+            return self.protocol_error("UPTODATE out of order");
+        };
+        self.learner().phase = Phase::Broadcast { epoch };
+        // The leader is established: its initial history is committed.
+        self.certain = self.certain.max(self.store.applied);
+        self.trace();
+        self.clients_start_serving();
+    }
+
+    pub(crate) fn learner_synced(&mut self) {
+        let synced = self.synced;
+        let l = self.learner_ref();
+        let (leader, observer) = (l.leader, l.observer);
+        match l.phase {
+            Phase::Persisting { .. } if synced >= self.last_logged() => self.finish_new_leader(),
+            Phase::WaitUpToDate { epoch } | Phase::Broadcast { epoch }
+                if !observer
+                    && !self.cfg.bugs.ack_before_fsync
+                    && synced.epoch() == epoch
+                    && synced.counter() > 0 =>
+            {
+                // D1: ACK once durable; one ACK covers every zxid up to it.
+                self.send(leader, PeerMsg::Ack { zxid: synced });
+            }
+            _ => {}
+        }
+    }
+}

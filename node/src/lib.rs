@@ -1,0 +1,27 @@
+//! faultline's system under test: a ZooKeeper-style replicated key-value
+//! node implementing ZAB as `../shared/ZAB.md` describes it.
+//!
+//! * [`Node`] is the pure protocol core: `step(Input) -> Vec<Output>`, no
+//!   async, no clock (time is counted in `Tick`s), no randomness, no I/O.
+//! * [`shell`] runs a `Node` as a turmoil host: TCP links with heartbeats,
+//!   idle timeouts and reconnects, a tick timer, and a durable log on the
+//!   simulated disk with group commit.
+//! * [`client`] is the client side of the protocol, for workloads and tests.
+
+pub mod client;
+mod clients;
+pub mod config;
+mod core;
+pub mod disk;
+mod election;
+mod leader;
+mod learner;
+pub mod msg;
+pub mod shell;
+pub mod types;
+pub mod wire;
+
+pub use crate::core::{Durable, Input, Node, Output, Persist, TraceEvent};
+pub use config::{Bugs, NodeConfig};
+pub use msg::{PeerMsg, PeerState, Vote};
+pub use types::{ClientOp, ClientRequest, ClientResponse, Outcome, Sid, Store, Txn, TxnOp, Zxid};
