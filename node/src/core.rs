@@ -98,6 +98,33 @@ pub enum Output {
     Persist(Persist),
     /// Record a change of role, epoch or leader.
     Trace(TraceEvent),
+    /// Record a protocol event worth showing in reports and tests.
+    Event(ProtocolEvent),
+}
+
+/// How a learner was synchronized (ZAB.md §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMode {
+    /// The learner's log is a prefix of the leader's history.
+    Diff,
+    /// The learner held entries the leader does not have: cut back to here.
+    Trunc(Zxid),
+    /// The learner was too far behind: state replaced by a snapshot at here.
+    Snap(Zxid),
+}
+
+/// A protocol event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtocolEvent {
+    /// This learner is being synced by `leader` for `epoch`.
+    Sync {
+        /// The leader.
+        leader: Sid,
+        /// The epoch.
+        epoch: u64,
+        /// How.
+        mode: SyncMode,
+    },
 }
 
 /// The durable state of a server, as read back after a restart.

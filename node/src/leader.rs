@@ -579,10 +579,12 @@ impl Node {
     /// A linearizable read: wait until everything proposed so far commits
     /// and a quorum answers a ping round sent after now.
     pub(crate) fn start_sync(&mut self, origin: Sid, session: u64, seq: u64) {
+        let applied = self.store.applied;
         let l = self.lead();
         l.ping_round += 1;
         let round = l.ping_round;
-        let zxid = l.last_proposed;
+        // The last txn proposed so far (the epoch marker is no txn).
+        let zxid = l.proposals.last_key_value().map_or(applied, |(z, _)| *z);
         l.syncs.push(PendingSync {
             origin,
             session,

@@ -1,7 +1,7 @@
 //! Followers and observers: registration, synchronization (§3.3, rule D3)
 //! and broadcast (§3.4) from the learner's side.
 
-use crate::core::{Node, Persist, Role};
+use crate::core::{Node, Output, Persist, ProtocolEvent, Role, SyncMode};
 use crate::msg::PeerMsg;
 use crate::types::{Sid, Txn, Zxid};
 
@@ -161,6 +161,17 @@ impl Node {
             return self.protocol_error("sync out of order");
         };
         let mut snap = false;
+        let mode = match &msg {
+            PeerMsg::Trunc { to, .. } => SyncMode::Trunc(*to),
+            PeerMsg::Snap { store } => SyncMode::Snap(store.applied),
+            _ => SyncMode::Diff,
+        };
+        let leader = self.learner_ref().leader;
+        self.out.push(Output::Event(ProtocolEvent::Sync {
+            leader,
+            epoch,
+            mode,
+        }));
         // What the leader says is committed, of what we hold after this.
         let mut committed = self.store.applied;
         match msg {

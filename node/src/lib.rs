@@ -21,7 +21,7 @@ pub mod shell;
 pub mod types;
 pub mod wire;
 
-pub use crate::core::{Durable, Input, Node, Output, Persist, TraceEvent};
+pub use crate::core::{Durable, Input, Node, Output, Persist, ProtocolEvent, SyncMode, TraceEvent};
 pub use config::{Bugs, NodeConfig};
 pub use msg::{PeerMsg, PeerState, Vote};
 pub use types::{ClientOp, ClientRequest, ClientResponse, Outcome, Sid, Store, Txn, TxnOp, Zxid};

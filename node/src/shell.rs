@@ -15,7 +15,7 @@
 //!   does the core hear `Input::Synced`. A crash in that window loses the
 //!   appends, as on a real disk.
 
-use crate::core::{Input, Node, Output, Persist, TraceEvent};
+use crate::core::{Input, Node, Output, Persist, ProtocolEvent, TraceEvent};
 use crate::disk::Disk;
 use crate::msg::{Frame, PeerState};
 use crate::types::{ClientRequest, ClientResponse, Sid, Zxid};
@@ -102,6 +102,7 @@ pub struct Probe {
 struct ProbeData {
     status: Status,
     trace: Vec<(Duration, TraceEvent)>,
+    events: Vec<(Duration, ProtocolEvent)>,
     messages_sent: u64,
 }
 
@@ -111,9 +112,15 @@ impl Probe {
         self.inner.lock().expect("probe").status.clone()
     }
 
-    /// Every trace event so far, with the simulated time it happened.
+    /// Every trace event so far, with the simulated time it happened
+    /// (kept across restarts of the host).
     pub fn trace(&self) -> Vec<(Duration, TraceEvent)> {
         self.inner.lock().expect("probe").trace.clone()
+    }
+
+    /// Every protocol event so far, with the simulated time it happened.
+    pub fn events(&self) -> Vec<(Duration, ProtocolEvent)> {
+        self.inner.lock().expect("probe").events.clone()
     }
 
     /// Protocol messages sent so far.
@@ -182,7 +189,6 @@ struct Shell {
     clients: BTreeMap<u64, OwnedWriteHalf>,
     sync_at: Option<Instant>,
     next_link: u64,
-    started: Instant,
 }
 
 /// Runs one server until the host is crashed. Errors are I/O errors of the
@@ -194,7 +200,6 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     let clients = TcpListener::bind(("0.0.0.0", cfg.client_port)).await?;
     tokio::spawn(accept_peers(peers, tx.clone()));
     tokio::spawn(accept_clients(clients, tx.clone()));
-    let now = Instant::now();
     let mut sh = Shell {
         node: Node::new(cfg.node.clone()),
         cfg,
@@ -206,7 +211,6 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         clients: BTreeMap::new(),
         sync_at: None,
         next_link: 1 << 32,
-        started: now,
     };
     sh.input(Input::Recover(durable)).await?;
     let mut tick = tokio::time::interval(sh.cfg.node.tick);
@@ -235,6 +239,11 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
             }
         }
     }
+}
+
+/// Simulated time since the simulation started.
+fn sim_time() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -381,8 +390,12 @@ impl Shell {
                 Output::Reply { conn, resp } => self.reply(conn, &resp).await,
                 Output::Persist(p) => self.persist(p)?,
                 Output::Trace(ev) => {
-                    let t = Instant::now() - self.started;
+                    let t = sim_time();
                     self.probe.update(|d| d.trace.push((t, ev)));
+                }
+                Output::Event(ev) => {
+                    let t = sim_time();
+                    self.probe.update(|d| d.events.push((t, ev)));
                 }
             }
         }
