@@ -207,3 +207,284 @@ fn orphan_proposal_is_truncated() {
     );
     assert_ne!(c.status(old).last_logged, orphan);
 }
+
+fn sync_modes(c: &Cluster, sid: u64) -> Vec<faultline_node::SyncMode> {
+    c.probes[&sid]
+        .events()
+        .into_iter()
+        .map(|(_, e)| match e {
+            faultline_node::ProtocolEvent::Sync { mode, .. } => mode,
+        })
+        .collect()
+}
+
+/// §3.3 case 4: a follower that is behind the leader's in-memory log
+/// window gets a SNAP, and the snapshots keep the log bounded (§1).
+#[test]
+fn far_behind_follower_gets_a_snapshot() {
+    let mut c = Cluster::with(5, 3, 0, |cfg| {
+        cfg.node.snapshot_interval = 20;
+        cfg.node.committed_log_window = 5;
+    });
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    let behind = (1..=3).find(|&s| s != leader).unwrap();
+    c.crash(behind);
+    write_all(&mut c, leader, 1, 1, 0..60);
+    c.restart(behind);
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    let modes = sync_modes(&c, behind);
+    assert!(
+        matches!(modes.last(), Some(faultline_node::SyncMode::Snap(_))),
+        "{modes:?}"
+    );
+}
+
+/// §1, §4: a quorum restarted at once (power loss: unsynced data is lost)
+/// keeps every acknowledged write.
+#[test]
+fn restarted_quorum_loses_no_acknowledged_write() {
+    let lost = restart_quorum_mid_writes(|_| {});
+    assert!(lost.is_empty(), "{lost:?}");
+}
+
+/// Writes until everyone crashes mid-run, restarts all servers, and
+/// returns the keys that do not hold their last acknowledged value (or the
+/// one write that was in flight).
+fn restart_quorum_mid_writes(
+    tweak: impl Fn(&mut faultline_node::shell::ShellConfig),
+) -> Vec<String> {
+    let mut c = Cluster::with(6, 5, 0, tweak);
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = acked.clone();
+    c.sim.client("writer", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(leader),
+            2181,
+            1,
+            Duration::from_secs(1),
+        )
+        .await?;
+        for v in 0..10_000i64 {
+            log.lock().unwrap().push((v, false));
+            match cl
+                .call(
+                    ClientOp::Write {
+                        key: v as u64 % 7,
+                        value: v,
+                    },
+                    Duration::from_secs(1),
+                )
+                .await
+            {
+                Ok(r) if r.outcome == Outcome::Written => {
+                    log.lock().unwrap().last_mut().unwrap().1 = true
+                }
+                _ => break, // the crash
+            }
+        }
+        Ok(())
+    });
+    c.run_for(Duration::from_millis(300));
+    for s in 1..=5 {
+        c.crash(s);
+    }
+    c.sim.run().expect("the writer stops at the crash");
+    let writes = acked.lock().unwrap().clone();
+    let n_acked = writes.iter().filter(|w| w.1).count();
+    assert!(n_acked > 10, "the crash lands mid-run ({n_acked} acked)");
+    for s in 1..=5 {
+        c.restart(s);
+    }
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    let leader = leader_of(&c);
+    let lost = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let found = lost.clone();
+    c.sim.client("reader", async move {
+        for k in 0..7u64 {
+            let r = call_retrying(&[leader], 2, k + 1, ClientOp::SyncRead { key: k }).await;
+            let last_acked = writes
+                .iter()
+                .filter(|(v, ok)| *ok && *v as u64 % 7 == k)
+                .map(|w| w.0)
+                .max();
+            let in_flight = writes
+                .iter()
+                .find(|(v, ok)| !*ok && *v as u64 % 7 == k)
+                .map(|w| w.0);
+            let ok = r.outcome == Outcome::Value(last_acked)
+                || (in_flight.is_some() && r.outcome == Outcome::Value(in_flight));
+            if !ok {
+                found.lock().unwrap().push(format!(
+                    "key {k}: read {:?}, last acknowledged {last_acked:?}",
+                    r.outcome
+                ));
+            }
+        }
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    let lost = lost.lock().unwrap().clone();
+    lost
+}
+
+/// The same run with ACKs sent before fsync loses acknowledged writes: the
+/// scenario can fail.
+#[test]
+fn restarted_quorum_with_ack_before_fsync_loses_writes() {
+    let lost = restart_quorum_mid_writes(|cfg| {
+        cfg.node.bugs.ack_before_fsync = true;
+        cfg.fsync_latency = Duration::from_millis(30);
+    });
+    assert!(!lost.is_empty(), "the bug must lose an acknowledged write");
+}
+
+/// §3.5: an observer receives every committed write and never counts
+/// toward a quorum.
+#[test]
+fn observer_follows_but_never_votes() {
+    let mut c = Cluster::new(7, 3, 1);
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    c.run_until(Duration::from_secs(5), "the observer serves", |c| {
+        c.status(4).serving
+    });
+    assert_eq!(c.status(4).role, Some(PeerState::Observing));
+    write_all(&mut c, 4, 1, 1, 0..10);
+    c.run_until(Duration::from_secs(5), "convergence", |c| c.converged());
+    // Two voters down: the observer and the leader are not a quorum.
+    let down: Vec<u64> = (1..=3).filter(|&s| s != leader).collect();
+    for &s in &down {
+        c.crash(s);
+    }
+    c.sim.client("stuck-writer", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(4),
+            2181,
+            2,
+            Duration::from_secs(1),
+        )
+        .await?;
+        let r = cl
+            .call(
+                ClientOp::Write { key: 1, value: 99 },
+                Duration::from_secs(2),
+            )
+            .await;
+        assert!(
+            !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
+            "no quorum, no ack: {r:?}"
+        );
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    for &s in &down {
+        c.restart(s);
+    }
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    assert_eq!(c.status(4).role, Some(PeerState::Observing));
+}
+
+/// §5: requests that arrive during an election are held and executed
+/// exactly once after it.
+#[test]
+fn requests_held_during_an_election_apply_once() {
+    let mut c = Cluster::new(8, 3, 0);
+    let old = c.wait_for_leader(Duration::from_secs(10));
+    let base = c.status(old).last_committed;
+    let f = (1..=3).find(|&s| s != old).unwrap();
+    c.crash(old);
+    // The follower notices the lost leader and starts looking.
+    c.run_until(Duration::from_secs(2), "the follower looks", |c| {
+        !c.status(f).serving
+    });
+    c.sim.client("held", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(f),
+            2181,
+            3,
+            Duration::from_secs(1),
+        )
+        .await?;
+        for v in 0..5i64 {
+            let r = cl
+                .call(
+                    ClientOp::Write { key: 2, value: v },
+                    Duration::from_secs(10),
+                )
+                .await?;
+            assert_eq!(r.outcome, Outcome::Written);
+        }
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    c.restart(old);
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    let st = c.status(f);
+    assert!(st.last_committed.epoch() > base.epoch());
+    assert_eq!(
+        st.last_committed.counter(),
+        5,
+        "each held write applied once: {st:?}"
+    );
+}
+
+/// §3.4 liveness, §5: a leader cut off in a minority stops serving writes
+/// and sync-reads; the majority elects a new leader and goes on.
+#[test]
+fn partitioned_minority_leader_stops_serving() {
+    let mut c = Cluster::new(9, 5, 0);
+    let old = c.wait_for_leader(Duration::from_secs(10));
+    let buddy = (1..=5).find(|&s| s != old).unwrap();
+    let minority = [old, buddy];
+    for a in minority {
+        for b in (1..=5).filter(|s| !minority.contains(s)) {
+            c.sim.partition(common::host(a), common::host(b));
+        }
+    }
+    c.sim.client("minority-client", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(old),
+            2181,
+            4,
+            Duration::from_secs(1),
+        )
+        .await?;
+        // Give the leader time to notice, then try.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let w = cl
+            .call(ClientOp::Write { key: 3, value: 1 }, Duration::from_secs(1))
+            .await;
+        assert!(
+            !matches!(w, Ok(ref r) if r.outcome == Outcome::Written),
+            "{w:?}"
+        );
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(old),
+            2181,
+            5,
+            Duration::from_secs(1),
+        )
+        .await?;
+        let s = cl
+            .call(ClientOp::SyncRead { key: 3 }, Duration::from_secs(1))
+            .await;
+        assert!(
+            !matches!(s, Ok(ref r) if matches!(r.outcome, Outcome::Value(_))),
+            "{s:?}"
+        );
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    c.run_until(Duration::from_secs(5), "a majority leader", |c| {
+        c.statuses().iter().any(|(s, st)| {
+            !minority.contains(s) && st.role == Some(PeerState::Leading) && st.serving
+        })
+    });
+    assert_ne!(c.status(old).role, Some(PeerState::Leading));
+    for a in minority {
+        for b in 1..=5 {
+            c.sim.repair(common::host(a), common::host(b));
+        }
+    }
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+}
