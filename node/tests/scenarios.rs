@@ -488,3 +488,59 @@ fn partitioned_minority_leader_stops_serving() {
     }
     c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
 }
+
+/// §3.6: a joiner syncs as a non-voting participant, becomes a voter
+/// through a reconfig, and the quorum grows from 2 of 3 to 3 of 4.
+#[test]
+fn joiner_becomes_a_voter() {
+    let mut c = Cluster::with_joiners(10, 3, 0, 1, |_| {});
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    write_all(&mut c, leader, 1, 1, 0..5);
+    c.start(4);
+    c.run_until(Duration::from_secs(10), "the joiner is synced", |c| {
+        c.status(4).serving && c.status(4).role == Some(PeerState::Following)
+    });
+    assert_eq!(c.status(4).voters, vec![1, 2, 3]);
+    c.sim.client("admin", async move {
+        let r = call_retrying(&[2], 2, 1, ClientOp::AddVoter { sid: 4 }).await;
+        assert_eq!(r.outcome, Outcome::Written);
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    c.run_until(
+        Duration::from_secs(5),
+        "everyone knows the new voters",
+        |c| c.statuses().values().all(|s| s.voters == vec![1, 2, 3, 4]),
+    );
+    // One original voter down: 3 of 4 remain, which needs the joiner's ACKs.
+    let leader = leader_of(&c);
+    let others: Vec<u64> = (1..=3).filter(|&s| s != leader).collect();
+    c.crash(others[0]);
+    write_all(&mut c, leader, 3, 1, 10..15);
+    // A second one down: 2 of 4 is no quorum any more (2 of 3 was).
+    c.crash(others[1]);
+    c.sim.client("stuck", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(4),
+            2181,
+            4,
+            Duration::from_secs(1),
+        )
+        .await?;
+        let r = cl
+            .call(
+                ClientOp::Write { key: 1, value: 99 },
+                Duration::from_secs(2),
+            )
+            .await;
+        assert!(
+            !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
+            "{r:?}"
+        );
+        Ok(())
+    });
+    c.sim.run().unwrap();
+    c.restart(others[0]);
+    c.restart(others[1]);
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+}

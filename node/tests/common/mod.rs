@@ -31,6 +31,18 @@ impl<'a> Cluster<'a> {
         observers: u64,
         tweak: impl Fn(&mut ShellConfig),
     ) -> Cluster<'a> {
+        Self::with_joiners(seed, voters, observers, 0, tweak)
+    }
+
+    /// Also configures `joiners` servers (ids after the observers) that are
+    /// not started: see [`Cluster::start`].
+    pub fn with_joiners(
+        seed: u64,
+        voters: u64,
+        observers: u64,
+        joiners: u64,
+        tweak: impl Fn(&mut ShellConfig),
+    ) -> Cluster<'a> {
         let mut b = turmoil::Builder::new();
         b.rng_seed(seed)
             .simulation_duration(Duration::from_secs(600))
@@ -39,27 +51,40 @@ impl<'a> Cluster<'a> {
             .tcp_capacity(4096)
             .min_message_latency(Duration::from_millis(1))
             .max_message_latency(Duration::from_millis(10));
-        let mut sim = b.build();
+        let sim = b.build();
         let v: Vec<Sid> = (1..=voters).collect();
         let o: Vec<Sid> = (voters + 1..=voters + observers).collect();
-        let hosts: BTreeMap<Sid, String> = v.iter().chain(&o).map(|s| (*s, host(*s))).collect();
-        let mut probes = BTreeMap::new();
-        let mut configs = BTreeMap::new();
-        for &sid in v.iter().chain(&o) {
+        let j: Vec<Sid> = (voters + observers + 1..=voters + observers + joiners).collect();
+        let hosts: BTreeMap<Sid, String> = v
+            .iter()
+            .chain(&o)
+            .chain(&j)
+            .map(|s| (*s, host(*s)))
+            .collect();
+        let mut c = Cluster {
+            sim,
+            probes: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        for &sid in v.iter().chain(&o).chain(&j) {
             let mut cfg =
                 ShellConfig::new(NodeConfig::new(sid, v.clone(), o.clone()), hosts.clone());
             tweak(&mut cfg);
-            let probe = Probe::default();
-            let (c, p) = (cfg.clone(), probe.clone());
-            sim.host(host(sid), move || shell::run(c.clone(), p.clone()));
-            probes.insert(sid, probe);
-            configs.insert(sid, cfg);
+            c.configs.insert(sid, cfg);
+            if !j.contains(&sid) {
+                c.start(sid);
+            }
         }
-        Cluster {
-            sim,
-            probes,
-            configs,
-        }
+        c
+    }
+
+    /// Starts the host of a configured server.
+    pub fn start(&mut self, sid: Sid) {
+        let probe = Probe::default();
+        let (cfg, p) = (self.configs[&sid].clone(), probe.clone());
+        self.sim
+            .host(host(sid), move || shell::run(cfg.clone(), p.clone()));
+        self.probes.insert(sid, probe);
     }
 
     pub fn status(&self, sid: Sid) -> Status {
