@@ -4,6 +4,7 @@
 mod check;
 mod convert;
 mod perf;
+mod perf_node;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -34,6 +34,23 @@ pub struct PerfArgs {
     /// Threads for the per-key searches (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// Which benchmarks to run.
+    #[arg(long, value_enum, default_value = "all")]
+    pub suite: Suite,
+    /// Simulated seconds each node benchmark runs for.
+    #[arg(long, default_value_t = 5.0)]
+    pub node_seconds: f64,
+}
+
+/// Benchmark suites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// The checker (Porcupine's corpus and a generated history).
+    Checker,
+    /// The ZAB node under turmoil.
+    Node,
+    /// Both.
+    All,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -89,6 +106,22 @@ pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if !(a.node_seconds > 0.0 && a.node_seconds < 1e6) {
+        bail!("--node-seconds must be a positive number");
+    }
+    if a.suite != Suite::Node {
+        checker(&a)?;
+    }
+    if a.suite != Suite::Checker {
+        crate::perf_node::report(Duration::from_secs_f64(a.node_seconds));
+    }
+    if let Some(p) = peak_rss_mib() {
+        println!("peak resident memory of this run: {p:.0} MiB");
+    }
+    Ok(0)
+}
+
+fn checker(a: &PerfArgs) -> anyhow::Result<()> {
     let jdir = a.data.join("jepsen");
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&jdir)
         .with_context(|| format!("{}: cannot read the corpus", jdir.display()))?
@@ -176,12 +209,9 @@ pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
 
     // 3. A generated history.
     if a.big_ops > 0 {
-        big(&a)?;
+        big(a)?;
     }
-    if let Some(p) = peak_rss_mib() {
-        println!("peak resident memory of this run: {p:.0} MiB");
-    }
-    Ok(0)
+    Ok(())
 }
 
 fn threads(jobs: usize) -> usize {
