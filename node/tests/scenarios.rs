@@ -544,3 +544,78 @@ fn joiner_becomes_a_voter() {
     c.restart(others[1]);
     c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
 }
+
+/// A run with faults, fingerprinted: every server's trace, protocol events
+/// and final status.
+fn faulty_run(seed: u64) -> String {
+    let mut c = Cluster::new(seed, 5, 1);
+    let old = c.wait_for_leader(Duration::from_secs(10));
+    c.sim.client("writer", async move {
+        for v in 0..30i64 {
+            let server = 1 + (v as u64 % 6);
+            let _ = call_retrying(
+                &[server],
+                1,
+                v as u64 + 1,
+                ClientOp::Write {
+                    key: v as u64 % 3,
+                    value: v,
+                },
+            )
+            .await;
+        }
+        Ok(())
+    });
+    c.run_for(Duration::from_millis(150));
+    c.crash(old);
+    c.run_for(Duration::from_millis(400));
+    c.restart(old);
+    c.sim.run().unwrap();
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    let mut out = String::new();
+    for (sid, p) in &c.probes {
+        out += &format!(
+            "{sid}: {:?}\n{:?}\n{:?}\n",
+            p.status(),
+            p.trace(),
+            p.events()
+        );
+    }
+    out
+}
+
+/// The core promise: one seed replays one run exactly.
+#[test]
+fn same_seed_same_run() {
+    let a = faulty_run(11);
+    assert_eq!(a, faulty_run(11));
+    assert_ne!(a, faulty_run(12), "a different seed gives a different run");
+}
+
+/// §5: with holding off, a server that is not serving answers
+/// ConnectionLoss, as ZooKeeper does.
+#[test]
+fn without_holding_requests_get_connection_loss() {
+    let mut c = Cluster::with(13, 3, 0, |cfg| cfg.node.hold_requests = false);
+    let old = c.wait_for_leader(Duration::from_secs(10));
+    let f = (1..=3).find(|&s| s != old).unwrap();
+    c.crash(old);
+    c.run_until(Duration::from_secs(2), "the follower looks", |c| {
+        !c.status(f).serving
+    });
+    c.sim.client("impatient", async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(f),
+            2181,
+            3,
+            Duration::from_secs(1),
+        )
+        .await?;
+        let r = cl
+            .call(ClientOp::Write { key: 2, value: 1 }, Duration::from_secs(1))
+            .await?;
+        assert_eq!(r.outcome, Outcome::ConnectionLoss);
+        Ok(())
+    });
+    c.sim.run().unwrap();
+}
