@@ -270,6 +270,17 @@ impl Node {
         self.log.last().map_or(self.base.applied, |t| t.zxid)
     }
 
+    /// The highest zxid this server knows to be committed cluster-wide
+    /// (what ZAB.md I4 protects from truncation).
+    pub fn known_committed(&self) -> Zxid {
+        self.certain
+    }
+
+    /// Logged txns after the last snapshot, committed or not.
+    pub fn log_entries(&self) -> &[Txn] {
+        &self.log
+    }
+
     /// The applied state.
     pub fn store(&self) -> &Store {
         &self.store
@@ -482,6 +493,16 @@ impl Node {
     fn recover(&mut self, d: Durable) {
         assert!(matches!(self.role, Role::Down), "recover once per start");
         let last = d.log.last().map_or(d.snapshot.applied, |t| t.zxid);
+        let mut d = d;
+        let mut repaired = false;
+        if d.current_epoch < last.epoch() && last.epoch() <= d.accepted_epoch {
+            // A crash during synchronization, after the synced history was
+            // (partly) written and before currentEpoch was (J1653). Every
+            // txn we hold came from a leader we promised; claim no more of
+            // its epoch than the txns show (ZooKeeper's updatingEpoch).
+            d.current_epoch = last.epoch();
+            repaired = true;
+        }
         // Startup checks (ZAB.md §1, J1653/J2307): refuse to start on an
         // inconsistent disk.
         assert!(
@@ -510,6 +531,9 @@ impl Node {
         }
         self.log = d.log;
         self.refresh_membership();
+        if repaired {
+            self.persist_epochs();
+        }
         self.synced = last;
         self.start_looking();
     }
