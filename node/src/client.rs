@@ -1,7 +1,7 @@
 //! The client side of the protocol: one connection to one server, one
 //! request at a time, as a ZooKeeper client session uses it.
 
-use crate::types::{ClientOp, ClientRequest, ClientResponse};
+use crate::types::{ClientOp, ClientRequest, ClientResponse, Outcome, Zxid};
 use crate::wire;
 use std::io;
 use std::time::Duration;
@@ -25,6 +25,7 @@ pub struct Client {
     w: OwnedWriteHalf,
     session: u64,
     seq: u64,
+    seen: Zxid,
 }
 
 impl Client {
@@ -44,12 +45,25 @@ impl Client {
             w,
             session,
             seq: 0,
+            seen: Zxid(0),
         })
     }
 
     /// The session id.
     pub fn session(&self) -> u64 {
         self.session
+    }
+
+    /// The highest zxid this session has seen.
+    pub fn seen(&self) -> Zxid {
+        self.seen
+    }
+
+    /// Carries over what a previous connection of the same session saw
+    /// (after a reconnect).
+    pub fn resume(&mut self, seq: u64, seen: Zxid) {
+        self.seq = self.seq.max(seq);
+        self.seen = self.seen.max(seen);
     }
 
     /// The sequence number the next call will use.
@@ -83,6 +97,7 @@ impl Client {
             session: self.session,
             seq,
             op,
+            seen: self.seen,
         };
         wire::write_frame(&mut self.w, &req)
             .await
@@ -96,7 +111,15 @@ impl Client {
             }
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                if matches!(
+                    resp.outcome,
+                    Outcome::Value(_) | Outcome::Written | Outcome::CasFailed { .. }
+                ) {
+                    self.seen = self.seen.max(resp.zxid);
+                }
+                Ok(resp)
+            }
             Ok(Err(e)) => Err(CallError::Disconnected(e)),
             Err(_) => Err(CallError::Timeout),
         }

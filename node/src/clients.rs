@@ -78,7 +78,17 @@ impl Node {
     }
 
     fn execute(&mut self, conn: u64, req: ClientRequest) {
-        let ClientRequest { session, seq, op } = req.clone();
+        let ClientRequest {
+            session,
+            seq,
+            op,
+            seen,
+        } = req.clone();
+        if seen > self.store.applied && !op.is_write() {
+            // This server is behind what the session already saw.
+            let z = self.store.applied;
+            return self.reply(conn, session, seq, Outcome::NotReady, z);
+        }
         match op {
             ClientOp::Read { key } => {
                 let behind = !self.cfg.bugs.session_fifo_off

@@ -116,6 +116,10 @@ pub enum SyncMode {
 /// A protocol event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProtocolEvent {
+    /// This leader committed `txn`: a quorum acknowledged it, or it is part
+    /// of the initial history this leader established. The union of these
+    /// over all servers is the committed history.
+    Committed(Txn),
     /// This learner is being synced by `leader` for `epoch`.
     Sync {
         /// The leader.

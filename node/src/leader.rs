@@ -1,7 +1,7 @@
 //! The leader: discovery (§3.2), synchronization (§3.3) and broadcast
 //! (§3.4) from the leader's side.
 
-use crate::core::{Node, Role};
+use crate::core::{Node, Output, ProtocolEvent, Role};
 use crate::msg::PeerMsg;
 use crate::types::{ClientOp, Key, Outcome, Sid, Txn, TxnOp, Zxid};
 use std::collections::{BTreeMap, BTreeSet};
@@ -404,6 +404,7 @@ impl Node {
         l.last_proposed = Zxid::new(epoch, 0);
         // The initial history is committed.
         self.certain = self.certain.max(last);
+        self.record_committed(self.store.applied, last);
         self.commit_to(last);
         let ready: Vec<Sid> = self
             .leader_ref()
@@ -607,6 +608,8 @@ impl Node {
             self.send(s, msg);
         }
         self.certain = self.certain.max(z);
+        self.out
+            .push(Output::Event(ProtocolEvent::Committed(txn.clone())));
         if self.cfg.bugs.out_of_order_commit && z != self.next_unapplied() {
             // Apply it alone, skipping whatever precedes it.
             self.store.apply(&txn);
@@ -617,6 +620,16 @@ impl Node {
         let l = self.lead();
         l.overlay.retain(|_, (_, zz)| *zz > z);
         l.proposed_sessions.retain(|_, (_, zz)| *zz > z);
+    }
+
+    /// Records the log entries in `(from, to]` as committed.
+    fn record_committed(&mut self, from: Zxid, to: Zxid) {
+        let start = self.log.partition_point(|t| t.zxid <= from);
+        let end = self.log.partition_point(|t| t.zxid <= to);
+        for i in start..end {
+            let txn = self.log[i].clone();
+            self.out.push(Output::Event(ProtocolEvent::Committed(txn)));
+        }
     }
 
     fn next_unapplied(&self) -> Zxid {

@@ -104,6 +104,12 @@ pub struct ClientRequest {
     pub seq: u64,
     /// The operation.
     pub op: ClientOp,
+    /// The highest zxid this session has seen. A server that has not
+    /// applied it yet answers `NotReady` instead of serving a read from its
+    /// past (ZooKeeper refuses such a session: `CLIENT_ZXID_AHEAD`), so a
+    /// session never goes back in time, even across reconnects.
+    #[serde(default)]
+    pub seen: Zxid,
 }
 
 /// The outcome of a request.

@@ -230,6 +230,7 @@ impl World {
                         key: r % 3,
                         value: r as i64,
                     },
+                    seen: Zxid(0),
                 };
                 self.input(s, Input::Client { conn: r, req });
             }

@@ -212,8 +212,9 @@ fn sync_modes(c: &Cluster, sid: u64) -> Vec<faultline_node::SyncMode> {
     c.probes[&sid]
         .events()
         .into_iter()
-        .map(|(_, e)| match e {
-            faultline_node::ProtocolEvent::Sync { mode, .. } => mode,
+        .filter_map(|(_, e)| match e {
+            faultline_node::ProtocolEvent::Sync { mode, .. } => Some(mode),
+            _ => None,
         })
         .collect()
 }
