@@ -1,6 +1,7 @@
 //! The `faultline` command line. See the README for every command, flag,
 //! format and exit code.
 
+mod bench;
 mod check;
 mod convert;
 mod perf;
@@ -26,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a fault campaign against the ZAB node (no flags: the default
+    /// campaign).
+    Bench(bench::BenchArgs),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
     /// Rewrite a history as JSON lines or Jepsen EDN.
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Bench(a) => bench::run(a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
         Command::Convert(a) => convert::run(a),

@@ -29,6 +29,7 @@ pub mod model;
 pub mod synth;
 pub mod verdict;
 pub mod wgl;
+pub mod zk;
 
 pub use linearizability::{check, check_model, ModelError};
 pub use model::{Kv, KvOp, Model, ModelKind, Register, RegisterOp};

@@ -402,9 +402,10 @@ impl Node {
         let l = self.lead();
         l.established = true;
         l.last_proposed = Zxid::new(epoch, 0);
-        // The initial history is committed.
+        // The initial history is committed: report what was not known to
+        // be committed before.
+        self.record_committed(self.certain, last);
         self.certain = self.certain.max(last);
-        self.record_committed(self.store.applied, last);
         self.commit_to(last);
         let ready: Vec<Sid> = self
             .leader_ref()

@@ -76,6 +76,12 @@ impl Node {
     }
 
     pub(crate) fn learner_tick(&mut self) {
+        // A leader that was still LOOKING when our LEARNERINFO arrived
+        // dropped it: repeat it until LEADERINFO comes (ZooKeeper's learner
+        // retries its connection to the leader likewise).
+        if self.learner_ref().phase == Phase::Registering && self.now.is_multiple_of(2) {
+            self.learner_start();
+        }
         let l = self.learner_ref();
         let limit = if l.up_to_date() {
             self.cfg.sync_limit
@@ -126,8 +132,11 @@ impl Node {
     }
 
     fn on_leader_info(&mut self, epoch: u64) {
-        if self.learner_ref().phase != Phase::Registering {
-            return self.protocol_error("LEADERINFO out of order");
+        match self.learner_ref().phase {
+            Phase::Registering => {}
+            // The answer to a repeated LEARNERINFO.
+            Phase::Discovered { epoch: e } if e == epoch => return,
+            _ => return self.protocol_error("LEADERINFO out of order"),
         }
         let last = self.last_logged();
         let reply = if self.cfg.bugs.no_epoch_fencing {

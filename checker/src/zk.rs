@@ -1,0 +1,484 @@
+//! The checks of a bench run beyond linearizability, over plain data (the
+//! runner converts the node's traces and events; this module never sees
+//! turmoil or the node crate):
+//!
+//! * `read-guarantees`: ZooKeeper's promise for local reads: every read
+//!   returns the value the committed history holds at the zxid the reply
+//!   names, and a process never sees zxids go backwards (monotonic reads,
+//!   read-your-writes, even across reconnects).
+//! * `durability`: every acknowledged write is a committed txn at the zxid
+//!   its reply names, no zxid was committed with two different txns (I2),
+//!   and the final state equals the replay of the committed history.
+//! * `convergence`: after healing and quiescence every live replica has the
+//!   same last committed zxid and state digest (I10).
+//! * `liveness`: after healing, a leader is established and a write
+//!   succeeds within a bound (I12).
+//! * `leadership`: at most one leader is established per epoch (I1).
+
+use crate::verdict::Validity;
+use faultline_history::{Fun, History, OpType, Process, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A committed txn as the checks need it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CommittedTxn {
+    /// Its zxid.
+    pub zxid: u64,
+    /// The key it set, and the value (`None` for txns that set nothing,
+    /// such as a cas that did not match).
+    pub set: Option<(i64, i64)>,
+    /// The client session and sequence number it executed, if any.
+    pub origin: Option<(u64, u64)>,
+    /// A readable description.
+    pub describe: String,
+}
+
+/// One entry of the node event trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaderEntry {
+    /// Simulated time (ns).
+    pub time_ns: u64,
+    /// The server.
+    pub sid: u64,
+    /// The epoch it established.
+    pub epoch: u64,
+}
+
+/// A live replica at the end of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplicaEnd {
+    /// The server.
+    pub sid: u64,
+    /// Its last committed zxid.
+    pub last_committed: u64,
+    /// Its state digest.
+    pub digest: u64,
+}
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckOutcome {
+    /// The check's name.
+    pub name: String,
+    /// Valid, invalid or unknown.
+    pub result: Validity,
+    /// One line on what was checked.
+    pub summary: String,
+    /// Each violation, readably (at most 20).
+    pub anomalies: Vec<String>,
+}
+
+const ANOMALIES_KEPT: usize = 20;
+
+fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome {
+    let result = if anomalies.is_empty() {
+        Validity::Valid
+    } else {
+        Validity::Invalid
+    };
+    let mut anomalies = anomalies;
+    let total = anomalies.len();
+    anomalies.truncate(ANOMALIES_KEPT);
+    if total > ANOMALIES_KEPT {
+        anomalies.push(format!("... and {} more", total - ANOMALIES_KEPT));
+    }
+    CheckOutcome {
+        name: name.to_string(),
+        result,
+        summary,
+        anomalies,
+    }
+}
+
+fn zx(z: u64) -> String {
+    format!("{}:{}", z >> 32, z & 0xffff_ffff)
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn key_of(v: &Option<Value>) -> Option<i64> {
+    v.as_ref().and_then(int)
+}
+
+/// The committed history by zxid, and every zxid committed with two
+/// different txns (I2).
+pub fn committed_history(txns: &[CommittedTxn]) -> (BTreeMap<u64, CommittedTxn>, Vec<String>) {
+    let mut map: BTreeMap<u64, CommittedTxn> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for t in txns {
+        match map.get(&t.zxid) {
+            Some(prev) if prev != t => conflicts.push(format!(
+                "zxid {} committed as both `{}` and `{}` (I2)",
+                zx(t.zxid),
+                prev.describe,
+                t.describe
+            )),
+            Some(_) => {}
+            None => {
+                map.insert(t.zxid, t.clone());
+            }
+        }
+    }
+    (map, conflicts)
+}
+
+/// Value of `key` in the committed history at `zxid`.
+fn value_at(history: &BTreeMap<u64, CommittedTxn>, key: i64, zxid: u64) -> Option<i64> {
+    history
+        .range(..=zxid)
+        .rev()
+        .find_map(|(_, t)| t.set.filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+/// `read-guarantees`: see the module docs. `reads` selects the ops
+/// checked this way (local reads; sync-reads are checked for
+/// linearizability instead).
+pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> CheckOutcome {
+    let mut anomalies = Vec::new();
+    let mut reads = 0;
+    let mut last_zxid: BTreeMap<&Process, (u64, usize)> = BTreeMap::new();
+    for (i, op) in h.ops().iter().enumerate() {
+        if op.kind != OpType::Ok || !op.process.is_client() {
+            continue;
+        }
+        let Some(z) = op.zxid else { continue };
+        if let Some(&(prev, at)) = last_zxid.get(&op.process) {
+            if z < prev {
+                anomalies.push(format!(
+                    "process {} went back in time: op {i} ({} key {}) at zxid {} after op {at} at zxid {}",
+                    op.process,
+                    op.f,
+                    key_of(&op.key).map_or("-".into(), |k| k.to_string()),
+                    zx(z),
+                    zx(prev)
+                ));
+            }
+        }
+        let e = last_zxid.entry(&op.process).or_insert((z, i));
+        if z >= e.0 {
+            *e = (z, i);
+        }
+        if op.f == Fun::Read {
+            reads += 1;
+            let Some(k) = key_of(&op.key) else { continue };
+            let want = value_at(committed, k, z);
+            if int(&op.value) != want {
+                anomalies.push(format!(
+                    "op {i}: process {} read key {k} = {} at zxid {} from server {}, but the committed history holds {} there",
+                    op.process,
+                    op.value,
+                    zx(z),
+                    op.node.map_or("?".into(), |n| n.to_string()),
+                    want.map_or("nil".into(), |v| v.to_string())
+                ));
+            }
+        }
+    }
+    outcome(
+        "read-guarantees",
+        format!(
+            "{reads} local reads against the committed history; zxids per process never decrease"
+        ),
+        anomalies,
+    )
+}
+
+/// `durability`: see the module docs. `final_digest` is the digest of the
+/// committed history replayed from scratch, with the replicas' digests and
+/// the zxid it reaches.
+pub fn durability(
+    h: &History,
+    committed: &BTreeMap<u64, CommittedTxn>,
+    conflicts: &[String],
+    expected: (u64, u64),
+    replicas: &[ReplicaEnd],
+) -> CheckOutcome {
+    let mut anomalies: Vec<String> = conflicts.to_vec();
+    let mut acked = 0;
+    for p in h.pairs() {
+        if p.outcome() != OpType::Ok || !matches!(p.invoke.f, Fun::Write | Fun::Cas) {
+            continue;
+        }
+        acked += 1;
+        let c = p.complete.expect("ok ops completed");
+        let Some(z) = c.zxid else { continue };
+        let key = key_of(&p.invoke.key);
+        let value = match p.invoke.f {
+            Fun::Cas => p.invoke.value.as_pair().and_then(|(_, to)| int(to)),
+            _ => int(&p.invoke.value),
+        };
+        match committed.get(&z) {
+            None => anomalies.push(format!(
+                "acknowledged {} by process {} (key {}, value {}, zxid {}) was never committed",
+                p.invoke.f,
+                p.invoke.process,
+                key.map_or("-".into(), |k| k.to_string()),
+                value.map_or("-".into(), |v| v.to_string()),
+                zx(z)
+            )),
+            Some(t) if t.set != key.zip(value) => anomalies.push(format!(
+                "acknowledged {} by process {} at zxid {} but that zxid committed `{}`",
+                p.invoke.f,
+                p.invoke.process,
+                zx(z),
+                t.describe
+            )),
+            Some(_) => {}
+        }
+    }
+    let (last, digest) = expected;
+    for r in replicas {
+        if r.last_committed == last && r.digest != digest {
+            anomalies.push(format!(
+                "server {} at zxid {} has a state that differs from the committed history replayed (a committed txn was lost or one was applied twice)",
+                r.sid,
+                zx(last)
+            ));
+        }
+        if r.last_committed > last {
+            anomalies.push(format!(
+                "server {} applied up to zxid {}, beyond the committed history ({})",
+                r.sid,
+                zx(r.last_committed),
+                zx(last)
+            ));
+        }
+    }
+    outcome(
+        "durability",
+        format!(
+            "{acked} acknowledged writes against {} committed txns; final states against their replay",
+            committed.len()
+        ),
+        anomalies,
+    )
+}
+
+/// `convergence`: every live replica ends at the same zxid and digest,
+/// which is the end of the committed history.
+pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome {
+    let mut anomalies = Vec::new();
+    for r in replicas {
+        if r.last_committed != expected_last {
+            anomalies.push(format!(
+                "server {} ended at zxid {}, not at the end of the committed history {}",
+                r.sid,
+                zx(r.last_committed),
+                zx(expected_last)
+            ));
+        }
+    }
+    if let Some(first) = replicas.first() {
+        for r in &replicas[1..] {
+            if r.last_committed == first.last_committed && r.digest != first.digest {
+                anomalies.push(format!(
+                    "servers {} and {} diverge at zxid {} (different state digests)",
+                    first.sid,
+                    r.sid,
+                    zx(r.last_committed)
+                ));
+            }
+        }
+    }
+    outcome(
+        "convergence",
+        format!("{} live replicas after quiescence", replicas.len()),
+        anomalies,
+    )
+}
+
+/// `liveness`: after the heal at `heal_ns`, a leader is established and a
+/// write succeeds within `bound_ns`.
+pub fn liveness(h: &History, leaders: &[LeaderEntry], heal_ns: u64, bound_ns: u64) -> CheckOutcome {
+    let mut anomalies = Vec::new();
+    let leader_at = leaders
+        .iter()
+        .map(|l| l.time_ns)
+        .filter(|t| *t >= heal_ns)
+        .min();
+    // A leader established before the heal that still leads also counts:
+    // use the first ok write after the heal as the real test.
+    let write_at = h
+        .ops()
+        .iter()
+        .filter(|o| {
+            o.kind == OpType::Ok && matches!(o.f, Fun::Write | Fun::Cas) && o.time >= heal_ns
+        })
+        .map(|o| o.time)
+        .min();
+    match write_at {
+        Some(t) if t - heal_ns <= bound_ns => {}
+        Some(t) => anomalies.push(format!(
+            "the first write after healing succeeded only {:.2} s later (bound {:.2} s)",
+            (t - heal_ns) as f64 / 1e9,
+            bound_ns as f64 / 1e9
+        )),
+        None => anomalies.push(format!(
+            "no write succeeded after healing (leader established after the heal: {})",
+            leader_at.map_or("none".into(), |t| format!(
+                "{:.2} s later",
+                (t - heal_ns) as f64 / 1e9
+            ))
+        )),
+    }
+    outcome(
+        "liveness",
+        format!(
+            "a successful write within {:.1} s of healing",
+            bound_ns as f64 / 1e9
+        ),
+        anomalies,
+    )
+}
+
+/// `leadership`: at most one server establishes leadership per epoch.
+pub fn leadership(leaders: &[LeaderEntry]) -> CheckOutcome {
+    let mut by_epoch: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for l in leaders {
+        let v = by_epoch.entry(l.epoch).or_default();
+        if !v.contains(&l.sid) {
+            v.push(l.sid);
+        }
+    }
+    let anomalies = by_epoch
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(e, v)| format!("epoch {e} has two established leaders: {v:?} (I1)"))
+        .collect();
+    outcome(
+        "leadership",
+        format!("{} epochs established, one leader each", by_epoch.len()),
+        anomalies,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_history::{Op, Process};
+
+    fn txn(z: u64, k: i64, v: i64) -> CommittedTxn {
+        CommittedTxn {
+            zxid: z,
+            set: Some((k, v)),
+            origin: None,
+            describe: format!("set {k}={v}"),
+        }
+    }
+
+    fn op(kind: OpType, p: u64, f: Fun, k: i64, v: Value, zxid: Option<u64>) -> Op {
+        let mut o = Op::new(kind, Process::Client(p), f, v);
+        o.key = Some(Value::Int(k));
+        o.zxid = zxid;
+        o
+    }
+
+    #[test]
+    fn reads_must_match_the_committed_history_at_their_zxid() {
+        let (c, conflicts) = committed_history(&[txn(1, 0, 10), txn(2, 0, 20)]);
+        assert!(conflicts.is_empty());
+        let good = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(1)),
+            op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::Read, 0, Value::Int(20), Some(2)),
+        ])
+        .unwrap();
+        assert_eq!(read_guarantees(&good, &c).result, Validity::Valid);
+        // a stale value for the zxid claimed
+        let stale = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(2)),
+        ])
+        .unwrap();
+        let o = read_guarantees(&stale, &c);
+        assert_eq!(o.result, Validity::Invalid);
+        assert!(o.anomalies[0].contains("holds 20"), "{:?}", o.anomalies);
+        // going back in time
+        let back = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::Read, 0, Value::Int(20), Some(2)),
+            op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(1)),
+        ])
+        .unwrap();
+        let o = read_guarantees(&back, &c);
+        assert!(
+            o.anomalies[0].contains("went back in time"),
+            "{:?}",
+            o.anomalies
+        );
+    }
+
+    #[test]
+    fn lost_writes_and_conflicts_are_durability_violations() {
+        let (c, conflicts) = committed_history(&[txn(1, 0, 10), txn(1, 0, 11)]);
+        assert_eq!(conflicts.len(), 1);
+        let h = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(30), None),
+            op(OpType::Ok, 0, Fun::Write, 0, Value::Int(30), Some(3)),
+        ])
+        .unwrap();
+        let o = durability(&h, &c, &conflicts, (1, 7), &[]);
+        assert_eq!(o.result, Validity::Invalid);
+        assert_eq!(o.anomalies.len(), 2);
+        assert!(o.anomalies[1].contains("never committed"));
+        let r = [ReplicaEnd {
+            sid: 1,
+            last_committed: 1,
+            digest: 8,
+        }];
+        assert!(
+            durability(&History::default(), &c, &[], (1, 7), &r).anomalies[0].contains("differs")
+        );
+    }
+
+    #[test]
+    fn convergence_leadership_and_liveness() {
+        let r = [
+            ReplicaEnd {
+                sid: 1,
+                last_committed: 5,
+                digest: 1,
+            },
+            ReplicaEnd {
+                sid: 2,
+                last_committed: 5,
+                digest: 2,
+            },
+        ];
+        assert_eq!(convergence(&r, 5).result, Validity::Invalid);
+        assert_eq!(convergence(&r[..1], 5).result, Validity::Valid);
+        let l = [
+            LeaderEntry {
+                time_ns: 1,
+                sid: 1,
+                epoch: 1,
+            },
+            LeaderEntry {
+                time_ns: 2,
+                sid: 2,
+                epoch: 1,
+            },
+        ];
+        assert_eq!(leadership(&l).result, Validity::Invalid);
+        assert_eq!(leadership(&l[..1]).result, Validity::Valid);
+        let mut w = op(OpType::Ok, 0, Fun::Write, 0, Value::Int(1), Some(9));
+        w.time = 150;
+        let mut i = op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(1), None);
+        i.time = 120;
+        let h = History::new(vec![i, w]).unwrap();
+        assert_eq!(liveness(&h, &[], 100, 100).result, Validity::Valid);
+        assert_eq!(liveness(&h, &[], 100, 10).result, Validity::Invalid);
+        assert_eq!(
+            liveness(&History::default(), &[], 100, 10).result,
+            Validity::Invalid
+        );
+    }
+}

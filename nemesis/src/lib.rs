@@ -1,0 +1,471 @@
+//! The nemesis: fault schedules as plain data, drawn from the seed before a
+//! run starts, and the logic that applies them through a [`Target`] (the
+//! runner implements it over the turmoil simulation, between `sim.step()`
+//! calls). A schedule is serializable: it is saved with every run and can be
+//! replayed, edited by hand, with `--schedule FILE`.
+//!
+//! Faults come in episodes: a fault starts, lasts a while, and is repaired
+//! before the next one starts; after the chaos phase everything is healed.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A server id.
+pub type Sid = u64;
+
+/// The kinds of fault, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisKind {
+    /// Crash the current leader, restart it later.
+    CrashLeader,
+    /// Crash a random server, restart it later.
+    Crash,
+    /// Split the servers into two halves.
+    PartitionHalves,
+    /// Isolate the current leader from every other server.
+    PartitionLeader,
+    /// Two halves that only one server bridges.
+    PartitionBridge,
+    /// Drop packets at random on every link.
+    PacketLoss,
+    /// Slow every link down.
+    Latency,
+    /// Start the joining server and make it a voter.
+    AddNode,
+    /// Crash a quorum at once (power loss), then restart it.
+    RestartAll,
+}
+
+impl NemesisKind {
+    /// Every kind.
+    pub const ALL: [NemesisKind; 9] = [
+        NemesisKind::CrashLeader,
+        NemesisKind::Crash,
+        NemesisKind::PartitionHalves,
+        NemesisKind::PartitionLeader,
+        NemesisKind::PartitionBridge,
+        NemesisKind::PacketLoss,
+        NemesisKind::Latency,
+        NemesisKind::AddNode,
+        NemesisKind::RestartAll,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::CrashLeader => "crash-leader",
+            NemesisKind::Crash => "crash",
+            NemesisKind::PartitionHalves => "partition-halves",
+            NemesisKind::PartitionLeader => "partition-leader",
+            NemesisKind::PartitionBridge => "partition-bridge",
+            NemesisKind::PacketLoss => "packet-loss",
+            NemesisKind::Latency => "latency",
+            NemesisKind::AddNode => "add-node",
+            NemesisKind::RestartAll => "restart-all",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn parse(s: &str) -> Option<NemesisKind> {
+        NemesisKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Parses `all`, `none` or a comma-separated list.
+    pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
+        match s {
+            "all" => Ok(NemesisKind::ALL.to_vec()),
+            "none" => Ok(Vec::new()),
+            _ => s
+                .split(',')
+                .map(|n| {
+                    NemesisKind::parse(n.trim()).ok_or_else(|| {
+                        let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
+                        format!(
+                            "unknown nemesis {n:?} (known: {}, all, none)",
+                            names.join(", ")
+                        )
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for NemesisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One fault action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Crash the server that leads when the action runs.
+    CrashLeader,
+    /// Crash these servers (power loss: unsynced writes are lost).
+    Crash { nodes: Vec<Sid> },
+    /// Restart every crashed server.
+    RestartCrashed,
+    /// Cut every link between the two groups.
+    Partition { a: Vec<Sid>, b: Vec<Sid> },
+    /// Cut the current leader off from every other server.
+    PartitionLeader,
+    /// Repair every cut link.
+    RepairNetwork,
+    /// Drop this share of packets on every server link.
+    PacketLoss { rate: f64 },
+    /// Delay messages on every link by up to this many milliseconds.
+    Latency { max_ms: u64 },
+    /// Back to the normal network (no loss, normal latency).
+    NormalNetwork,
+    /// Start the joining server and ask for it to become a voter.
+    AddNode { node: Sid },
+}
+
+impl Fault {
+    /// A short label for reports.
+    pub fn label(&self) -> String {
+        match self {
+            Fault::CrashLeader => "crash leader".into(),
+            Fault::Crash { nodes } => format!("crash {nodes:?}"),
+            Fault::RestartCrashed => "restart crashed".into(),
+            Fault::Partition { a, b } => format!("partition {a:?} | {b:?}"),
+            Fault::PartitionLeader => "isolate leader".into(),
+            Fault::RepairNetwork => "repair network".into(),
+            Fault::PacketLoss { rate } => format!("packet loss {:.0}%", rate * 100.0),
+            Fault::Latency { max_ms } => format!("latency up to {max_ms} ms"),
+            Fault::NormalNetwork => "normal network".into(),
+            Fault::AddNode { node } => format!("add node {node}"),
+        }
+    }
+}
+
+/// A fault at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds after the chaos phase starts.
+    pub at_ms: u64,
+    /// What happens.
+    pub fault: Fault,
+}
+
+/// A whole run's faults, in time order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The events.
+    pub events: Vec<Event>,
+}
+
+/// What a schedule is drawn for.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// Voters and observers running from the start.
+    pub servers: Vec<Sid>,
+    /// The voters among them.
+    pub voters: Vec<Sid>,
+    /// A configured joiner that is not running yet, if any.
+    pub joiner: Option<Sid>,
+}
+
+/// Bad schedule input.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScheduleError(pub String);
+
+impl Schedule {
+    /// Draws a schedule for `chaos_ms` of chaos from the seed: episodes of
+    /// the given kinds (in a seeded rotation), each starting after a pause
+    /// and repaired before the next.
+    pub fn generate(seed: u64, kinds: &[NemesisKind], chaos_ms: u64, topo: &Topology) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E4D_4553_4953);
+        let mut events = Vec::new();
+        if kinds.is_empty() {
+            return Schedule { events };
+        }
+        let mut order: Vec<NemesisKind> = kinds.to_vec();
+        let mut t = rng.random_range(300..800);
+        let mut joined = false;
+        let mut k = 0usize;
+        while t + 600 < chaos_ms {
+            if k.is_multiple_of(order.len()) {
+                // a fresh seeded rotation of the kinds
+                for i in (1..order.len()).rev() {
+                    let j = rng.random_range(0..=i);
+                    order.swap(i, j);
+                }
+            }
+            let kind = order[k % order.len()];
+            k += 1;
+            let dur = rng.random_range(400..1500).min(chaos_ms - t - 200);
+            let (start, end) = episode(kind, &mut rng, topo, &mut joined);
+            let Some(start) = start else { continue };
+            events.push(Event {
+                at_ms: t,
+                fault: start,
+            });
+            if let Some(end) = end {
+                events.push(Event {
+                    at_ms: t + dur,
+                    fault: end,
+                });
+            }
+            t += dur + rng.random_range(300..1000);
+        }
+        Schedule { events }
+    }
+
+    /// Reads a schedule saved as JSON.
+    pub fn from_json(text: &str) -> Result<Schedule, ScheduleError> {
+        let s: Schedule =
+            serde_json::from_str(text).map_err(|e| ScheduleError(format!("bad schedule: {e}")))?;
+        if s.events.windows(2).any(|w| w[0].at_ms > w[1].at_ms) {
+            return Err(ScheduleError(
+                "bad schedule: events must be in time order".into(),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// The kinds of fault this schedule exercises.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = self
+            .events
+            .iter()
+            .filter_map(|e| match e.fault {
+                Fault::CrashLeader => Some("crash-leader"),
+                Fault::Crash { ref nodes } if nodes.len() > 1 => Some("restart-all"),
+                Fault::Crash { .. } => Some("crash"),
+                Fault::Partition { .. } => Some("partition"),
+                Fault::PartitionLeader => Some("partition-leader"),
+                Fault::PacketLoss { .. } => Some("packet-loss"),
+                Fault::Latency { .. } => Some("latency"),
+                Fault::AddNode { .. } => Some("add-node"),
+                _ => None,
+            })
+            .collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+}
+
+fn episode(
+    kind: NemesisKind,
+    rng: &mut ChaCha8Rng,
+    topo: &Topology,
+    joined: &mut bool,
+) -> (Option<Fault>, Option<Fault>) {
+    let n = topo.servers.len();
+    let pick = |rng: &mut ChaCha8Rng| topo.servers[rng.random_range(0..n)];
+    match kind {
+        NemesisKind::CrashLeader => (Some(Fault::CrashLeader), Some(Fault::RestartCrashed)),
+        NemesisKind::Crash => (
+            Some(Fault::Crash {
+                nodes: vec![pick(rng)],
+            }),
+            Some(Fault::RestartCrashed),
+        ),
+        NemesisKind::RestartAll => {
+            // A majority of the voters at once.
+            let mut v = topo.voters.clone();
+            for i in (1..v.len()).rev() {
+                let j = rng.random_range(0..=i);
+                v.swap(i, j);
+            }
+            v.truncate(topo.voters.len() / 2 + 1);
+            v.sort();
+            (Some(Fault::Crash { nodes: v }), Some(Fault::RestartCrashed))
+        }
+        NemesisKind::PartitionHalves => {
+            let mut s = topo.servers.clone();
+            for i in (1..s.len()).rev() {
+                let j = rng.random_range(0..=i);
+                s.swap(i, j);
+            }
+            let b = s.split_off(s.len() / 2);
+            s.sort();
+            let mut b = b;
+            b.sort();
+            (
+                Some(Fault::Partition { a: s, b }),
+                Some(Fault::RepairNetwork),
+            )
+        }
+        NemesisKind::PartitionBridge => {
+            // Two halves that cannot talk, except through one bridge server
+            // linked to both: cut the halves from each other only.
+            let mut s = topo.servers.clone();
+            for i in (1..s.len()).rev() {
+                let j = rng.random_range(0..=i);
+                s.swap(i, j);
+            }
+            let _bridge = s.pop();
+            let b = s.split_off(s.len() / 2);
+            let mut a = s;
+            a.sort();
+            let mut b = b;
+            b.sort();
+            (Some(Fault::Partition { a, b }), Some(Fault::RepairNetwork))
+        }
+        NemesisKind::PartitionLeader => (Some(Fault::PartitionLeader), Some(Fault::RepairNetwork)),
+        NemesisKind::PacketLoss => (
+            Some(Fault::PacketLoss {
+                rate: rng.random_range(0.01..0.2),
+            }),
+            Some(Fault::NormalNetwork),
+        ),
+        NemesisKind::Latency => (
+            Some(Fault::Latency {
+                max_ms: rng.random_range(20..80),
+            }),
+            Some(Fault::NormalNetwork),
+        ),
+        NemesisKind::AddNode => match topo.joiner {
+            Some(j) if !*joined => {
+                *joined = true;
+                (Some(Fault::AddNode { node: j }), None)
+            }
+            _ => (None, None),
+        },
+    }
+}
+
+/// What a fault is applied to: the runner's view of the simulation.
+pub trait Target {
+    /// The established leader now, if any.
+    fn leader(&self) -> Option<Sid>;
+    /// Crash a server (power loss).
+    fn crash(&mut self, s: Sid);
+    /// Restart every crashed server.
+    fn restart_crashed(&mut self);
+    /// Cut every link between the groups (clients are not cut off).
+    fn partition(&mut self, a: &[Sid], b: &[Sid]);
+    /// Repair every cut link between servers.
+    fn repair(&mut self);
+    /// Drop this share of packets on server links (0: none).
+    fn packet_loss(&mut self, rate: f64);
+    /// Maximum message latency on every link (`None`: the normal one).
+    fn latency(&mut self, max_ms: Option<u64>);
+    /// Start a configured joiner and ask for it to become a voter.
+    fn add_node(&mut self, s: Sid);
+    /// Every server.
+    fn servers(&self) -> Vec<Sid>;
+}
+
+/// Applies one fault. Returns what it did, for the run's log (a fault that
+/// found nothing to act on, like crashing a leader while there is none,
+/// says so).
+pub fn apply(t: &mut dyn Target, f: &Fault) -> String {
+    match f {
+        Fault::CrashLeader => match t.leader() {
+            Some(l) => {
+                t.crash(l);
+                format!("crashed leader {l}")
+            }
+            None => "no leader to crash".into(),
+        },
+        Fault::Crash { nodes } => {
+            for &n in nodes {
+                t.crash(n);
+            }
+            format!("crashed {nodes:?}")
+        }
+        Fault::RestartCrashed => {
+            t.restart_crashed();
+            "restarted crashed servers".into()
+        }
+        Fault::Partition { a, b } => {
+            t.partition(a, b);
+            format!("partitioned {a:?} from {b:?}")
+        }
+        Fault::PartitionLeader => match t.leader() {
+            Some(l) => {
+                let rest: Vec<Sid> = t.servers().into_iter().filter(|&s| s != l).collect();
+                t.partition(&[l], &rest);
+                format!("isolated leader {l}")
+            }
+            None => "no leader to isolate".into(),
+        },
+        Fault::RepairNetwork => {
+            t.repair();
+            "repaired the network".into()
+        }
+        Fault::PacketLoss { rate } => {
+            t.packet_loss(*rate);
+            format!("packet loss {:.0}%", rate * 100.0)
+        }
+        Fault::Latency { max_ms } => {
+            t.latency(Some(*max_ms));
+            format!("latency up to {max_ms} ms")
+        }
+        Fault::NormalNetwork => {
+            t.packet_loss(0.0);
+            t.latency(None);
+            "normal network".into()
+        }
+        Fault::AddNode { node } => {
+            t.add_node(*node);
+            format!("started joiner {node}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        Topology {
+            servers: (1..=6).collect(),
+            voters: (1..=5).collect(),
+            joiner: Some(7),
+        }
+    }
+
+    #[test]
+    fn same_seed_same_schedule_and_round_trip() {
+        let a = Schedule::generate(5, &NemesisKind::ALL, 20_000, &topo());
+        assert_eq!(a, Schedule::generate(5, &NemesisKind::ALL, 20_000, &topo()));
+        assert_ne!(a, Schedule::generate(6, &NemesisKind::ALL, 20_000, &topo()));
+        let json = serde_json::to_string_pretty(&a).unwrap();
+        assert_eq!(Schedule::from_json(&json).unwrap(), a);
+        assert!(a.events.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+        assert!(a.events.iter().all(|e| e.at_ms < 20_000));
+    }
+
+    #[test]
+    fn a_long_schedule_covers_every_kind() {
+        let s = Schedule::generate(1, &NemesisKind::ALL, 60_000, &topo());
+        assert_eq!(
+            s.kinds(),
+            vec![
+                "add-node",
+                "crash",
+                "crash-leader",
+                "latency",
+                "packet-loss",
+                "partition",
+                "partition-leader",
+                "restart-all"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_parse() {
+        assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 9);
+        assert!(NemesisKind::parse_list("none").unwrap().is_empty());
+        assert_eq!(
+            NemesisKind::parse_list("crash,latency").unwrap(),
+            vec![NemesisKind::Crash, NemesisKind::Latency]
+        );
+        assert!(NemesisKind::parse_list("crash,frob")
+            .unwrap_err()
+            .contains("unknown nemesis \"frob\""));
+        assert!(Schedule::from_json("{").is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! `faultline bench`: fault campaigns against the ZAB node, with every
+//! check, run directories, `summary.json` and `junit.xml`.
+
+mod run;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use faultline_checker::Validity;
+use faultline_nemesis::{NemesisKind, Schedule};
+use faultline_node::Bugs;
+use faultline_workload::WorkloadKind;
+use run::{RunConfig, RunResult};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Arguments of `faultline bench`. With no flags: the embedded default
+/// campaign.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Run this one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Run seeds 1..=N.
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Voters.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: u64,
+    /// Observers.
+    #[arg(long, default_value_t = 1)]
+    pub observers: u64,
+    /// Concurrent client processes.
+    #[arg(long, default_value_t = 10)]
+    pub clients: usize,
+    /// Keys.
+    #[arg(long, default_value_t = 5)]
+    pub keys: u64,
+    /// Chaos phase per run, e.g. `10s` or `1500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_ms)]
+    pub duration: u64,
+    /// Faults: a comma-separated list of names, `all` or `none`.
+    #[arg(long, default_value = "all")]
+    pub nemesis: String,
+    /// Workload: register or strict.
+    #[arg(long, default_value = "register")]
+    pub workload: String,
+    /// Replay this schedule (JSON, as saved in a run directory) instead of
+    /// drawing one from the seed.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Runs in parallel (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Where reports go.
+    #[arg(long, default_value = "reports")]
+    pub out: String,
+    /// Print the campaign summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write the JUnit XML (default: OUT/junit.xml).
+    #[arg(long)]
+    pub junit: Option<String>,
+    /// Wall-clock limit of one run, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub watchdog: u64,
+}
+
+/// Seeds of the default campaign.
+const DEFAULT_SEEDS: u64 = 16;
+
+/// Parses `10s`, `1500ms` or a plain number of seconds into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 1500ms)"))?;
+    if !(v > 0.0 && v * mult < 1e9) {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok((v * mult) as u64)
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    result: Validity,
+    runs: usize,
+    valid: usize,
+    invalid: usize,
+    unknown: usize,
+    wall_s: f64,
+    config: &'a RunConfig,
+    seeds: Vec<SeedLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct SeedLine<'a> {
+    seed: u64,
+    result: Validity,
+    failed_checks: Vec<&'a str>,
+    ops: usize,
+    ok: usize,
+    faults: usize,
+    leader_changes: usize,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    sim_s: f64,
+    wall_s: f64,
+    history_hash: &'a str,
+    reproduce: Option<String>,
+}
+
+fn reproduce(a: &BenchArgs, seed: u64) -> String {
+    let mut s = format!("cargo run --release -- bench --seed {seed}");
+    if a.nodes != 5 {
+        let _ = write!(s, " --nodes {}", a.nodes);
+    }
+    if a.observers != 1 {
+        let _ = write!(s, " --observers {}", a.observers);
+    }
+    if a.clients != 10 {
+        let _ = write!(s, " --clients {}", a.clients);
+    }
+    if a.keys != 5 {
+        let _ = write!(s, " --keys {}", a.keys);
+    }
+    let _ = write!(s, " --duration {}ms", a.duration_ms());
+    if a.nemesis != "all" {
+        let _ = write!(s, " --nemesis {}", a.nemesis);
+    }
+    if a.workload != "register" {
+        let _ = write!(s, " --workload {}", a.workload);
+    }
+    if let Some(f) = &a.schedule {
+        let _ = write!(s, " --schedule {f}");
+    }
+    s
+}
+
+impl BenchArgs {
+    fn duration_ms(&self) -> u64 {
+        self.duration
+    }
+}
+
+fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
+    let nemesis = NemesisKind::parse_list(&a.nemesis).map_err(anyhow::Error::msg)?;
+    let workload = match a.workload.as_str() {
+        "register" => WorkloadKind::Register,
+        "strict" => WorkloadKind::Strict,
+        w => bail!("unknown workload {w:?} (known: register, strict)"),
+    };
+    if a.nodes == 0 || a.nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    if a.clients == 0 || a.keys == 0 {
+        bail!("--clients and --keys must be at least 1");
+    }
+    Ok(RunConfig {
+        seed,
+        voters: a.nodes,
+        observers: a.observers,
+        joiner: nemesis.contains(&NemesisKind::AddNode),
+        workload,
+        processes: a.clients,
+        keys: a.keys,
+        think_ms: 20,
+        op_timeout_ms: 1000,
+        warmup_ms: 1000,
+        chaos_ms: a.duration_ms(),
+        quiesce_ms: 3000,
+        liveness_ms: 5000,
+        nemesis,
+        bugs: Bugs::default(),
+        watchdog_s: a.watchdog,
+    })
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
+    let seeds: Vec<u64> = match (a.seed, a.seeds) {
+        (Some(s), _) => vec![s],
+        (None, Some(0)) => bail!("--seeds must be at least 1"),
+        (None, Some(n)) => (1..=n).collect(),
+        (None, None) => (1..=DEFAULT_SEEDS).collect(),
+    };
+    let base = config(&a, seeds[0])?;
+    let fixed = match &a.schedule {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("{f}: cannot read"))?;
+            Some(Schedule::from_json(&text).with_context(|| f.clone())?)
+        }
+        None => None,
+    };
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let out = PathBuf::from(&a.out);
+    std::fs::create_dir_all(out.join("runs"))
+        .with_context(|| format!("{}: cannot create", out.display()))?;
+    eprintln!(
+        "faultline bench: {} seeds, {} voters + {} observers{}, {} clients, {} ms chaos, nemesis {}, workload {}, {} jobs",
+        seeds.len(),
+        base.voters,
+        base.observers,
+        if base.joiner { " + 1 joiner" } else { "" },
+        base.processes,
+        base.chaos_ms,
+        a.nemesis,
+        a.workload,
+        jobs
+    );
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<RunResult>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(seeds.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { break };
+                match one(&a, seed, fixed.as_ref(), &out) {
+                    Ok(r) => {
+                        eprintln!(
+                            "  seed {:>4}: {:<7} {:>5} ops, {:>2} faults, {:>2} leader changes, {:.1} s sim in {:.1} s{}",
+                            r.seed,
+                            r.result.to_string(),
+                            r.ops,
+                            r.faults,
+                            r.leader_changes,
+                            r.sim_s,
+                            r.wall_s,
+                            failed(&r)
+                        );
+                        results.lock().expect("no panics").push(r);
+                    }
+                    Err(e) => errors.lock().expect("no panics").push(format!("seed {seed}: {e:#}")),
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().expect("no panics");
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    let mut results = results.into_inner().expect("no panics");
+    results.sort_by_key(|r| r.seed);
+    let code = summarize(&a, &base, &results, &out, start.elapsed().as_secs_f64())?;
+    Ok(code)
+}
+
+fn failed(r: &RunResult) -> String {
+    let f: Vec<&str> = r
+        .checks
+        .iter()
+        .filter(|c| c.result != Validity::Valid)
+        .map(|c| c.name.as_str())
+        .collect();
+    if f.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", f.join(", "))
+    }
+}
+
+/// Runs one seed in this thread, catching node assertion failures, and
+/// writes its run directory.
+fn one(
+    a: &BenchArgs,
+    seed: u64,
+    fixed: Option<&Schedule>,
+    out: &Path,
+) -> anyhow::Result<RunResult> {
+    let cfg = config(a, seed)?;
+    let schedule = fixed.cloned().unwrap_or_else(|| {
+        Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg))
+    });
+    let started = Instant::now();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&cfg, &schedule)));
+    let (result, artifacts) = match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(abort)) => aborted(
+            &cfg,
+            abort.is_watchdog(),
+            &abort.message(),
+            started,
+            &schedule,
+        ),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a server panicked".into());
+            aborted(
+                &cfg,
+                false,
+                &format!("a server assertion failed: {msg}"),
+                started,
+                &schedule,
+            )
+        }
+    };
+    write_run_dir(out, &cfg, &result, &artifacts)?;
+    Ok(result)
+}
+
+fn aborted(
+    cfg: &RunConfig,
+    watchdog: bool,
+    why: &str,
+    started: Instant,
+    schedule: &Schedule,
+) -> (RunResult, run::RunArtifacts) {
+    let check = faultline_checker::zk::CheckOutcome {
+        name: if watchdog {
+            "watchdog".into()
+        } else {
+            "node-invariants".into()
+        },
+        result: if watchdog {
+            Validity::Unknown
+        } else {
+            Validity::Invalid
+        },
+        summary: if watchdog {
+            "the run finished within its wall-clock limit".into()
+        } else {
+            "no server assertion failed".into()
+        },
+        anomalies: vec![why.to_string()],
+    };
+    (
+        RunResult {
+            seed: cfg.seed,
+            result: check.result,
+            checks: vec![check],
+            ops: 0,
+            ok: 0,
+            faults: 0,
+            leader_changes: 0,
+            sim_s: 0.0,
+            wall_s: started.elapsed().as_secs_f64(),
+            history_hash: String::new(),
+            nemesis_log: Vec::new(),
+            latency_ms: (0.0, 0.0),
+        },
+        run::RunArtifacts {
+            history: Vec::new(),
+            schedule: schedule.clone(),
+            trace: Vec::new(),
+        },
+    )
+}
+
+/// Writes a file whole or not at all.
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+fn write_run_dir(
+    out: &Path,
+    cfg: &RunConfig,
+    r: &RunResult,
+    art: &run::RunArtifacts,
+) -> anyhow::Result<()> {
+    let dir = out.join("runs").join(format!("seed-{}", cfg.seed));
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    write(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(cfg)?.as_bytes(),
+    )?;
+    write(
+        &dir.join("schedule.json"),
+        serde_json::to_string_pretty(&art.schedule)?.as_bytes(),
+    )?;
+    let mut h = Vec::new();
+    faultline_history::jsonl::write_ops(&mut h, &art.history)?;
+    write(&dir.join("history.jsonl"), &h)?;
+    let mut e = Vec::new();
+    faultline_history::edn::write_ops(&mut e, &art.history)?;
+    write(&dir.join("history.edn"), &e)?;
+    write(
+        &dir.join("trace.jsonl"),
+        (art.trace.join("\n") + "\n").as_bytes(),
+    )?;
+    write(
+        &dir.join("verdict.json"),
+        serde_json::to_string_pretty(r)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn summarize(
+    a: &BenchArgs,
+    base: &RunConfig,
+    results: &[RunResult],
+    out: &Path,
+    wall_s: f64,
+) -> anyhow::Result<u8> {
+    let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
+    let (valid, invalid, unknown) = (
+        count(Validity::Valid),
+        count(Validity::Invalid),
+        count(Validity::Unknown),
+    );
+    let result = if invalid > 0 {
+        Validity::Invalid
+    } else if unknown > 0 {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    let summary = Summary {
+        result,
+        runs: results.len(),
+        valid,
+        invalid,
+        unknown,
+        wall_s,
+        config: base,
+        seeds: results
+            .iter()
+            .map(|r| SeedLine {
+                seed: r.seed,
+                result: r.result,
+                failed_checks: r
+                    .checks
+                    .iter()
+                    .filter(|c| c.result != Validity::Valid)
+                    .map(|c| c.name.as_str())
+                    .collect(),
+                ops: r.ops,
+                ok: r.ok,
+                faults: r.faults,
+                leader_changes: r.leader_changes,
+                latency_p50_ms: r.latency_ms.0,
+                latency_p99_ms: r.latency_ms.1,
+                sim_s: r.sim_s,
+                wall_s: r.wall_s,
+                history_hash: &r.history_hash,
+                reproduce: (r.result != Validity::Valid).then(|| reproduce(a, r.seed)),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    write(&out.join("summary.json"), json.as_bytes())?;
+    let junit = a
+        .junit
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| out.join("junit.xml"));
+    write(&junit, junit_xml(results).as_bytes())?;
+    eprintln!();
+    eprintln!(
+        "{}: {} runs: {valid} valid, {invalid} invalid, {unknown} unknown in {wall_s:.1} s; reports in {}",
+        result.to_string().to_uppercase(),
+        results.len(),
+        out.display()
+    );
+    for r in results.iter().filter(|r| r.result != Validity::Valid) {
+        for c in r.checks.iter().filter(|c| c.result != Validity::Valid) {
+            eprintln!(
+                "  seed {}: {} {}: {}",
+                r.seed,
+                c.name,
+                c.result,
+                c.anomalies.first().map_or("", |s| s.as_str())
+            );
+        }
+        eprintln!("  reproduce: {}", reproduce(a, r.seed));
+    }
+    if a.json {
+        println!("{json}");
+    }
+    Ok(result.exit_code() as u8)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One test case per (seed, check).
+fn junit_xml(results: &[RunResult]) -> String {
+    let cases: usize = results.iter().map(|r| r.checks.len()).sum();
+    let failures: usize = results
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter(|c| c.result == Validity::Invalid)
+        .count();
+    let skipped: usize = results
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter(|c| c.result == Validity::Unknown)
+        .count();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"faultline bench\" tests=\"{cases}\" failures=\"{failures}\" skipped=\"{skipped}\">"
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"seed-{}\" tests=\"{}\" time=\"{:.3}\">",
+            r.seed,
+            r.checks.len(),
+            r.wall_s
+        );
+        for c in &r.checks {
+            let _ = write!(
+                s,
+                "    <testcase classname=\"seed-{}\" name=\"{}\"",
+                r.seed,
+                xml_escape(&c.name)
+            );
+            match c.result {
+                Validity::Valid => s.push_str("/>\n"),
+                Validity::Invalid => {
+                    let _ = writeln!(
+                        s,
+                        "><failure message=\"{}\">{}</failure></testcase>",
+                        xml_escape(c.anomalies.first().map_or("", |a| a.as_str())),
+                        xml_escape(&c.anomalies.join("\n"))
+                    );
+                }
+                Validity::Unknown => {
+                    let _ = writeln!(
+                        s,
+                        "><skipped message=\"{}\"/></testcase>",
+                        xml_escape(c.anomalies.first().map_or("unknown", |a| a.as_str()))
+                    );
+                }
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}

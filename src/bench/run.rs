@@ -1,0 +1,673 @@
+//! One bench run: seed -> configuration -> turmoil simulation -> phases
+//! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
+//! committed txns -> checks -> verdict.
+
+use faultline_checker::zk::{self, CheckOutcome, CommittedTxn, LeaderEntry, ReplicaEnd};
+use faultline_checker::{check, Budget, ModelKind, Validity};
+use faultline_history::{Fun, History, Op, OpType};
+use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
+use faultline_node::shell::{self, Probe, ShellConfig};
+use faultline_node::{Bugs, NodeConfig, PeerState, ProtocolEvent, Store, Txn, TxnOp, Zxid};
+use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, WorkloadKind};
+use serde::Serialize;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Everything that defines a run; printed at start and saved with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    /// The seed: every random choice of the run comes from it.
+    pub seed: u64,
+    /// Voters.
+    pub voters: u64,
+    /// Observers.
+    pub observers: u64,
+    /// Whether a joining server is configured (started by `add-node`).
+    pub joiner: bool,
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// Concurrent client processes.
+    pub processes: usize,
+    /// Keys.
+    pub keys: u64,
+    /// Mean think time between a process's ops, ms.
+    pub think_ms: u64,
+    /// Client op timeout, ms.
+    pub op_timeout_ms: u64,
+    /// Warm-up before faults, ms.
+    pub warmup_ms: u64,
+    /// Chaos phase, ms.
+    pub chaos_ms: u64,
+    /// Phase after healing during which the workload goes on, ms.
+    pub quiesce_ms: u64,
+    /// Bound for a successful write after healing, ms.
+    pub liveness_ms: u64,
+    /// The faults drawn from.
+    pub nemesis: Vec<NemesisKind>,
+    /// Injected protocol bugs.
+    pub bugs: Bugs,
+    /// Wall-clock limit of the run, s.
+    pub watchdog_s: u64,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// The seed.
+    pub seed: u64,
+    /// Valid, invalid or unknown.
+    pub result: Validity,
+    /// Every check.
+    pub checks: Vec<CheckOutcome>,
+    /// Client ops invoked.
+    pub ops: usize,
+    /// Ops that completed ok.
+    pub ok: usize,
+    /// Fault events applied.
+    pub faults: usize,
+    /// Leader changes seen in the trace.
+    pub leader_changes: usize,
+    /// Simulated seconds.
+    pub sim_s: f64,
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// Hash of the history (FNV-1a of its JSON lines): equal runs, equal
+    /// hashes.
+    pub history_hash: String,
+    /// What each applied fault did, with its simulated time (ms).
+    pub nemesis_log: Vec<(u64, String)>,
+    /// Latency percentiles of ok ops, ms (p50, p99).
+    pub latency_ms: (f64, f64),
+}
+
+/// Files a run leaves behind, in memory.
+pub struct RunArtifacts {
+    /// The history.
+    pub history: Vec<Op>,
+    /// The schedule.
+    pub schedule: Schedule,
+    /// Node trace and protocol events, one JSON object per line.
+    pub trace: Vec<String>,
+}
+
+fn host(s: Sid) -> String {
+    format!("n{s}")
+}
+
+/// The simulation as the nemesis sees it.
+struct Cluster<'a> {
+    sim: turmoil::Sim<'a>,
+    probes: BTreeMap<Sid, Probe>,
+    configs: BTreeMap<Sid, ShellConfig>,
+    started: BTreeSet<Sid>,
+    crashed: BTreeSet<Sid>,
+    cut: BTreeSet<(Sid, Sid)>,
+    add_voter: Rc<Cell<Option<Sid>>>,
+}
+
+impl Cluster<'_> {
+    fn start(&mut self, s: Sid) {
+        let probe = self.probes.entry(s).or_default().clone();
+        let cfg = self.configs[&s].clone();
+        self.sim
+            .host(host(s), move || shell::run(cfg.clone(), probe.clone()));
+        self.started.insert(s);
+    }
+}
+
+impl Target for Cluster<'_> {
+    fn leader(&self) -> Option<Sid> {
+        self.probes
+            .iter()
+            .filter(|(s, _)| !self.crashed.contains(s))
+            .find(|(_, p)| {
+                let st = p.status();
+                st.role == Some(PeerState::Leading) && st.serving
+            })
+            .map(|(s, _)| *s)
+    }
+
+    fn crash(&mut self, s: Sid) {
+        if self.started.contains(&s) && self.crashed.insert(s) {
+            self.sim.crash(host(s));
+            self.probes[&s].mark_down();
+        }
+    }
+
+    fn restart_crashed(&mut self) {
+        for s in std::mem::take(&mut self.crashed) {
+            self.sim.bounce(host(s));
+        }
+    }
+
+    fn partition(&mut self, a: &[Sid], b: &[Sid]) {
+        for &x in a {
+            for &y in b {
+                if x != y && self.cut.insert((x.min(y), x.max(y))) {
+                    self.sim.partition(host(x), host(y));
+                }
+            }
+        }
+    }
+
+    fn repair(&mut self) {
+        for (x, y) in std::mem::take(&mut self.cut) {
+            self.sim.repair(host(x), host(y));
+        }
+    }
+
+    fn packet_loss(&mut self, rate: f64) {
+        let servers = self.servers();
+        for &x in &servers {
+            for &y in &servers {
+                if x < y {
+                    self.sim.set_link_fail_rate(host(x), host(y), rate);
+                }
+            }
+        }
+    }
+
+    fn latency(&mut self, max_ms: Option<u64>) {
+        self.sim
+            .set_max_message_latency(Duration::from_millis(max_ms.unwrap_or(NORMAL_LATENCY_MS)));
+    }
+
+    fn add_node(&mut self, s: Sid) {
+        if !self.started.contains(&s) {
+            self.start(s);
+        }
+        self.add_voter.set(Some(s));
+    }
+
+    fn servers(&self) -> Vec<Sid> {
+        self.started.iter().copied().collect()
+    }
+}
+
+const NORMAL_LATENCY_MS: u64 = 5;
+
+/// The topology a configuration describes.
+pub fn topology(cfg: &RunConfig) -> Topology {
+    let servers: Vec<Sid> = (1..=cfg.voters + cfg.observers).collect();
+    Topology {
+        voters: (1..=cfg.voters).collect(),
+        joiner: cfg.joiner.then_some(cfg.voters + cfg.observers + 1),
+        servers,
+    }
+}
+
+fn build_sim<'a>(cfg: &RunConfig) -> turmoil::Sim<'a> {
+    let mut b = turmoil::Builder::new();
+    b.rng_seed(cfg.seed)
+        .simulation_duration(Duration::from_secs(24 * 3600))
+        .tick_duration(Duration::from_millis(1))
+        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .tcp_capacity(4096)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(NORMAL_LATENCY_MS));
+    b.build()
+}
+
+/// Why a run could not finish.
+#[derive(Debug)]
+pub enum Abort {
+    /// The wall-clock watchdog fired.
+    Watchdog,
+    /// The simulation failed (a host returned an error).
+    Sim(String),
+}
+
+impl Abort {
+    /// Whether the watchdog fired (unknown) rather than the run failing.
+    pub fn is_watchdog(&self) -> bool {
+        matches!(self, Abort::Watchdog)
+    }
+
+    /// One line for the verdict.
+    pub fn message(&self) -> String {
+        match self {
+            Abort::Watchdog => "the wall-clock watchdog stopped the run".into(),
+            Abort::Sim(e) => format!("the simulation failed: {e}"),
+        }
+    }
+}
+
+/// Runs one seed. Panics of the simulation (node assertions) are caught by
+/// the caller.
+pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifacts), Abort> {
+    let wall = Instant::now();
+    let topo = topology(cfg);
+    let mut all: Vec<Sid> = topo.servers.clone();
+    all.extend(topo.joiner);
+    let hosts: BTreeMap<Sid, String> = all.iter().map(|s| (*s, host(*s))).collect();
+    let mut configs = BTreeMap::new();
+    for &s in &all {
+        let mut node = NodeConfig::new(
+            s,
+            topo.voters.clone(),
+            (cfg.voters + 1..=cfg.voters + cfg.observers).collect(),
+        );
+        node.bugs = cfg.bugs.clone();
+        node.snapshot_interval = 200;
+        node.committed_log_window = 100;
+        configs.insert(s, ShellConfig::new(node, hosts.clone()));
+    }
+    let mut c = Cluster {
+        sim: build_sim(cfg),
+        probes: BTreeMap::new(),
+        configs,
+        started: BTreeSet::new(),
+        crashed: BTreeSet::new(),
+        cut: BTreeSet::new(),
+        add_voter: Rc::new(Cell::new(None)),
+    };
+    for &s in &topo.servers {
+        c.start(s);
+    }
+    let rec = Recorder::default();
+    let control = Control::default();
+    let finals = Rc::new(Cell::new(false));
+    let final_servers: Rc<std::cell::RefCell<Vec<(Sid, String)>>> = Rc::default();
+    let done = Rc::new(Cell::new(false));
+    let wl = WorkloadConfig {
+        kind: cfg.workload,
+        processes: cfg.processes,
+        keys: cfg.keys,
+        think: Duration::from_millis(cfg.think_ms),
+        op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+        servers: topo.servers.iter().map(|s| (*s, host(*s))).collect(),
+        port: 2181,
+        seed: cfg.seed,
+    };
+    {
+        let (wl, rec, control, finals, done) = (
+            wl.clone(),
+            rec.clone(),
+            control.clone(),
+            finals.clone(),
+            done.clone(),
+        );
+        let final_servers = final_servers.clone();
+        let add_voter = c.add_voter.clone();
+        let first_final = 1_000_000_000;
+        c.sim.client("clients", async move {
+            let admin = tokio::task::spawn_local(admin_loop(wl.clone(), add_voter));
+            workload::run(wl.clone(), rec.clone(), control).await;
+            while !finals.get() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            admin.abort();
+            let servers = final_servers.borrow().clone();
+            workload::final_reads(wl, servers, rec, first_final).await;
+            done.set(true);
+            Ok(())
+        });
+    }
+    let watchdog = Duration::from_secs(cfg.watchdog_s);
+    let step = |c: &mut Cluster| -> Result<(), Abort> {
+        if wall.elapsed() > watchdog {
+            return Err(Abort::Watchdog);
+        }
+        c.sim
+            .step()
+            .map(|_| ())
+            .map_err(|e| Abort::Sim(e.to_string()))
+    };
+    let ms = |c: &Cluster| c.sim.elapsed().as_millis() as u64;
+    // Warm-up.
+    while ms(&c) < cfg.warmup_ms {
+        step(&mut c)?;
+    }
+    // Chaos.
+    let chaos_start = ms(&c);
+    let mut log = Vec::new();
+    for ev in &schedule.events {
+        while ms(&c) < chaos_start + ev.at_ms {
+            step(&mut c)?;
+        }
+        let what = nemesis::apply(&mut c, &ev.fault);
+        log.push((ms(&c), what));
+    }
+    while ms(&c) < chaos_start + cfg.chaos_ms {
+        step(&mut c)?;
+    }
+    // Heal everything.
+    let heal_ns = c.sim.elapsed().as_nanos() as u64;
+    for f in [
+        nemesis::Fault::RepairNetwork,
+        nemesis::Fault::NormalNetwork,
+        nemesis::Fault::RestartCrashed,
+    ] {
+        let what = nemesis::apply(&mut c, &f);
+        log.push((ms(&c), format!("heal: {what}")));
+    }
+    // Quiesce: the workload goes on (liveness), then stops.
+    let quiesce_end = ms(&c) + cfg.quiesce_ms;
+    while ms(&c) < quiesce_end {
+        step(&mut c)?;
+    }
+    control.stop();
+    // Wait for the replicas to converge (bounded), then read everything.
+    let converge_end = ms(&c) + 10_000;
+    while ms(&c) < converge_end && !converged(&c) {
+        step(&mut c)?;
+    }
+    *final_servers.borrow_mut() = c.started.iter().map(|s| (*s, host(*s))).collect();
+    finals.set(true);
+    let finals_end = ms(&c) + 60_000;
+    while !done.get() && ms(&c) < finals_end {
+        step(&mut c)?;
+    }
+    let sim_s = c.sim.elapsed().as_secs_f64();
+    let ops = rec.ops();
+    let result = judge(
+        cfg,
+        &c,
+        &ops,
+        heal_ns,
+        log.clone(),
+        sim_s,
+        wall.elapsed().as_secs_f64(),
+    );
+    let trace = trace_lines(&c);
+    Ok((
+        result,
+        RunArtifacts {
+            history: ops,
+            schedule: schedule.clone(),
+            trace,
+        },
+    ))
+}
+
+async fn admin_loop(wl: WorkloadConfig, add_voter: Rc<Cell<Option<Sid>>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(sid) = add_voter.get() else { continue };
+        let mut seq = 1;
+        'retry: loop {
+            for (_, h) in &wl.servers {
+                let Ok(mut cl) = faultline_node::client::Client::connect(
+                    h,
+                    wl.port,
+                    999_999_999,
+                    Duration::from_millis(300),
+                )
+                .await
+                else {
+                    continue;
+                };
+                if let Ok(r) = cl
+                    .call_seq(
+                        seq,
+                        faultline_node::ClientOp::AddVoter { sid },
+                        Duration::from_secs(1),
+                    )
+                    .await
+                {
+                    if r.outcome == faultline_node::Outcome::Written {
+                        break 'retry;
+                    }
+                    seq += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        add_voter.set(None);
+    }
+}
+
+fn converged(c: &Cluster) -> bool {
+    let st: Vec<_> = c.started.iter().map(|s| c.probes[s].status()).collect();
+    st.iter().all(|s| s.up && s.serving)
+        && st
+            .windows(2)
+            .all(|w| w[0].last_committed == w[1].last_committed && w[0].digest == w[1].digest)
+}
+
+fn trace_lines(c: &Cluster) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (s, p) in &c.probes {
+        for (t, ev) in p.trace() {
+            lines.push((
+                t,
+                *s,
+                serde_json::json!({"t_ns": t.as_nanos() as u64, "trace": ev}).to_string(),
+            ));
+        }
+        for (t, ev) in p.events() {
+            if let ProtocolEvent::Sync { .. } = ev {
+                lines.push((
+                    t,
+                    *s,
+                    serde_json::json!({"t_ns": t.as_nanos() as u64, "sid": s, "event": ev})
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    lines.sort_by_key(|l| (l.0, l.1));
+    lines.into_iter().map(|l| l.2).collect()
+}
+
+fn describe(t: &Txn) -> String {
+    match &t.op {
+        TxnOp::Set { key, value } => format!("set {key}={value}"),
+        TxnOp::CasFailed { key, actual } => format!("cas on {key} failed (found {actual:?})"),
+        TxnOp::Reconfig { voters, .. } => format!("reconfig voters {voters:?}"),
+    }
+}
+
+/// The linearizability check: writes and cas (and sync-reads); local reads
+/// are checked by `read-guarantees` instead.
+fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
+    let keep: Vec<Op> = ops
+        .iter()
+        .filter(|o| !(o.f == Fun::Read && o.process.is_client()))
+        .cloned()
+        .collect();
+    let summary = match kind {
+        WorkloadKind::Register => "writes and cas, per key (cas-register model)",
+        WorkloadKind::Strict => "sync-reads, writes and cas, per key (cas-register model)",
+    };
+    let h = match History::new(keep) {
+        Ok(h) => h,
+        Err(e) => {
+            return CheckOutcome {
+                name: "linearizable".into(),
+                result: Validity::Invalid,
+                summary: summary.into(),
+                anomalies: vec![format!("malformed history: {e}")],
+            }
+        }
+    };
+    let budget = Budget {
+        deadline: None,
+        max_steps: Some(20_000_000),
+        max_bytes: Some(1 << 30),
+    };
+    match check(&h, ModelKind::CasRegister, &budget, 1) {
+        Ok(r) => CheckOutcome {
+            name: "linearizable".into(),
+            result: r.result,
+            summary: format!("{summary}: {} ops, {} keys", r.ops, r.keys),
+            anomalies: r
+                .anomalies
+                .iter()
+                .map(|w| w.explanation.clone())
+                .chain(
+                    r.unknown
+                        .iter()
+                        .map(|u| format!("key {:?}: {}", u.key, u.reason)),
+                )
+                .collect(),
+        },
+        Err(e) => CheckOutcome {
+            name: "linearizable".into(),
+            result: Validity::Invalid,
+            summary: summary.into(),
+            anomalies: vec![e.to_string()],
+        },
+    }
+}
+
+fn percentiles(ops: &[Op]) -> (f64, f64) {
+    let mut open: BTreeMap<&faultline_history::Process, u64> = BTreeMap::new();
+    let mut lat = Vec::new();
+    for o in ops {
+        match o.kind {
+            OpType::Invoke => {
+                open.insert(&o.process, o.time);
+            }
+            OpType::Ok => {
+                if let Some(t) = open.remove(&o.process) {
+                    lat.push((o.time - t) as f64 / 1e6);
+                }
+            }
+            _ => {
+                open.remove(&o.process);
+            }
+        }
+    }
+    if lat.is_empty() {
+        return (0.0, 0.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+/// FNV-1a over the history's JSON lines.
+pub fn history_hash(ops: &[Op]) -> String {
+    let mut buf = Vec::new();
+    faultline_history::jsonl::write_ops(&mut buf, ops).expect("in memory");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in buf {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn judge(
+    cfg: &RunConfig,
+    c: &Cluster,
+    ops: &[Op],
+    heal_ns: u64,
+    nemesis_log: Vec<(u64, String)>,
+    sim_s: f64,
+    wall_s: f64,
+) -> RunResult {
+    let mut checks = Vec::new();
+    let history = History::new(ops.to_vec());
+    // Committed txns as the leaders reported them.
+    let mut txns: Vec<Txn> = Vec::new();
+    let mut leaders = Vec::new();
+    let mut leader_changes = 0;
+    for (s, p) in &c.probes {
+        for (_, ev) in p.events() {
+            if let ProtocolEvent::Committed(t) = ev {
+                txns.push(t);
+            }
+        }
+        for (t, ev) in p.trace() {
+            if ev.role == PeerState::Leading && ev.serving {
+                leaders.push(LeaderEntry {
+                    time_ns: t.as_nanos() as u64,
+                    sid: *s,
+                    epoch: ev.epoch,
+                });
+                leader_changes += 1;
+            }
+        }
+    }
+    leaders.sort_by_key(|l| (l.time_ns, l.sid));
+    let committed: Vec<CommittedTxn> = txns
+        .iter()
+        .map(|t| CommittedTxn {
+            zxid: t.zxid.0,
+            set: match t.op {
+                TxnOp::Set { key, value } => Some((key as i64, value)),
+                _ => None,
+            },
+            origin: t.origin,
+            describe: describe(t),
+        })
+        .collect();
+    let (map, conflicts) = zk::committed_history(&committed);
+    // Replay the committed history to get the state every replica must end in.
+    let mut by_zxid: BTreeMap<Zxid, &Txn> = BTreeMap::new();
+    for t in &txns {
+        by_zxid.entry(t.zxid).or_insert(t);
+    }
+    let mut expected = Store::default();
+    for t in by_zxid.values() {
+        expected.apply(t);
+    }
+    let replicas: Vec<ReplicaEnd> = c
+        .started
+        .iter()
+        .map(|s| (s, c.probes[s].status()))
+        .filter(|(_, st)| st.up)
+        .map(|(s, st)| ReplicaEnd {
+            sid: *s,
+            last_committed: st.last_committed.0,
+            digest: st.digest,
+        })
+        .collect();
+    let last = expected.applied.0;
+    match &history {
+        Ok(h) => {
+            checks.push(linearizable(ops, cfg.workload));
+            checks.push(zk::read_guarantees(h, &map));
+            checks.push(zk::durability(
+                h,
+                &map,
+                &conflicts,
+                (last, expected.digest()),
+                &replicas,
+            ));
+        }
+        Err(e) => checks.push(CheckOutcome {
+            name: "history".into(),
+            result: Validity::Invalid,
+            summary: "the recorded history is well-formed".into(),
+            anomalies: vec![e.to_string()],
+        }),
+    }
+    checks.push(zk::convergence(&replicas, last));
+    if let Ok(h) = &history {
+        checks.push(zk::liveness(
+            h,
+            &leaders,
+            heal_ns,
+            cfg.liveness_ms * 1_000_000,
+        ));
+    }
+    checks.push(zk::leadership(&leaders));
+    let result = if checks.iter().any(|c| c.result == Validity::Invalid) {
+        Validity::Invalid
+    } else if checks.iter().any(|c| c.result == Validity::Unknown) {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
+    let ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
+    RunResult {
+        seed: cfg.seed,
+        result,
+        checks,
+        ops: invoked,
+        ok,
+        faults: nemesis_log.len(),
+        leader_changes,
+        sim_s,
+        wall_s,
+        history_hash: history_hash(ops),
+        nemesis_log,
+        latency_ms: percentiles(ops),
+    }
+}

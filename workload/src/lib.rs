@@ -1,0 +1,346 @@
+//! The workload: client processes that issue reads, writes and
+//! compare-and-sets against the ensemble and record every operation
+//! Jepsen-style (invoke, then ok / fail / info).
+//!
+//! Many processes share one client host (turmoil's step cost grows steeply
+//! with the host count). Each process is a ZooKeeper session: it connects to
+//! a random server and moves to another after an error. An op whose outcome
+//! the client cannot know (timeout, lost connection, ConnectionLoss on a
+//! write) completes as `info`, and the process is retired: its slot goes on
+//! with a new process id (and session), as in Jepsen. Reads that get no
+//! answer complete as `fail`: a read has no effect, so it certainly did not
+//! happen. Every random choice comes from the seed.
+
+use faultline_history::{Fun, Op, OpType, Process, Value};
+use faultline_node::client::{CallError, Client};
+use faultline_node::{ClientOp, ClientResponse, Outcome, Sid, Zxid};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The named workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Local (sequentially consistent) reads, writes and cas.
+    Register,
+    /// Linearizable sync-reads, writes and cas: every op must be
+    /// linearizable.
+    Strict,
+}
+
+impl WorkloadKind {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+            WorkloadKind::Strict => "strict",
+        }
+    }
+}
+
+/// What the clients do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkloadConfig {
+    /// Which workload.
+    pub kind: WorkloadKind,
+    /// Concurrent client processes.
+    pub processes: usize,
+    /// Keys are `0..keys`.
+    pub keys: u64,
+    /// Mean pause between a process's ops.
+    pub think: Duration,
+    /// An op with no answer after this long is `info` (or `fail` for a
+    /// read).
+    pub op_timeout: Duration,
+    /// Servers clients may connect to, by id and host name.
+    pub servers: Vec<(Sid, String)>,
+    /// The servers' client port.
+    pub port: u16,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+/// The history being recorded, shared by every process of a client host.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    ops: Rc<RefCell<Vec<Op>>>,
+}
+
+impl Recorder {
+    fn push(&self, op: Op) {
+        self.ops.borrow_mut().push(op);
+    }
+
+    /// The ops recorded so far, in order.
+    pub fn ops(&self) -> Vec<Op> {
+        self.ops.borrow().clone()
+    }
+}
+
+/// Switches the runner flips between phases.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    stop: Rc<Cell<bool>>,
+}
+
+impl Control {
+    /// Asks every process to stop after its current op.
+    pub fn stop(&self) {
+        self.stop.set(true);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.get()
+    }
+}
+
+fn now_ns() -> u64 {
+    turmoil::sim_elapsed().unwrap_or_default().as_nanos() as u64
+}
+
+fn key_value(k: u64) -> Option<Value> {
+    Some(Value::Int(k as i64))
+}
+
+fn opt_value(v: Option<i64>) -> Value {
+    v.map_or(Value::Nil, Value::Int)
+}
+
+/// One process slot: its current process id, session and connection.
+struct Slot {
+    cfg: Rc<WorkloadConfig>,
+    rec: Recorder,
+    rng: ChaCha8Rng,
+    process: u64,
+    conn: Option<Client>,
+    /// Sequence number and highest zxid seen, carried across reconnects.
+    seq: u64,
+    seen: Zxid,
+    /// Last value this process saw per key (for plausible cas).
+    last: BTreeMap<u64, Option<i64>>,
+    counter: i64,
+}
+
+/// What a process asks for, before it is sent.
+#[derive(Clone, Debug)]
+struct Call {
+    f: Fun,
+    key: u64,
+    op: ClientOp,
+    value: Value,
+}
+
+impl Slot {
+    fn next_call(&mut self) -> Call {
+        let key = self.rng.random_range(0..self.cfg.keys);
+        let roll: f64 = self.rng.random();
+        self.counter += 1;
+        let fresh = (self.process as i64 + 1) * 1_000_000 + self.counter;
+        if roll < 0.5 {
+            let (f, op) = match self.cfg.kind {
+                WorkloadKind::Register => (Fun::Read, ClientOp::Read { key }),
+                WorkloadKind::Strict => (Fun::SyncRead, ClientOp::SyncRead { key }),
+            };
+            Call {
+                f,
+                key,
+                op,
+                value: Value::Nil,
+            }
+        } else if roll < 0.8 {
+            Call {
+                f: Fun::Write,
+                key,
+                op: ClientOp::Write { key, value: fresh },
+                value: Value::Int(fresh),
+            }
+        } else {
+            let from = self.last.get(&key).copied().flatten();
+            Call {
+                f: Fun::Cas,
+                key,
+                op: ClientOp::Cas {
+                    key,
+                    from,
+                    to: fresh,
+                },
+                value: Value::pair(opt_value(from), Value::Int(fresh)),
+            }
+        }
+    }
+
+    fn op(&self, kind: OpType, call: &Call, value: Value) -> Op {
+        let mut op = Op::new(kind, Process::Client(self.process), call.f.clone(), value);
+        op.key = key_value(call.key);
+        op.time = now_ns();
+        op
+    }
+
+    /// Connects to a random server, trying others until one answers.
+    async fn connect(&mut self) {
+        while self.conn.is_none() {
+            let i = self.rng.random_range(0..self.cfg.servers.len());
+            let host = self.cfg.servers[i].1.clone();
+            let session = self.process + 1;
+            match Client::connect(&host, self.cfg.port, session, Duration::from_millis(500)).await {
+                Ok(mut c) => {
+                    c.resume(self.seq, self.seen);
+                    self.conn = Some(c);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Runs one op and records it.
+    async fn run_one(&mut self, call: Call) {
+        self.connect().await;
+        self.rec
+            .push(self.op(OpType::Invoke, &call, call.value.clone()));
+        let client = self.conn.as_mut().expect("connected");
+        let seq = client.next_seq();
+        let res = client
+            .call_seq(seq, call.op.clone(), self.cfg.op_timeout)
+            .await;
+        self.seq = seq;
+        self.seen = self.seen.max(client.seen());
+        self.complete(&call, res);
+    }
+
+    fn complete(&mut self, call: &Call, res: Result<ClientResponse, CallError>) {
+        let read = matches!(call.f, Fun::Read | Fun::SyncRead);
+        let (kind, value, error, resp) = match res {
+            Ok(r) => match &r.outcome {
+                Outcome::Value(v) => {
+                    self.last.insert(call.key, *v);
+                    (OpType::Ok, opt_value(*v), None, Some(r))
+                }
+                Outcome::Written => {
+                    if let ClientOp::Write { value, .. } | ClientOp::Cas { to: value, .. } = call.op
+                    {
+                        self.last.insert(call.key, Some(value));
+                    }
+                    (OpType::Ok, call.value.clone(), None, Some(r))
+                }
+                Outcome::CasFailed { actual } => {
+                    self.last.insert(call.key, *actual);
+                    (
+                        OpType::Fail,
+                        call.value.clone(),
+                        Some("cas-mismatch"),
+                        Some(r),
+                    )
+                }
+                Outcome::NotReady => {
+                    self.conn = None; // try another server
+                    (OpType::Fail, call.value.clone(), Some("not-ready"), Some(r))
+                }
+                Outcome::ConnectionLoss => {
+                    self.conn = None;
+                    let kind = if read { OpType::Fail } else { OpType::Info };
+                    (kind, call.value.clone(), Some("connection-loss"), Some(r))
+                }
+            },
+            Err(e) => {
+                self.conn = None;
+                let kind = if read { OpType::Fail } else { OpType::Info };
+                let why = match e {
+                    CallError::Timeout => "timeout",
+                    CallError::Disconnected(_) => "disconnected",
+                };
+                (kind, call.value.clone(), Some(why), None)
+            }
+        };
+        let mut op = self.op(kind, call, value);
+        op.error = error.map(str::to_string);
+        if let Some(r) = resp {
+            op.zxid = Some(r.zxid.0);
+            op.node = Some(r.node);
+        }
+        self.rec.push(op);
+        if kind == OpType::Info {
+            // Retired: the slot goes on as a new process with a new session.
+            self.process += self.cfg.processes as u64;
+            self.seq = 0;
+            self.seen = Zxid(0);
+            self.last.clear();
+        }
+    }
+}
+
+/// Runs the client processes on the current (client) host until
+/// `control.stop()`; each records into `rec`.
+pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
+    let cfg = Rc::new(cfg);
+    let mut tasks = Vec::new();
+    for i in 0..cfg.processes {
+        let mut slot = Slot {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ (0x5EED_0000 + i as u64)),
+            cfg: cfg.clone(),
+            rec: rec.clone(),
+            process: i as u64,
+            conn: None,
+            seq: 0,
+            seen: Zxid(0),
+            last: BTreeMap::new(),
+            counter: 0,
+        };
+        let control = control.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            while !control.stopped() {
+                let call = slot.next_call();
+                slot.run_one(call).await;
+                let think = slot.cfg.think.mul_f64(slot.rng.random_range(0.5..1.5));
+                tokio::time::sleep(think).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Final reads: after healing and quiescence, reads every key at each of
+/// `servers` (local reads, so each replica's state shows), as process ids
+/// starting at `first_process`. Recorded like every other op.
+pub async fn final_reads(
+    cfg: WorkloadConfig,
+    servers: Vec<(Sid, String)>,
+    rec: Recorder,
+    first_process: u64,
+) {
+    let cfg = Rc::new(WorkloadConfig {
+        servers: servers.clone(),
+        ..cfg
+    });
+    for (i, (sid, _)) in servers.into_iter().enumerate() {
+        let mut slot = Slot {
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xF1A1),
+            cfg: Rc::new(WorkloadConfig {
+                servers: cfg.servers.iter().filter(|s| s.0 == sid).cloned().collect(),
+                ..(*cfg).clone()
+            }),
+            rec: rec.clone(),
+            process: first_process + i as u64,
+            conn: None,
+            seq: 0,
+            seen: Zxid(0),
+            last: BTreeMap::new(),
+            counter: 0,
+        };
+        for key in 0..cfg.keys {
+            let call = Call {
+                f: Fun::Read,
+                key,
+                op: ClientOp::Read { key },
+                value: Value::Nil,
+            };
+            slot.run_one(call).await;
+        }
+    }
+}
