@@ -36,6 +36,70 @@ pub struct Bugs {
     pub session_fifo_off: bool,
 }
 
+impl Bugs {
+    /// Every switch: its command-line name and one line on what it breaks.
+    pub const ALL: [(&'static str, &'static str); 11] = [
+        ("ack-before-fsync", "ACK a proposal before it is fsynced"),
+        (
+            "commit-without-quorum",
+            "commit on the first ACK from anyone, non-voters included",
+        ),
+        (
+            "elect-ignore-zxid",
+            "elect by server id only, ignoring epoch and zxid",
+        ),
+        ("skip-trunc", "sync always by DIFF, never TRUNC"),
+        (
+            "no-epoch-fencing",
+            "accept any LEADERINFO; do not persist the accepted epoch",
+        ),
+        (
+            "ack-newleader-early",
+            "ACK NEWLEADER before the synced txns are durable",
+        ),
+        (
+            "stale-leader-reads",
+            "a leader that lost its quorum keeps serving reads and syncs",
+        ),
+        (
+            "serve-before-uptodate",
+            "a learner serves reads from its restored log before it is synced",
+        ),
+        (
+            "out-of-order-commit",
+            "commit without the predecessor; apply COMMITs out of order",
+        ),
+        (
+            "reconfig-single-quorum",
+            "a reconfig needs only the new configuration's quorum",
+        ),
+        (
+            "session-fifo-off",
+            "reads are not held behind the session's pending writes",
+        ),
+    ];
+
+    /// Turns on the switch named `name` (kebab-case); false if unknown.
+    pub fn enable(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "ack-before-fsync" => &mut self.ack_before_fsync,
+            "commit-without-quorum" => &mut self.commit_without_quorum,
+            "elect-ignore-zxid" => &mut self.elect_ignore_zxid,
+            "skip-trunc" => &mut self.skip_trunc,
+            "no-epoch-fencing" => &mut self.no_epoch_fencing,
+            "ack-newleader-early" => &mut self.ack_newleader_early,
+            "stale-leader-reads" => &mut self.stale_leader_reads,
+            "serve-before-uptodate" => &mut self.serve_before_uptodate,
+            "out-of-order-commit" => &mut self.out_of_order_commit,
+            "reconfig-single-quorum" => &mut self.reconfig_single_quorum,
+            "session-fifo-off" => &mut self.session_fifo_off,
+            _ => return false,
+        };
+        *flag = true;
+        true
+    }
+}
+
 /// Everything a node needs to know before it starts. Timeouts are counted
 /// in ticks of `tick`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

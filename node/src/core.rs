@@ -201,6 +201,10 @@ pub struct Node {
     /// Voters of a reconfig logged but not yet applied: until it commits,
     /// every quorum needs a majority of both configurations (§3.6).
     pub(crate) pending_voters: Option<BTreeSet<Sid>>,
+    /// Servers outside our configuration that we heard of (a joiner that
+    /// became a voter, or leads, while we were away): notifications go to
+    /// them too, so that we find a leader our stale configuration lacks.
+    pub(crate) heard_of: BTreeSet<Sid>,
     pub(crate) round: u64,
     pub(crate) vote: Vote,
     pub(crate) role: Role,
@@ -233,6 +237,7 @@ impl Node {
             voters,
             observers,
             pending_voters: None,
+            heard_of: BTreeSet::new(),
             round: 0,
             role: Role::Down,
             clients: Clients::default(),
@@ -372,12 +377,11 @@ impl Node {
 
     /// Every other server of the configuration.
     pub(crate) fn peers(&self) -> Vec<Sid> {
-        self.voters
-            .iter()
-            .chain(self.observers.iter())
-            .copied()
-            .filter(|&s| s != self.cfg.sid)
-            .collect()
+        let mut all: BTreeSet<Sid> = self.voters.iter().chain(&self.observers).copied().collect();
+        all.extend(self.pending_voters.iter().flatten());
+        all.extend(&self.heard_of);
+        all.remove(&self.cfg.sid);
+        all.into_iter().collect()
     }
 
     pub(crate) fn send(&mut self, to: Sid, msg: PeerMsg) {

@@ -121,6 +121,18 @@ impl Node {
     }
 
     pub(crate) fn on_notification(&mut self, from: Sid, vote: Vote, round: u64, state: PeerState) {
+        let me = self.cfg.sid;
+        let known = self.peers();
+        for s in [from, vote.leader] {
+            if s != 0 && s != me && !known.contains(&s) {
+                self.heard_of.insert(s);
+                if matches!(self.role, Role::Looking(_)) && s != from {
+                    // Ask the leader we just heard of for its vote.
+                    let msg = self.notification();
+                    self.send(s, msg);
+                }
+            }
+        }
         if !matches!(self.role, Role::Looking(_)) {
             // Help a looking server find us (or our leader).
             if state == PeerState::Looking {

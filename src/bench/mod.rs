@@ -67,6 +67,12 @@ pub struct BenchArgs {
     /// Wall-clock limit of one run, in seconds.
     #[arg(long, default_value_t = 300)]
     pub watchdog: u64,
+    /// Inject a protocol bug into every server (see --list-bugs).
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// List the bug switches and exit.
+    #[arg(long)]
+    pub list_bugs: bool,
 }
 
 /// Seeds of the default campaign.
@@ -143,6 +149,9 @@ fn reproduce(a: &BenchArgs, seed: u64) -> String {
     if let Some(f) = &a.schedule {
         let _ = write!(s, " --schedule {f}");
     }
+    if let Some(b) = &a.bug {
+        let _ = write!(s, " --bug {b}");
+    }
     s
 }
 
@@ -165,6 +174,13 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
     if a.clients == 0 || a.keys == 0 {
         bail!("--clients and --keys must be at least 1");
     }
+    let mut bugs = Bugs::default();
+    if let Some(b) = &a.bug {
+        if !bugs.enable(b) {
+            let names: Vec<&str> = Bugs::ALL.iter().map(|(n, _)| *n).collect();
+            bail!("unknown bug {b:?} (known: {})", names.join(", "));
+        }
+    }
     Ok(RunConfig {
         seed,
         voters: a.nodes,
@@ -180,13 +196,19 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
         quiesce_ms: 3000,
         liveness_ms: 5000,
         nemesis,
-        bugs: Bugs::default(),
+        bugs,
         watchdog_s: a.watchdog,
     })
 }
 
 /// Runs the command; returns the exit code.
 pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
+    if a.list_bugs {
+        for (name, what) in Bugs::ALL {
+            println!("{name:<24} {what}");
+        }
+        return Ok(0);
+    }
     let seeds: Vec<u64> = match (a.seed, a.seeds) {
         (Some(s), _) => vec![s],
         (None, Some(0)) => bail!("--seeds must be at least 1"),
