@@ -30,6 +30,8 @@ enum Command {
     /// Run a fault campaign against the ZAB node (no flags: the default
     /// campaign).
     Bench(bench::BenchArgs),
+    /// Merge the output directories of sharded `bench` runs.
+    Merge(bench::MergeArgs),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
     /// Rewrite a history as JSON lines or Jepsen EDN.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Bench(a) => bench::run(a),
+        Command::Merge(a) => bench::merge(a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
         Command::Convert(a) => convert::run(a),

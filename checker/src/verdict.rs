@@ -1,11 +1,11 @@
 //! Verdicts and witnesses, as data (JSON via serde) and as readable text.
 
 use faultline_history::{OpType, Process, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::{self, Write as _};
 
 /// The three answers a check can give.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validity {
     /// Every check passed.

@@ -17,7 +17,7 @@
 
 use crate::verdict::Validity;
 use faultline_history::{Fun, History, OpType, Process, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A committed txn as the checks need it.
@@ -57,7 +57,7 @@ pub struct ReplicaEnd {
 }
 
 /// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     /// The check's name.
     pub name: String,

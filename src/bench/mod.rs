@@ -40,7 +40,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub keys: u64,
     /// Chaos phase per run, e.g. `10s` or `1500ms`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration_ms)]
+    #[arg(long, default_value = "20s", value_parser = parse_duration_ms)]
     pub duration: u64,
     /// Faults: a comma-separated list of names, `all` or `none`.
     #[arg(long, default_value = "all")]
@@ -73,10 +73,28 @@ pub struct BenchArgs {
     /// List the bug switches and exit.
     #[arg(long)]
     pub list_bugs: bool,
+    /// Run only shard K of N (1-based): the seeds whose position modulo N
+    /// is K-1, so that CI jobs can split a campaign; see `faultline merge`.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Run every seed twice and compare the history hashes.
+    #[arg(long)]
+    pub check_determinism: bool,
+}
+
+/// Parses `K/N` with 1 <= K <= N.
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not a shard K/N with 1 <= K <= N");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 /// Seeds of the default campaign.
-const DEFAULT_SEEDS: u64 = 16;
+const DEFAULT_SEEDS: u64 = 200;
 
 /// Parses `10s`, `1500ms` or a plain number of seconds into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
@@ -209,12 +227,23 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let seeds: Vec<u64> = match (a.seed, a.seeds) {
+    let mut seeds: Vec<u64> = match (a.seed, a.seeds) {
         (Some(s), _) => vec![s],
         (None, Some(0)) => bail!("--seeds must be at least 1"),
         (None, Some(n)) => (1..=n).collect(),
         (None, None) => (1..=DEFAULT_SEEDS).collect(),
     };
+    if let Some((k, n)) = a.shard {
+        seeds = seeds
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, s)| s)
+            .collect();
+        if seeds.is_empty() {
+            bail!("shard {k}/{n} holds no seed");
+        }
+    }
     let base = config(&a, seeds[0])?;
     let fixed = match &a.schedule {
         Some(f) => {
@@ -243,6 +272,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
         jobs
     );
     let start = Instant::now();
+    let bar = indicatif::ProgressBar::new(seeds.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {elapsed} ({eta} left) {msg}",
+        )
+        .expect("a valid template"),
+    );
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<RunResult>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -253,7 +289,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
                 let Some(&seed) = seeds.get(i) else { break };
                 match one(&a, seed, fixed.as_ref(), &out) {
                     Ok(r) => {
-                        eprintln!(
+                        bar.inc(1);
+                        if r.result != Validity::Valid {
+                            bar.set_message("(failures found)");
+                        }
+                        let line = format!(
                             "  seed {:>4}: {:<7} {:>5} ops, {:>2} faults, {:>2} leader changes, {:.1} s sim in {:.1} s{}",
                             r.seed,
                             r.result.to_string(),
@@ -264,6 +304,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
                             r.wall_s,
                             failed(&r)
                         );
+                        // Without a terminal the bar is hidden: keep the
+                        // per-seed lines in the log anyway.
+                        if bar.is_hidden() {
+                            eprintln!("{line}");
+                        } else {
+                            bar.println(line);
+                        }
                         results.lock().expect("no panics").push(r);
                     }
                     Err(e) => errors.lock().expect("no panics").push(format!("seed {seed}: {e:#}")),
@@ -271,6 +318,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
             });
         }
     });
+    bar.finish_and_clear();
     let errors = errors.into_inner().expect("no panics");
     if let Some(e) = errors.first() {
         bail!("{e}");
@@ -334,6 +382,33 @@ fn one(
             )
         }
     };
+    let mut result = result;
+    if a.check_determinism {
+        let again =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&cfg, &schedule)));
+        let hash = match again {
+            Ok(Ok((r, _))) => r.history_hash,
+            _ => String::from("(the second run failed)"),
+        };
+        let same = hash == result.history_hash;
+        result.checks.push(faultline_checker::zk::CheckOutcome {
+            name: "determinism".into(),
+            result: if same {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            },
+            summary: "a second run of the seed gives a byte-identical history".into(),
+            anomalies: if same {
+                vec![]
+            } else {
+                vec![format!("history hash {} then {hash}", result.history_hash)]
+            },
+        });
+        if !same {
+            result.result = Validity::Invalid;
+        }
+    }
     write_run_dir(out, &cfg, &result, &artifacts)?;
     Ok(result)
 }
@@ -509,6 +584,94 @@ fn summarize(
     if a.json {
         println!("{json}");
     }
+    Ok(result.exit_code() as u8)
+}
+
+/// Arguments of `faultline merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Output directories of `faultline bench --shard K/N` runs.
+    #[arg(required = true)]
+    pub dirs: Vec<String>,
+    /// Where the merged `summary.json` and `junit.xml` go.
+    #[arg(long, default_value = "reports")]
+    pub out: String,
+}
+
+/// Merges sharded campaigns: every run's verdict, one summary, one JUnit
+/// file, and the exit code of the whole campaign.
+pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
+    let mut results: std::collections::BTreeMap<u64, RunResult> = Default::default();
+    let mut lines: std::collections::BTreeMap<u64, serde_json::Value> = Default::default();
+    let mut config = serde_json::Value::Null;
+    let mut wall_s = 0.0;
+    for d in &a.dirs {
+        let dir = Path::new(d);
+        let sp = dir.join("summary.json");
+        let text = std::fs::read_to_string(&sp)
+            .with_context(|| format!("{}: cannot read", sp.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a bench summary", sp.display()))?;
+        let seeds = v["seeds"]
+            .as_array()
+            .with_context(|| format!("{}: not a bench summary (no seeds)", sp.display()))?;
+        if config.is_null() {
+            config = v["config"].clone();
+        }
+        wall_s += v["wall_s"].as_f64().unwrap_or(0.0);
+        for line in seeds {
+            let seed = line["seed"]
+                .as_u64()
+                .with_context(|| format!("{}: a seed line has no seed", sp.display()))?;
+            let vp = dir
+                .join("runs")
+                .join(format!("seed-{seed}"))
+                .join("verdict.json");
+            let vt = std::fs::read_to_string(&vp)
+                .with_context(|| format!("{}: cannot read", vp.display()))?;
+            let r: RunResult = serde_json::from_str(&vt)
+                .with_context(|| format!("{}: not a run verdict", vp.display()))?;
+            results.insert(seed, r);
+            lines.insert(seed, line.clone());
+        }
+    }
+    let results: Vec<RunResult> = results.into_values().collect();
+    let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
+    let (valid, invalid, unknown) = (
+        count(Validity::Valid),
+        count(Validity::Invalid),
+        count(Validity::Unknown),
+    );
+    let result = if invalid > 0 {
+        Validity::Invalid
+    } else if unknown > 0 {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    let merged = serde_json::json!({
+        "result": result,
+        "runs": results.len(),
+        "valid": valid,
+        "invalid": invalid,
+        "unknown": unknown,
+        "wall_s": wall_s,
+        "config": config,
+        "seeds": lines.into_values().collect::<Vec<_>>(),
+    });
+    let out = PathBuf::from(&a.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    write(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&merged)?.as_bytes(),
+    )?;
+    write(&out.join("junit.xml"), junit_xml(&results).as_bytes())?;
+    eprintln!(
+        "{}: {} runs merged from {} directories: {valid} valid, {invalid} invalid, {unknown} unknown",
+        result.to_string().to_uppercase(),
+        results.len(),
+        a.dirs.len()
+    );
     Ok(result.exit_code() as u8)
 }
 

@@ -53,7 +53,7 @@ pub struct RunConfig {
 }
 
 /// The result of one run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunResult {
     /// The seed.
     pub seed: u64,
