@@ -202,7 +202,14 @@ impl Schedule {
             k += 1;
             let dur = rng.random_range(400..1500).min(chaos_ms - t - 200);
             let (start, end) = episode(kind, &mut rng, topo, &mut joined);
-            let Some(start) = start else { continue };
+            let Some(start) = start else {
+                // A one-shot kind (add-node) already used: if nothing else
+                // is left, the schedule is complete.
+                if order.iter().all(|k| *k == NemesisKind::AddNode) {
+                    break;
+                }
+                continue;
+            };
             events.push(Event {
                 at_ms: t,
                 fault: start,
@@ -453,6 +460,23 @@ mod tests {
                 "restart-all"
             ]
         );
+    }
+
+    #[test]
+    fn one_shot_kinds_end_the_schedule() {
+        let s = Schedule::generate(3, &[NemesisKind::AddNode], 20_000, &topo());
+        assert_eq!(s.events.len(), 1);
+        assert!(Schedule::generate(
+            3,
+            &[NemesisKind::AddNode],
+            20_000,
+            &Topology {
+                joiner: None,
+                ..topo()
+            }
+        )
+        .events
+        .is_empty());
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub struct BenchArgs {
     /// Run every seed twice and compare the history hashes.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Internal: run this one seed in this process and print its result
+    /// as JSON (the campaign runs each seed in such a child process, so
+    /// that the watchdog can stop a hung run).
+    #[arg(long, hide = true)]
+    pub internal_seed: Option<u64>,
 }
 
 /// Parses `K/N` with 1 <= K <= N.
@@ -221,6 +226,12 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
 
 /// Runs the command; returns the exit code.
 pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
+    if let Some(seed) = a.internal_seed {
+        let fixed = load_schedule(&a)?;
+        let r = one(&a, seed, fixed.as_ref(), Path::new(&a.out))?;
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(0);
+    }
     if a.list_bugs {
         for (name, what) in Bugs::ALL {
             println!("{name:<24} {what}");
@@ -245,13 +256,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
         }
     }
     let base = config(&a, seeds[0])?;
-    let fixed = match &a.schedule {
-        Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("{f}: cannot read"))?;
-            Some(Schedule::from_json(&text).with_context(|| f.clone())?)
-        }
-        None => None,
-    };
+    load_schedule(&a)?; // bad input is reported before anything runs
     let jobs = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -287,7 +292,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { break };
-                match one(&a, seed, fixed.as_ref(), &out) {
+                match watched(&a, seed, &out) {
                     Ok(r) => {
                         bar.inc(1);
                         if r.result != Validity::Valid {
@@ -340,6 +345,70 @@ fn failed(r: &RunResult) -> String {
         String::new()
     } else {
         format!("  [{}]", f.join(", "))
+    }
+}
+
+fn load_schedule(a: &BenchArgs) -> anyhow::Result<Option<Schedule>> {
+    match &a.schedule {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("{f}: cannot read"))?;
+            Ok(Some(Schedule::from_json(&text).with_context(|| f.clone())?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Runs one seed in a child process (this binary with `--internal-seed`)
+/// under the wall-clock watchdog: a run that does not finish in time is
+/// killed and reported as unknown.
+fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.extend(["--internal-seed".to_string(), seed.to_string()]);
+    let mut child = std::process::Command::new(exe)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start a run")?;
+    let limit = std::time::Duration::from_secs(a.watchdog);
+    let started = Instant::now();
+    // Drain both pipes while the child runs, so that it never blocks on a
+    // full pipe.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out_reader = drain(Box::new(child.stdout.take().expect("piped")));
+    let err_reader = drain(Box::new(child.stderr.take().expect("piped")));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let stdout = out_reader.join().unwrap_or_default();
+            let stderr = err_reader.join().unwrap_or_default();
+            if !status.success() {
+                bail!("the run of seed {seed} failed: {}", stderr.trim());
+            }
+            let last = stdout.lines().last().unwrap_or("");
+            return serde_json::from_str(last)
+                .with_context(|| format!("seed {seed}: bad result from the run"));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let cfg = config(a, seed)?;
+            let schedule = Schedule::default();
+            let why = format!(
+                "the run did not finish within {} s of wall time and was stopped",
+                a.watchdog
+            );
+            let (result, artifacts) = aborted(&cfg, true, &why, started, &schedule);
+            write_run_dir(out, &cfg, &result, &artifacts)?;
+            return Ok(result);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

@@ -1,0 +1,285 @@
+//! `faultline bench` end to end: determinism across processes, a smoke
+//! campaign in which every nemesis demonstrably acts, the report files, and
+//! bad flags.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn faultline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn dir(name: &str) -> String {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("bench")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    d.to_string_lossy().into_owned()
+}
+
+fn json(path: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn bench(out: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["bench", "--out", out, "--jobs", "1"];
+    args.extend_from_slice(extra);
+    let o = faultline(&args);
+    assert!(
+        o.status.code() == Some(0),
+        "bench {extra:?}: exit {:?}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+#[test]
+fn same_seed_same_history_across_processes() {
+    let (a, b) = (dir("det-a"), dir("det-b"));
+    bench(&a, &["--seed", "5", "--duration", "3s"]);
+    bench(
+        &b,
+        &["--seed", "5", "--duration", "3s", "--check-determinism"],
+    );
+    let ha = std::fs::read(format!("{a}/runs/seed-5/history.jsonl")).unwrap();
+    let hb = std::fs::read(format!("{b}/runs/seed-5/history.jsonl")).unwrap();
+    assert!(ha.len() > 1000);
+    assert_eq!(ha, hb, "byte-identical histories");
+    let v = json(&format!("{b}/runs/seed-5/verdict.json"));
+    let det = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "determinism")
+        .unwrap();
+    assert_eq!(det["result"], "valid");
+}
+
+/// Runs one nemesis kind alone and returns (verdict, history ops, trace).
+fn run_kind(kind: &str, seed: &str) -> (Value, Vec<Value>, Vec<Value>) {
+    let out = dir(&format!("kind-{kind}"));
+    bench(
+        &out,
+        &["--seed", seed, "--duration", "5s", "--nemesis", kind],
+    );
+    let v = json(&format!("{out}/runs/seed-{seed}/verdict.json"));
+    assert_eq!(v["result"], "valid", "{kind}: {v:#}");
+    let lines = |f: &str| -> Vec<Value> {
+        std::fs::read_to_string(format!("{out}/runs/seed-{seed}/{f}"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    (v, lines("history.jsonl"), lines("trace.jsonl"))
+}
+
+fn log_has(v: &Value, what: &str) -> bool {
+    v["nemesis_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e[1].as_str().unwrap().contains(what))
+}
+
+fn troubled_ops(h: &[Value]) -> usize {
+    h.iter()
+        .filter(|o| o["type"] == "info" || (o["type"] == "fail" && o["error"] != "cas-mismatch"))
+        .count()
+}
+
+fn went_looking(trace: &[Value], after_ns: u64) -> bool {
+    trace
+        .iter()
+        .any(|t| t["t_ns"].as_u64().unwrap() > after_ns && t["trace"]["role"] == "Looking")
+}
+
+#[test]
+fn every_nemesis_acts() {
+    let warmup_ns = 1_000_000_000;
+    let (v, _, _) = run_kind("crash-leader", "3");
+    assert!(
+        log_has(&v, "crashed leader") && v["leader_changes"].as_u64().unwrap() >= 2,
+        "{v:#}"
+    );
+    let (v, _, t) = run_kind("crash", "3");
+    assert!(
+        log_has(&v, "crashed [") && went_looking(&t, warmup_ns),
+        "{v:#}"
+    );
+    let (v, _, _) = run_kind("restart-all", "3");
+    assert!(
+        log_has(&v, "crashed [") && v["leader_changes"].as_u64().unwrap() >= 2,
+        "{v:#}"
+    );
+    let (v, _, _) = run_kind("partition-leader", "3");
+    assert!(
+        log_has(&v, "isolated leader") && v["leader_changes"].as_u64().unwrap() >= 2,
+        "{v:#}"
+    );
+    for kind in ["partition-halves", "partition-bridge", "packet-loss"] {
+        let (v, h, t) = run_kind(kind, "3");
+        assert!(v["faults"].as_u64().unwrap() > 3, "{kind}: {v:#}");
+        assert!(
+            troubled_ops(&h) > 0 || went_looking(&t, warmup_ns),
+            "{kind} had no visible effect"
+        );
+    }
+    let (slow, _, _) = run_kind("latency", "3");
+    let (calm, _, _) = run_kind("none", "3");
+    assert!(log_has(&slow, "latency up to"));
+    let p99 = |v: &Value| v["latency_ms"][1].as_f64().unwrap();
+    assert!(
+        p99(&slow) > 2.0 * p99(&calm),
+        "latency p99 {} vs {}",
+        p99(&slow),
+        p99(&calm)
+    );
+    let (v, _, t) = run_kind("add-node", "3");
+    assert!(log_has(&v, "started joiner 7"), "{v:#}");
+    assert!(
+        t.iter()
+            .any(|e| e["trace"]["sid"] == 7 && e["trace"]["serving"] == true),
+        "the joiner synced and served"
+    );
+    let convergence = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "convergence")
+        .unwrap();
+    assert!(
+        convergence["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("7 live"),
+        "{convergence}"
+    );
+}
+
+#[test]
+fn campaign_writes_summary_and_junit() {
+    let out = dir("campaign");
+    let o = bench(&out, &["--seeds", "3", "--duration", "2s", "--json"]);
+    let s: Value = serde_json::from_slice(&o.stdout).expect("--json prints the summary");
+    assert_eq!(s["runs"], 3);
+    assert_eq!(s["result"], "valid");
+    assert_eq!(json(&format!("{out}/summary.json")), s);
+    let junit = std::fs::read_to_string(format!("{out}/junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuite name=\"seed-2\"") && junit.contains("name=\"linearizable\""),
+        "{junit}"
+    );
+    for f in [
+        "config.json",
+        "schedule.json",
+        "history.jsonl",
+        "history.edn",
+        "trace.jsonl",
+        "verdict.json",
+    ] {
+        assert!(
+            PathBuf::from(format!("{out}/runs/seed-1/{f}")).exists(),
+            "{f}"
+        );
+    }
+    // The saved schedule replays the same run.
+    let replay = dir("replay");
+    bench(
+        &replay,
+        &[
+            "--seed",
+            "1",
+            "--duration",
+            "2s",
+            "--schedule",
+            &format!("{out}/runs/seed-1/schedule.json"),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(format!("{out}/runs/seed-1/history.jsonl")).unwrap(),
+        std::fs::read(format!("{replay}/runs/seed-1/history.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn a_buggy_node_fails_the_bench() {
+    let out = dir("buggy");
+    let o = faultline(&[
+        "bench",
+        "--out",
+        &out,
+        "--seeds",
+        "6",
+        "--duration",
+        "5s",
+        "--bug",
+        "commit-without-quorum",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("reproduce: cargo run --release -- bench --seed"),
+        "{err}"
+    );
+    assert!(err.contains("--bug commit-without-quorum"), "{err}");
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        vec!["bench", "--nemesis", "meteor"],
+        vec!["bench", "--seeds", "0"],
+        vec!["bench", "--schedule", "/nonexistent/schedule.json"],
+        vec!["bench", "--shard", "3/2"],
+        vec!["bench", "--shard", "x"],
+        vec!["bench", "--bug", "gremlins"],
+        vec!["bench", "--workload", "chaos"],
+        vec!["bench", "--duration", "-3s"],
+        vec!["merge", "/nonexistent"],
+    ] {
+        let o = faultline(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    let o = faultline(&["bench", "--list-bugs"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 11);
+}
+
+#[test]
+fn the_watchdog_stops_a_run_that_takes_too_long() {
+    let out = dir("watchdog");
+    let o = faultline(&[
+        "bench",
+        "--out",
+        &out,
+        "--seed",
+        "1",
+        "--duration",
+        "600s",
+        "--watchdog",
+        "1",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&format!("{out}/runs/seed-1/verdict.json"));
+    assert_eq!(v["checks"][0]["name"], "watchdog");
+    assert_eq!(v["result"], "unknown");
+}
