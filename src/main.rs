@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run a fault campaign against the ZAB node (no flags: the default
     /// campaign).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Merge the output directories of sharded `bench` runs.
     Merge(bench::MergeArgs),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         Command::Merge(a) => bench::merge(a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
