@@ -30,6 +30,10 @@ pub struct CommittedTxn {
     pub set: Option<(i64, i64)>,
     /// The client session and sequence number it executed, if any.
     pub origin: Option<(u64, u64)>,
+    /// The servers whose durable ACK the committing leader counted.
+    pub acks: Vec<u64>,
+    /// The voter sets the commit needed a majority of.
+    pub voters: Vec<Vec<u64>>,
     /// A readable description.
     pub describe: String,
 }
@@ -106,14 +110,26 @@ fn key_of(v: &Option<Value>) -> Option<i64> {
     v.as_ref().and_then(int)
 }
 
-/// The committed history by zxid, and every zxid committed with two
-/// different txns (I2).
+/// The committed history by zxid, and every violation found building it:
+/// a zxid committed with two different txns (I2), or a commit without
+/// durable ACKs from a majority of the voters (I5).
 pub fn committed_history(txns: &[CommittedTxn]) -> (BTreeMap<u64, CommittedTxn>, Vec<String>) {
     let mut map: BTreeMap<u64, CommittedTxn> = BTreeMap::new();
     let mut conflicts = Vec::new();
     for t in txns {
+        for v in &t.voters {
+            let n = t.acks.iter().filter(|a| v.contains(a)).count();
+            if n * 2 <= v.len() {
+                conflicts.push(format!(
+                    "zxid {} (`{}`) was committed with durable ACKs from {:?}, not a majority of voters {v:?} (I5)",
+                    zx(t.zxid),
+                    t.describe,
+                    t.acks
+                ));
+            }
+        }
         match map.get(&t.zxid) {
-            Some(prev) if prev != t => conflicts.push(format!(
+            Some(prev) if (prev.set, prev.origin) != (t.set, t.origin) => conflicts.push(format!(
                 "zxid {} committed as both `{}` and `{}` (I2)",
                 zx(t.zxid),
                 prev.describe,
@@ -368,6 +384,8 @@ mod tests {
             zxid: z,
             set: Some((k, v)),
             origin: None,
+            acks: vec![1, 2],
+            voters: vec![vec![1, 2, 3]],
             describe: format!("set {k}={v}"),
         }
     }
@@ -437,6 +455,14 @@ mod tests {
         assert!(
             durability(&History::default(), &c, &[], (1, 7), &r).anomalies[0].contains("differs")
         );
+    }
+
+    #[test]
+    fn commits_without_a_quorum_of_durable_acks_are_flagged() {
+        let mut t = txn(1, 0, 10);
+        t.acks = vec![3];
+        let (_, v) = committed_history(&[t]);
+        assert!(v[0].contains("not a majority"), "{v:?}");
     }
 
     #[test]

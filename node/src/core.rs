@@ -119,7 +119,16 @@ pub enum ProtocolEvent {
     /// This leader committed `txn`: a quorum acknowledged it, or it is part
     /// of the initial history this leader established. The union of these
     /// over all servers is the committed history.
-    Committed(Txn),
+    Committed {
+        /// The txn.
+        txn: Txn,
+        /// The servers whose durable ACK (or NEWLEADER ACK) the leader
+        /// counted, itself included once its own log was synced.
+        acks: Vec<Sid>,
+        /// The voters whose majority the commit needed (both sets while a
+        /// reconfig is pending).
+        voters: Vec<Vec<Sid>>,
+    },
     /// This learner is being synced by `leader` for `epoch`.
     Sync {
         /// The leader.
@@ -335,6 +344,17 @@ impl Node {
     /// A configured observer (never a voter).
     pub(crate) fn is_observer(&self) -> bool {
         self.observers.contains(&self.cfg.sid)
+    }
+
+    /// The voter sets a quorum must currently hold a majority of.
+    pub(crate) fn quorum_sets(&self) -> Vec<Vec<Sid>> {
+        let mut v = vec![self.voters.iter().copied().collect::<Vec<_>>()];
+        v.extend(
+            self.pending_voters
+                .iter()
+                .map(|p| p.iter().copied().collect()),
+        );
+        v
     }
 
     /// Whether `set` holds a majority of the voters, and of the voters of

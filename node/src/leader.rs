@@ -574,20 +574,20 @@ impl Node {
                         .find(|(_, a)| self.is_quorum(*a))
                         .map(|(z, _)| *z);
                     if let Some(z) = later {
-                        self.lead().proposals.remove(&z);
-                        self.commit_one(z);
+                        let acks = self.lead().proposals.remove(&z).expect("found");
+                        self.commit_one(z, acks);
                         continue;
                     }
                 }
                 break;
             }
-            self.lead().proposals.remove(&z);
-            self.commit_one(z);
+            let acks = self.lead().proposals.remove(&z).expect("first");
+            self.commit_one(z, acks);
         }
         self.check_syncs();
     }
 
-    fn commit_one(&mut self, z: Zxid) {
+    fn commit_one(&mut self, z: Zxid, acks: BTreeSet<Sid>) {
         let i = self
             .log
             .binary_search_by_key(&z, |t| t.zxid)
@@ -609,8 +609,12 @@ impl Node {
             self.send(s, msg);
         }
         self.certain = self.certain.max(z);
-        self.out
-            .push(Output::Event(ProtocolEvent::Committed(txn.clone())));
+        let voters = self.quorum_sets();
+        self.out.push(Output::Event(ProtocolEvent::Committed {
+            txn: txn.clone(),
+            acks: acks.into_iter().collect(),
+            voters,
+        }));
         if self.cfg.bugs.out_of_order_commit && z != self.next_unapplied() {
             // Apply it alone, skipping whatever precedes it.
             self.store.apply(&txn);
@@ -623,13 +627,22 @@ impl Node {
         l.proposed_sessions.retain(|_, (_, zz)| *zz > z);
     }
 
-    /// Records the log entries in `(from, to]` as committed.
+    /// Records the log entries in `(from, to]` as committed by the
+    /// establishment of this leader's epoch (a quorum ACKed NEWLEADER).
     fn record_committed(&mut self, from: Zxid, to: Zxid) {
         let start = self.log.partition_point(|t| t.zxid <= from);
         let end = self.log.partition_point(|t| t.zxid <= to);
+        let mut acks: Vec<Sid> = self.leader_ref().newleader_acks.iter().copied().collect();
+        acks.push(self.cfg.sid);
+        acks.sort_unstable();
+        let voters = self.quorum_sets();
         for i in start..end {
             let txn = self.log[i].clone();
-            self.out.push(Output::Event(ProtocolEvent::Committed(txn)));
+            self.out.push(Output::Event(ProtocolEvent::Committed {
+                txn,
+                acks: acks.clone(),
+                voters: voters.clone(),
+            }));
         }
     }
 

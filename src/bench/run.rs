@@ -563,13 +563,13 @@ fn judge(
     let mut checks = Vec::new();
     let history = History::new(ops.to_vec());
     // Committed txns as the leaders reported them.
-    let mut txns: Vec<Txn> = Vec::new();
+    let mut txns: Vec<(Txn, Vec<Sid>, Vec<Vec<Sid>>)> = Vec::new();
     let mut leaders = Vec::new();
     let mut leader_changes = 0;
     for (s, p) in &c.probes {
         for (_, ev) in p.events() {
-            if let ProtocolEvent::Committed(t) = ev {
-                txns.push(t);
+            if let ProtocolEvent::Committed { txn, acks, voters } = ev {
+                txns.push((txn, acks, voters));
             }
         }
         for (t, ev) in p.trace() {
@@ -586,20 +586,22 @@ fn judge(
     leaders.sort_by_key(|l| (l.time_ns, l.sid));
     let committed: Vec<CommittedTxn> = txns
         .iter()
-        .map(|t| CommittedTxn {
+        .map(|(t, acks, voters)| CommittedTxn {
             zxid: t.zxid.0,
             set: match t.op {
                 TxnOp::Set { key, value } => Some((key as i64, value)),
                 _ => None,
             },
             origin: t.origin,
+            acks: acks.clone(),
+            voters: voters.clone(),
             describe: describe(t),
         })
         .collect();
     let (map, conflicts) = zk::committed_history(&committed);
     // Replay the committed history to get the state every replica must end in.
     let mut by_zxid: BTreeMap<Zxid, &Txn> = BTreeMap::new();
-    for t in &txns {
+    for (t, _, _) in &txns {
         by_zxid.entry(t.zxid).or_insert(t);
     }
     let mut expected = Store::default();
