@@ -292,7 +292,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { break };
-                match watched(&a, seed, &out) {
+                match deterministic(&a, seed, &out) {
                     Ok(r) => {
                         bar.inc(1);
                         if r.result != Validity::Valid {
@@ -356,6 +356,45 @@ fn load_schedule(a: &BenchArgs) -> anyhow::Result<Option<Schedule>> {
         }
         None => Ok(None),
     }
+}
+
+/// Runs one seed; with `--check-determinism`, twice, each in a fresh
+/// process (the promise is: same seed, same binary, same history), and adds
+/// a `determinism` check comparing the history hashes.
+fn deterministic(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
+    let mut first = watched(a, seed, out)?;
+    if !a.check_determinism {
+        return Ok(first);
+    }
+    let second = watched(a, seed, out)?;
+    let same = first.history_hash == second.history_hash;
+    first.checks.push(faultline_checker::zk::CheckOutcome {
+        name: "determinism".into(),
+        result: if same {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        },
+        summary: "a second run of the seed, in a fresh process, gives a byte-identical history"
+            .into(),
+        anomalies: if same {
+            vec![]
+        } else {
+            vec![format!(
+                "history hash {} then {}",
+                first.history_hash, second.history_hash
+            )]
+        },
+    });
+    if !same {
+        first.result = Validity::Invalid;
+    }
+    let dir = out.join("runs").join(format!("seed-{seed}"));
+    write(
+        &dir.join("verdict.json"),
+        serde_json::to_string_pretty(&first)?.as_bytes(),
+    )?;
+    Ok(first)
 }
 
 /// Runs one seed in a child process (this binary with `--internal-seed`)
@@ -451,33 +490,6 @@ fn one(
             )
         }
     };
-    let mut result = result;
-    if a.check_determinism {
-        let again =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&cfg, &schedule)));
-        let hash = match again {
-            Ok(Ok((r, _))) => r.history_hash,
-            _ => String::from("(the second run failed)"),
-        };
-        let same = hash == result.history_hash;
-        result.checks.push(faultline_checker::zk::CheckOutcome {
-            name: "determinism".into(),
-            result: if same {
-                Validity::Valid
-            } else {
-                Validity::Invalid
-            },
-            summary: "a second run of the seed gives a byte-identical history".into(),
-            anomalies: if same {
-                vec![]
-            } else {
-                vec![format!("history hash {} then {hash}", result.history_hash)]
-            },
-        });
-        if !same {
-            result.result = Validity::Invalid;
-        }
-    }
     write_run_dir(out, &cfg, &result, &artifacts)?;
     Ok(result)
 }
