@@ -71,6 +71,10 @@ pub struct CheckOutcome {
     pub summary: String,
     /// Each violation, readably (at most 20).
     pub anomalies: Vec<String>,
+    /// History indices of the operations the violations involve (for
+    /// highlighting in reports).
+    #[serde(default)]
+    pub ops: Vec<usize>,
 }
 
 const ANOMALIES_KEPT: usize = 20;
@@ -92,6 +96,7 @@ fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome 
         result,
         summary,
         anomalies,
+        ops: Vec::new(),
     }
 }
 
@@ -157,6 +162,7 @@ fn value_at(history: &BTreeMap<u64, CommittedTxn>, key: i64, zxid: u64) -> Optio
 /// linearizability instead).
 pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> CheckOutcome {
     let mut anomalies = Vec::new();
+    let mut involved = Vec::new();
     let mut reads = 0;
     let mut last_zxid: BTreeMap<&Process, (u64, usize)> = BTreeMap::new();
     for (i, op) in h.ops().iter().enumerate() {
@@ -166,6 +172,7 @@ pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> 
         let Some(z) = op.zxid else { continue };
         if let Some(&(prev, at)) = last_zxid.get(&op.process) {
             if z < prev {
+                involved.extend([at, i]);
                 anomalies.push(format!(
                     "process {} went back in time: op {i} ({} key {}) at zxid {} after op {at} at zxid {}",
                     op.process,
@@ -185,6 +192,7 @@ pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> 
             let Some(k) = key_of(&op.key) else { continue };
             let want = value_at(committed, k, z);
             if int(&op.value) != want {
+                involved.push(i);
                 anomalies.push(format!(
                     "op {i}: process {} read key {k} = {} at zxid {} from server {}, but the committed history holds {} there",
                     op.process,

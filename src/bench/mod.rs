@@ -385,6 +385,7 @@ fn deterministic(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResu
                 first.history_hash, second.history_hash
             )]
         },
+        ops: vec![],
     });
     if !same {
         first.result = Validity::Invalid;
@@ -518,6 +519,7 @@ fn aborted(
             "no server assertion failed".into()
         },
         anomalies: vec![why.to_string()],
+        ops: vec![],
     };
     (
         RunResult {

@@ -463,11 +463,14 @@ fn describe(t: &Txn) -> String {
 /// The linearizability check: writes and cas (and sync-reads); local reads
 /// are checked by `read-guarantees` instead.
 fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
-    let keep: Vec<Op> = ops
+    // Indices in the filtered history -> indices in the full history.
+    let index_map: Vec<usize> = ops
         .iter()
-        .filter(|o| !(o.f == Fun::Read && o.process.is_client()))
-        .cloned()
+        .enumerate()
+        .filter(|(_, o)| !(o.f == Fun::Read && o.process.is_client()))
+        .map(|(i, _)| i)
         .collect();
+    let keep: Vec<Op> = index_map.iter().map(|&i| ops[i].clone()).collect();
     let summary = match kind {
         WorkloadKind::Register => "writes and cas, per key (cas-register model)",
         WorkloadKind::Strict => "sync-reads, writes and cas, per key (cas-register model)",
@@ -480,6 +483,7 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
                 result: Validity::Invalid,
                 summary: summary.into(),
                 anomalies: vec![format!("malformed history: {e}")],
+                ops: vec![],
             }
         }
     };
@@ -503,14 +507,32 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
                         .map(|u| format!("key {:?}: {}", u.key, u.reason)),
                 )
                 .collect(),
+            ops: witness_ops(&r, &index_map),
         },
         Err(e) => CheckOutcome {
             name: "linearizable".into(),
             result: Validity::Invalid,
             summary: summary.into(),
             anomalies: vec![e.to_string()],
+            ops: vec![],
         },
     }
+}
+
+/// The history indices (in the full history) of each witness's blocked op
+/// and the ops concurrent with it.
+fn witness_ops(r: &faultline_checker::LinReport, index_map: &[usize]) -> Vec<usize> {
+    let mut v = Vec::new();
+    for w in &r.anomalies {
+        for op in std::iter::once(&w.op).chain(w.concurrent.iter().map(|c| &c.op)) {
+            v.push(index_map[op.invoke_index]);
+            if let Some(c) = op.complete_index {
+                v.push(index_map[c]);
+            }
+        }
+    }
+    v.truncate(400);
+    v
 }
 
 fn percentiles(ops: &[Op]) -> (f64, f64) {
@@ -637,6 +659,7 @@ fn judge(
             result: Validity::Invalid,
             summary: "the recorded history is well-formed".into(),
             anomalies: vec![e.to_string()],
+            ops: vec![],
         }),
     }
     checks.push(zk::convergence(&replicas, last));
