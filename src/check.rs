@@ -73,6 +73,9 @@ pub struct CheckArgs {
     /// Threads for the per-key searches (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// Also write an HTML report of the history and verdict to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<String>,
 }
 
 /// Cache memory one key's search may use before it gives up as unknown
@@ -99,6 +102,69 @@ struct JsonVerdict<'a> {
     report: &'a LinReport,
 }
 
+/// Nemesis intervals of a Jepsen history: a `start` op opens one, a `stop`
+/// op closes it.
+fn nemesis_spans(h: &faultline_history::History) -> Vec<faultline_reports::Span> {
+    let mut spans: Vec<faultline_reports::Span> = Vec::new();
+    for op in h.ops().iter().filter(|o| !o.process.is_client()) {
+        let f = op.f.name();
+        if f.contains("stop") {
+            for s in spans.iter_mut().filter(|s| s.end_ns.is_none()) {
+                s.end_ns = Some(op.time);
+            }
+        } else if f.contains("start") && !spans.iter().any(|s| s.end_ns.is_none()) {
+            spans.push(faultline_reports::Span {
+                start_ns: op.time,
+                end_ns: None,
+                label: format!("nemesis {} {}", f, op.value),
+            });
+        }
+    }
+    spans
+}
+
+fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> String {
+    let mut ops = Vec::new();
+    for w in &r.anomalies {
+        for op in std::iter::once(&w.op).chain(w.concurrent.iter().map(|c| &c.op)) {
+            ops.push(op.invoke_index);
+            ops.extend(op.complete_index);
+        }
+    }
+    let check = faultline_checker::zk::CheckOutcome {
+        name: "linearizable".into(),
+        result: r.result,
+        summary: format!(
+            "{} model: {} ops over {} keys, {} states explored",
+            r.model, r.ops, r.keys, r.states_explored
+        ),
+        anomalies: r
+            .anomalies
+            .iter()
+            .map(|w| w.render(10))
+            .chain(
+                r.unknown
+                    .iter()
+                    .map(|u| format!("key {:?}: {}", u.key, u.reason)),
+            )
+            .collect(),
+        ops,
+    };
+    let checks = [check];
+    let page = faultline_reports::RunPage {
+        title: file.to_string(),
+        result: r.result,
+        reproduce: Some(format!("faultline check {file} --model {}", r.model)),
+        checks: &checks,
+        history: h,
+        faults: nemesis_spans(h),
+        leaders: Vec::new(),
+        facts: vec![("operations".into(), h.pairs().count().to_string())],
+        config_json: None,
+    };
+    faultline_reports::run_page(&page)
+}
+
 /// Runs the command; returns the exit code, or an error for bad input.
 pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
     let start = Instant::now();
@@ -120,6 +186,11 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
     };
     let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
     let elapsed = start.elapsed();
+    if let Some(path) = &a.html {
+        let page = html_report(&a.file, &history, &report);
+        crate::convert::write_atomically(path, page.as_bytes())
+            .with_context(|| format!("{path}: cannot write"))?;
+    }
     if a.json {
         let v = JsonVerdict {
             file: &a.file,

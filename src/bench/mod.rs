@@ -535,11 +535,13 @@ fn aborted(
             history_hash: String::new(),
             nemesis_log: Vec::new(),
             latency_ms: (0.0, 0.0),
+            latency_hist: Vec::new(),
         },
         run::RunArtifacts {
             history: Vec::new(),
             schedule: schedule.clone(),
             trace: Vec::new(),
+            leaders: Vec::new(),
         },
     )
 }
@@ -582,7 +584,78 @@ fn write_run_dir(
         &dir.join("verdict.json"),
         serde_json::to_string_pretty(r)?.as_bytes(),
     )?;
+    write(&dir.join("report.html"), run_report(cfg, r, art).as_bytes())?;
     Ok(())
+}
+
+/// Fault intervals from the applied log: a fault opens an interval, the
+/// next repair closes it; adding a node is a moment.
+fn fault_spans(log: &[(u64, String)]) -> Vec<faultline_reports::Span> {
+    let mut spans: Vec<faultline_reports::Span> = Vec::new();
+    for (ms, what) in log {
+        let ns = ms * 1_000_000;
+        let repair = what.starts_with("heal:")
+            || what.starts_with("repaired")
+            || what.starts_with("normal network")
+            || what.starts_with("restarted");
+        if repair {
+            for s in spans.iter_mut().filter(|s| s.end_ns.is_none()) {
+                s.end_ns = Some(ns);
+            }
+        } else {
+            let moment = what.starts_with("started joiner") || what.starts_with("no leader");
+            spans.push(faultline_reports::Span {
+                start_ns: ns,
+                end_ns: moment.then_some(ns + 100_000_000),
+                label: what.clone(),
+            });
+        }
+    }
+    spans
+}
+
+fn run_report(cfg: &RunConfig, r: &RunResult, art: &run::RunArtifacts) -> String {
+    let history = faultline_history::History::new(art.history.clone()).unwrap_or_default();
+    let page = faultline_reports::RunPage {
+        title: format!("seed {}", cfg.seed),
+        result: r.result,
+        reproduce: (r.result != Validity::Valid).then(|| {
+            format!(
+                "cargo run --release -- bench --seed {} (with this campaign's flags; see the configuration below)",
+                cfg.seed
+            )
+        }),
+        checks: &r.checks,
+        history: &history,
+        faults: fault_spans(&r.nemesis_log),
+        leaders: art
+            .leaders
+            .iter()
+            .map(|&(start_ns, end_ns, sid, epoch)| faultline_reports::LeaderSpan {
+                start_ns,
+                end_ns,
+                sid,
+                epoch,
+            })
+            .collect(),
+        facts: vec![
+            ("ops invoked".into(), r.ops.to_string()),
+            ("ops ok".into(), r.ok.to_string()),
+            ("faults applied".into(), r.faults.to_string()),
+            ("leader changes".into(), r.leader_changes.to_string()),
+            (
+                "latency p50 / p99".into(),
+                format!("{:.1} / {:.1} ms", r.latency_ms.0, r.latency_ms.1),
+            ),
+            (
+                "simulated / wall time".into(),
+                format!("{:.1} s / {:.2} s", r.sim_s, r.wall_s),
+            ),
+            ("history hash".into(), r.history_hash.clone()),
+        ],
+        config_json: serde_json::to_string_pretty(cfg).ok(),
+    };
+    faultline_reports::run_page(&page)
 }
 
 fn summarize(
@@ -639,6 +712,10 @@ fn summarize(
     };
     let json = serde_json::to_string_pretty(&summary)?;
     write(&out.join("summary.json"), json.as_bytes())?;
+    write(
+        &out.join("index.html"),
+        campaign_report(results, &serde_json::to_string_pretty(base)?).as_bytes(),
+    )?;
     let junit = a
         .junit
         .clone()
@@ -749,6 +826,10 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         serde_json::to_string_pretty(&merged)?.as_bytes(),
     )?;
     write(&out.join("junit.xml"), junit_xml(&results).as_bytes())?;
+    write(
+        &out.join("index.html"),
+        campaign_report(&results, &serde_json::to_string_pretty(&config)?).as_bytes(),
+    )?;
     eprintln!(
         "{}: {} runs merged from {} directories: {valid} valid, {invalid} invalid, {unknown} unknown",
         result.to_string().to_uppercase(),
@@ -756,6 +837,34 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         a.dirs.len()
     );
     Ok(result.exit_code() as u8)
+}
+
+fn campaign_report(results: &[RunResult], config: &str) -> String {
+    let rows: Vec<faultline_reports::CampaignRow> = results
+        .iter()
+        .map(|r| faultline_reports::CampaignRow {
+            seed: r.seed,
+            result: r.result,
+            failed: r
+                .checks
+                .iter()
+                .filter(|c| c.result != Validity::Valid)
+                .map(|c| c.name.clone())
+                .collect(),
+            ops: r.ops,
+            faults: r.faults,
+            latency_ms: r.latency_ms,
+            anomaly: r.checks.iter().find_map(|c| c.anomalies.first().cloned()),
+            link: format!("runs/seed-{}/report.html", r.seed),
+        })
+        .collect();
+    let mut hist = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];
+    for r in results {
+        for (h, c) in hist.iter_mut().zip(&r.latency_hist) {
+            *h += c;
+        }
+    }
+    faultline_reports::campaign_page("bench campaign", &rows, &hist, config)
 }
 
 fn xml_escape(s: &str) -> String {

@@ -80,6 +80,10 @@ pub struct RunResult {
     pub nemesis_log: Vec<(u64, String)>,
     /// Latency percentiles of ok ops, ms (p50, p99).
     pub latency_ms: (f64, f64),
+    /// Counts of ok-op latencies per bucket of
+    /// `faultline_reports::plots::LATENCY_EDGES_MS`.
+    #[serde(default)]
+    pub latency_hist: Vec<u64>,
 }
 
 /// Files a run leaves behind, in memory.
@@ -90,6 +94,8 @@ pub struct RunArtifacts {
     pub schedule: Schedule,
     /// Node trace and protocol events, one JSON object per line.
     pub trace: Vec<String>,
+    /// Established leaderships: (start ns, end ns, server, epoch).
+    pub leaders: Vec<(u64, Option<u64>, Sid, u64)>,
 }
 
 fn host(s: Sid) -> String {
@@ -372,12 +378,14 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         wall.elapsed().as_secs_f64(),
     );
     let trace = trace_lines(&c);
+    let leaders = leader_spans(&c);
     Ok((
         result,
         RunArtifacts {
             history: ops,
             schedule: schedule.clone(),
             trace,
+            leaders,
         },
     ))
 }
@@ -450,6 +458,31 @@ fn trace_lines(c: &Cluster) -> Vec<String> {
     }
     lines.sort_by_key(|l| (l.0, l.1));
     lines.into_iter().map(|l| l.2).collect()
+}
+
+/// Each established leadership, from its establishment to the leader's next
+/// change of role (or the next leader's establishment).
+fn leader_spans(c: &Cluster) -> Vec<(u64, Option<u64>, Sid, u64)> {
+    let mut events: Vec<(u64, Sid, bool, u64)> = Vec::new();
+    for (s, p) in &c.probes {
+        for (t, ev) in p.trace() {
+            let leads = ev.role == PeerState::Leading && ev.serving;
+            events.push((t.as_nanos() as u64, *s, leads, ev.epoch));
+        }
+    }
+    events.sort();
+    let mut spans: Vec<(u64, Option<u64>, Sid, u64)> = Vec::new();
+    for (t, s, leads, epoch) in events {
+        if let Some(open) = spans.last_mut().filter(|o| o.1.is_none()) {
+            if open.2 == s || leads {
+                open.1 = Some(t);
+            }
+        }
+        if leads {
+            spans.push((t, None, s, epoch));
+        }
+    }
+    spans
 }
 
 fn describe(t: &Txn) -> String {
@@ -533,6 +566,28 @@ fn witness_ops(r: &faultline_checker::LinReport, index_map: &[usize]) -> Vec<usi
     }
     v.truncate(400);
     v
+}
+
+fn histogram(ops: &[Op]) -> Vec<u64> {
+    let mut open: BTreeMap<&faultline_history::Process, u64> = BTreeMap::new();
+    let mut counts = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];
+    for o in ops {
+        match o.kind {
+            OpType::Invoke => {
+                open.insert(&o.process, o.time);
+            }
+            OpType::Ok => {
+                if let Some(t) = open.remove(&o.process) {
+                    counts[faultline_reports::plots::latency_bucket((o.time - t) as f64 / 1e6)] +=
+                        1;
+                }
+            }
+            _ => {
+                open.remove(&o.process);
+            }
+        }
+    }
+    counts
 }
 
 fn percentiles(ops: &[Op]) -> (f64, f64) {
@@ -694,5 +749,6 @@ fn judge(
         history_hash: history_hash(ops),
         nemesis_log,
         latency_ms: percentiles(ops),
+        latency_hist: histogram(ops),
     }
 }
