@@ -161,6 +161,7 @@ fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> Str
         leaders: Vec::new(),
         facts: vec![("operations".into(), h.pairs().count().to_string())],
         config_json: None,
+        messages_per_second: Vec::new(),
     };
     faultline_reports::run_page(&page)
 }

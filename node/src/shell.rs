@@ -104,6 +104,8 @@ struct ProbeData {
     trace: Vec<(Duration, TraceEvent)>,
     events: Vec<(Duration, ProtocolEvent)>,
     messages_sent: u64,
+    /// Messages sent per second of simulated time.
+    messages_by_second: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Probe {
@@ -126,6 +128,12 @@ impl Probe {
     /// Protocol messages sent so far.
     pub fn messages_sent(&self) -> u64 {
         self.inner.lock().expect("probe").messages_sent
+    }
+
+    /// Protocol messages sent per second of simulated time.
+    pub fn messages_by_second(&self) -> Vec<(u64, u64)> {
+        let d = self.inner.lock().expect("probe");
+        d.messages_by_second.iter().map(|(s, n)| (*s, *n)).collect()
     }
 
     /// Marks the server down (the harness calls this when it crashes the
@@ -399,7 +407,13 @@ impl Shell {
                 }
             }
         }
-        self.probe.update(|d| d.messages_sent += sent);
+        if sent > 0 {
+            let second = sim_time().as_secs();
+            self.probe.update(|d| {
+                d.messages_sent += sent;
+                *d.messages_by_second.entry(second).or_default() += sent;
+            });
+        }
         self.flush().await
     }
 

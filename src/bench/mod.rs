@@ -445,7 +445,7 @@ fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
                 a.watchdog
             );
             let (result, artifacts) = aborted(&cfg, true, &why, started, &schedule);
-            write_run_dir(out, &cfg, &result, &artifacts)?;
+            write_run_dir(out, &cfg, &result, &artifacts, &reproduce(a, seed))?;
             return Ok(result);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -491,7 +491,7 @@ fn one(
             )
         }
     };
-    write_run_dir(out, &cfg, &result, &artifacts)?;
+    write_run_dir(out, &cfg, &result, &artifacts, &reproduce(a, seed))?;
     Ok(result)
 }
 
@@ -542,6 +542,7 @@ fn aborted(
             schedule: schedule.clone(),
             trace: Vec::new(),
             leaders: Vec::new(),
+            messages_per_second: Vec::new(),
         },
     )
 }
@@ -559,6 +560,7 @@ fn write_run_dir(
     cfg: &RunConfig,
     r: &RunResult,
     art: &run::RunArtifacts,
+    reproduce: &str,
 ) -> anyhow::Result<()> {
     let dir = out.join("runs").join(format!("seed-{}", cfg.seed));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -584,7 +586,10 @@ fn write_run_dir(
         &dir.join("verdict.json"),
         serde_json::to_string_pretty(r)?.as_bytes(),
     )?;
-    write(&dir.join("report.html"), run_report(cfg, r, art).as_bytes())?;
+    write(
+        &dir.join("report.html"),
+        run_report(cfg, r, art, reproduce).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -614,29 +619,26 @@ fn fault_spans(log: &[(u64, String)]) -> Vec<faultline_reports::Span> {
     spans
 }
 
-fn run_report(cfg: &RunConfig, r: &RunResult, art: &run::RunArtifacts) -> String {
+fn run_report(cfg: &RunConfig, r: &RunResult, art: &run::RunArtifacts, reproduce: &str) -> String {
     let history = faultline_history::History::new(art.history.clone()).unwrap_or_default();
     let page = faultline_reports::RunPage {
         title: format!("seed {}", cfg.seed),
         result: r.result,
-        reproduce: (r.result != Validity::Valid).then(|| {
-            format!(
-                "cargo run --release -- bench --seed {} (with this campaign's flags; see the configuration below)",
-                cfg.seed
-            )
-        }),
+        reproduce: (r.result != Validity::Valid).then(|| reproduce.to_string()),
         checks: &r.checks,
         history: &history,
         faults: fault_spans(&r.nemesis_log),
         leaders: art
             .leaders
             .iter()
-            .map(|&(start_ns, end_ns, sid, epoch)| faultline_reports::LeaderSpan {
-                start_ns,
-                end_ns,
-                sid,
-                epoch,
-            })
+            .map(
+                |&(start_ns, end_ns, sid, epoch)| faultline_reports::LeaderSpan {
+                    start_ns,
+                    end_ns,
+                    sid,
+                    epoch,
+                },
+            )
             .collect(),
         facts: vec![
             ("ops invoked".into(), r.ops.to_string()),
@@ -654,6 +656,7 @@ fn run_report(cfg: &RunConfig, r: &RunResult, art: &run::RunArtifacts) -> String
             ("history hash".into(), r.history_hash.clone()),
         ],
         config_json: serde_json::to_string_pretty(cfg).ok(),
+        messages_per_second: art.messages_per_second.clone(),
     };
     faultline_reports::run_page(&page)
 }

@@ -96,6 +96,8 @@ pub struct RunArtifacts {
     pub trace: Vec<String>,
     /// Established leaderships: (start ns, end ns, server, epoch).
     pub leaders: Vec<(u64, Option<u64>, Sid, u64)>,
+    /// Protocol messages sent by all servers, per simulated second.
+    pub messages_per_second: Vec<(u64, u64)>,
 }
 
 fn host(s: Sid) -> String {
@@ -379,6 +381,12 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     );
     let trace = trace_lines(&c);
     let leaders = leader_spans(&c);
+    let mut messages: BTreeMap<u64, u64> = BTreeMap::new();
+    for p in c.probes.values() {
+        for (s, n) in p.messages_by_second() {
+            *messages.entry(s).or_default() += n;
+        }
+    }
     Ok((
         result,
         RunArtifacts {
@@ -386,6 +394,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
             schedule: schedule.clone(),
             trace,
             leaders,
+            messages_per_second: messages.into_iter().collect(),
         },
     ))
 }
