@@ -32,6 +32,9 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Merge the output directories of sharded `bench` runs.
     Merge(bench::MergeArgs),
+    /// Run the bug detection matrix: each bug switch against the default
+    /// campaign's seeds until a run catches it.
+    Matrix(bench::MatrixArgs),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
     /// Rewrite a history as JSON lines or Jepsen EDN.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(a) => bench::run(*a),
         Command::Merge(a) => bench::merge(a),
+        Command::Matrix(a) => bench::matrix(a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
         Command::Convert(a) => convert::run(a),

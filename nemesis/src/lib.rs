@@ -277,13 +277,19 @@ fn episode(
             Some(Fault::RestartCrashed),
         ),
         NemesisKind::RestartAll => {
-            // A majority of the voters at once.
+            // A quorum at once: half the time a bare majority of the
+            // voters, half the time every server (a whole-cluster power
+            // loss, which leaves no copy of unsynced data anywhere).
             let mut v = topo.voters.clone();
-            for i in (1..v.len()).rev() {
-                let j = rng.random_range(0..=i);
-                v.swap(i, j);
+            if rng.random_bool(0.5) {
+                v = topo.servers.clone();
+            } else {
+                for i in (1..v.len()).rev() {
+                    let j = rng.random_range(0..=i);
+                    v.swap(i, j);
+                }
+                v.truncate(topo.voters.len() / 2 + 1);
             }
-            v.truncate(topo.voters.len() / 2 + 1);
             v.sort();
             (Some(Fault::Crash { nodes: v }), Some(Fault::RestartCrashed))
         }

@@ -13,7 +13,8 @@ pub struct Bugs {
     pub ack_before_fsync: bool,
     /// Commit on the first ACK from anyone (including non-voters).
     pub commit_without_quorum: bool,
-    /// Elect by server id only, ignoring epoch and zxid.
+    /// Elect by server id only, ignoring epoch and zxid (and let the
+    /// elected leader keep leading when a follower's history is newer).
     pub elect_ignore_zxid: bool,
     /// Sync always by DIFF, never TRUNC.
     pub skip_trunc: bool,
@@ -23,7 +24,10 @@ pub struct Bugs {
     /// ACK NEWLEADER (and persist currentEpoch) before the synced txns are
     /// durable.
     pub ack_newleader_early: bool,
-    /// A leader that lost its quorum keeps serving reads and syncs.
+    /// Sync is not a quorum operation (ZOOKEEPER-1675), taken further: the
+    /// leader answers syncs at once from its committed state, confirming
+    /// nothing, and notices a lost quorum only after five times syncLimit,
+    /// serving stale reads meanwhile.
     pub stale_leader_reads: bool,
     /// A learner serves reads from its restored log before it is synced.
     pub serve_before_uptodate: bool,

@@ -226,6 +226,7 @@ impl Node {
 
     fn on_ack_epoch(&mut self, from: Sid, last_zxid: Zxid, current_epoch: Option<u64>) {
         let voter = self.is_voter(from);
+        let guard = !self.cfg.bugs.elect_ignore_zxid;
         let l = self.lead();
         let Some(p) = l.learners.get_mut(&from) else {
             return;
@@ -235,8 +236,10 @@ impl Node {
         }
         p.phase = Phase::AckedEpoch(last_zxid);
         if let Some(ce) = current_epoch {
-            if voter && (ce, last_zxid) > l.summary {
+            if voter && (ce, last_zxid) > l.summary && guard {
                 // A learner knows a more recent history: we must not lead.
+                // (elect_ignore_zxid drops this guard too: the lagging
+                // leader's history becomes the new epoch's.)
                 return self.start_looking();
             }
             if voter {
@@ -697,7 +700,9 @@ impl Node {
                 .map(|(sid, _)| *sid)
                 .chain([me])
                 .collect();
-            if self.store.applied >= s.zxid && (stale || self.is_quorum(&confirmed)) {
+            // stale_leader_reads answers at once from the committed state,
+            // confirming nothing.
+            if stale || (self.store.applied >= s.zxid && self.is_quorum(&confirmed)) {
                 done.push(i);
             }
         }
@@ -724,7 +729,13 @@ impl Node {
             }
             return;
         }
-        let sync_limit = self.cfg.sync_limit;
+        // stale_leader_reads: the leader notices a lost quorum only after
+        // five times syncLimit, serving syncs meanwhile (below).
+        let sync_limit = if self.cfg.bugs.stale_leader_reads {
+            5 * self.cfg.sync_limit
+        } else {
+            self.cfg.sync_limit
+        };
         let alive: Vec<Sid> = l
             .learners
             .iter()
@@ -732,7 +743,7 @@ impl Node {
             .map(|(s, _)| *s)
             .chain([self.cfg.sid])
             .collect();
-        if !self.is_quorum(&alive) && !self.cfg.bugs.stale_leader_reads {
+        if !self.is_quorum(&alive) {
             return self.start_looking();
         }
         let l = self.lead();
@@ -742,6 +753,11 @@ impl Node {
     }
 
     pub(crate) fn leader_lost_learner(&mut self, peer: Sid) {
+        if self.cfg.bugs.stale_leader_reads {
+            // The bug keeps counting a learner whose link broke until the
+            // (stretched) syncLimit runs out.
+            return;
+        }
         let l = self.lead();
         l.learners.remove(&peer);
         l.syncs.retain(|s| s.origin != peer);

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 /// Arguments of `faultline bench`. With no flags: the embedded default
 /// campaign.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Run this one seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -97,6 +97,9 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     }
     Ok((k, n))
 }
+
+/// The first panic message of this process (see `--internal-seed`).
+static FIRST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 /// Seeds of the default campaign.
 const DEFAULT_SEEDS: u64 = 200;
@@ -221,12 +224,32 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
         nemesis,
         bugs,
         watchdog_s: a.watchdog,
+        // 1..=20 ms, a pure function of the seed.
+        fsync_ms: 1 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) % 20,
     })
 }
 
 /// Runs the command; returns the exit code.
 pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
     if let Some(seed) = a.internal_seed {
+        // Keep the first panic message of the run (a server assertion);
+        // the panic that reaches us is tokio's generic one.
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let mut first = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner());
+            if first.is_none() {
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                *first = Some(format!("{msg}{at}"));
+            }
+        }));
         let fixed = load_schedule(&a)?;
         let r = one(&a, seed, fixed.as_ref(), Path::new(&a.out))?;
         println!("{}", serde_json::to_string(&r)?);
@@ -398,13 +421,38 @@ fn deterministic(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResu
     Ok(first)
 }
 
+/// The command line of a child process running `seed` as `a` describes.
+fn child_args(a: &BenchArgs, seed: u64, out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = vec!["bench".into()];
+    let mut flag = |k: &str, val: String| {
+        v.push(format!("--{k}"));
+        v.push(val);
+    };
+    flag("nodes", a.nodes.to_string());
+    flag("observers", a.observers.to_string());
+    flag("clients", a.clients.to_string());
+    flag("keys", a.keys.to_string());
+    flag("duration", format!("{}ms", a.duration));
+    flag("nemesis", a.nemesis.clone());
+    flag("workload", a.workload.clone());
+    flag("out", out.display().to_string());
+    flag("watchdog", a.watchdog.to_string());
+    if let Some(f) = &a.schedule {
+        flag("schedule", f.clone());
+    }
+    if let Some(b) = &a.bug {
+        flag("bug", b.clone());
+    }
+    flag("internal-seed", seed.to_string());
+    v
+}
+
 /// Runs one seed in a child process (this binary with `--internal-seed`)
 /// under the wall-clock watchdog: a run that does not finish in time is
 /// killed and reported as unknown.
 fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    args.extend(["--internal-seed".to_string(), seed.to_string()]);
+    let args = child_args(a, seed, out);
     let mut child = std::process::Command::new(exe)
         .args(&args)
         .stdout(std::process::Stdio::piped())
@@ -477,9 +525,9 @@ fn one(
             &schedule,
         ),
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
+            let first = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let msg = first
+                .or_else(|| panic.downcast_ref::<String>().cloned())
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a server panicked".into());
             aborted(
@@ -748,6 +796,175 @@ fn summarize(
         println!("{json}");
     }
     Ok(result.exit_code() as u8)
+}
+
+/// Arguments of `faultline matrix`.
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    /// Seeds tried per bug before it counts as missed.
+    #[arg(long, default_value_t = 20)]
+    pub seeds: u64,
+    /// Chaos phase per run.
+    #[arg(long, default_value = "20s", value_parser = parse_duration_ms)]
+    pub duration: u64,
+    /// Only these bugs (comma-separated; default: all).
+    #[arg(long)]
+    pub bugs: Option<String>,
+    /// Runs in parallel (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Where the runs go.
+    #[arg(long, default_value = "reports/matrix")]
+    pub out: String,
+}
+
+/// One row of the detection matrix.
+#[derive(Serialize)]
+struct MatrixRow {
+    bug: String,
+    workload: String,
+    /// The first seed (1-based) whose run was invalid, if any.
+    first_detection: Option<u64>,
+    /// Runs it took, with the wall time they took.
+    runs: u64,
+    wall_s: f64,
+    checks: Vec<String>,
+    reproduce: Option<String>,
+}
+
+/// `faultline matrix`: for every bug switch, runs the default campaign's
+/// seeds in order until one detects the bug, and prints seeds-to-first-
+/// detection and wall time; `stale-leader-reads` is run with the `strict`
+/// workload (and must also pass the `register` workload, where it is legal).
+/// Exit 1 when a bug is missed or the legal case is flagged.
+pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
+    let names: Vec<String> = match &m.bugs {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => Bugs::ALL.iter().map(|(n, _)| n.to_string()).collect(),
+    };
+    for n in &names {
+        if !Bugs::default().enable(n) {
+            bail!("unknown bug {n:?} (see faultline bench --list-bugs)");
+        }
+    }
+    if m.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let jobs = m
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut rows = Vec::new();
+    let mut cases: Vec<(String, &str, bool)> = names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                if n == "stale-leader-reads" {
+                    "strict"
+                } else {
+                    "register"
+                },
+                true,
+            )
+        })
+        .collect();
+    if names.iter().any(|n| n == "stale-leader-reads") {
+        cases.push(("stale-leader-reads".into(), "register", false));
+    }
+    let mut ok = true;
+    for (bug, workload, must_detect) in cases {
+        let a = BenchArgs {
+            seed: None,
+            seeds: None,
+            nodes: 5,
+            observers: 1,
+            clients: 10,
+            keys: 5,
+            duration: m.duration,
+            nemesis: "all".into(),
+            workload: workload.into(),
+            schedule: None,
+            jobs: None,
+            out: m.out.clone(),
+            json: false,
+            junit: None,
+            watchdog: 300,
+            bug: Some(bug.clone()),
+            list_bugs: false,
+            shard: None,
+            check_determinism: false,
+            internal_seed: None,
+        };
+        let out = PathBuf::from(&m.out).join(format!("{bug}-{workload}"));
+        std::fs::create_dir_all(out.join("runs"))
+            .with_context(|| format!("{}: cannot create", out.display()))?;
+        let start = Instant::now();
+        let mut found: Option<RunResult> = None;
+        let mut runs = 0;
+        let mut seed = 1;
+        while seed <= m.seeds && found.is_none() {
+            let batch: Vec<u64> = (seed..=m.seeds).take(jobs).collect();
+            seed += batch.len() as u64;
+            let results: Vec<anyhow::Result<RunResult>> = std::thread::scope(|s| {
+                let (a, out) = (&a, &out);
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|&k| s.spawn(move || watched(a, k, out)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panics"))
+                    .collect()
+            });
+            for r in results {
+                let r = r?;
+                runs += 1;
+                if r.result == Validity::Invalid && found.as_ref().is_none_or(|f| r.seed < f.seed) {
+                    found = Some(r);
+                }
+            }
+        }
+        let wall_s = start.elapsed().as_secs_f64();
+        let detected = found.is_some();
+        ok &= detected == must_detect;
+        let row = MatrixRow {
+            bug: bug.clone(),
+            workload: workload.into(),
+            first_detection: found.as_ref().map(|r| r.seed),
+            runs,
+            wall_s,
+            checks: found
+                .as_ref()
+                .map(|r| {
+                    r.checks
+                        .iter()
+                        .filter(|c| c.result == Validity::Invalid)
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reproduce: found.as_ref().map(|r| reproduce(&a, r.seed)),
+        };
+        eprintln!(
+            "{:<24} {:<9} {:<28} {:>3} runs {:>6.1} s  {}",
+            row.bug,
+            row.workload,
+            match (row.first_detection, must_detect) {
+                (Some(s), true) => format!("caught at seed {s}"),
+                (None, true) => "MISSED".to_string(),
+                (None, false) => "not flagged (legal here)".to_string(),
+                (Some(s), false) => format!("FLAGGED at seed {s} (must not be)"),
+            },
+            row.runs,
+            row.wall_s,
+            row.checks.join(", ")
+        );
+        rows.push(row);
+    }
+    let json = serde_json::to_string_pretty(&rows)?;
+    write(&PathBuf::from(&m.out).join("matrix.json"), json.as_bytes())?;
+    Ok(if ok { 0 } else { 1 })
 }
 
 /// Arguments of `faultline merge`.

@@ -50,6 +50,9 @@ pub struct RunConfig {
     pub bugs: Bugs,
     /// Wall-clock limit of the run, s.
     pub watchdog_s: u64,
+    /// Time an fsync takes on every server, ms (drawn from the seed: disks
+    /// differ, and slow ones widen the window between write and sync).
+    pub fsync_ms: u64,
 }
 
 /// The result of one run.
@@ -260,7 +263,9 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         node.bugs = cfg.bugs.clone();
         node.snapshot_interval = 200;
         node.committed_log_window = 100;
-        configs.insert(s, ShellConfig::new(node, hosts.clone()));
+        let mut shell = ShellConfig::new(node, hosts.clone());
+        shell.fsync_latency = Duration::from_millis(cfg.fsync_ms);
+        configs.insert(s, shell);
     }
     let mut c = Cluster {
         sim: build_sim(cfg),
