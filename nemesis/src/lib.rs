@@ -124,6 +124,9 @@ pub enum Fault {
     NormalNetwork,
     /// Start the joining server and ask for it to become a voter.
     AddNode { node: Sid },
+    /// Crash the leader; as soon as another leader is established, power
+    /// off every server (a new epoch's fresh state meets a power loss).
+    CrashLeaderThenAll,
 }
 
 impl Fault {
@@ -140,6 +143,9 @@ impl Fault {
             Fault::Latency { max_ms } => format!("latency up to {max_ms} ms"),
             Fault::NormalNetwork => "normal network".into(),
             Fault::AddNode { node } => format!("add node {node}"),
+            Fault::CrashLeaderThenAll => {
+                "crash leader, then everyone once a new leader is established".into()
+            }
         }
     }
 }
@@ -251,6 +257,7 @@ impl Schedule {
                 Fault::PacketLoss { .. } => Some("packet-loss"),
                 Fault::Latency { .. } => Some("latency"),
                 Fault::AddNode { .. } => Some("add-node"),
+                Fault::CrashLeaderThenAll => Some("restart-all"),
                 _ => None,
             })
             .collect();
@@ -277,11 +284,16 @@ fn episode(
             Some(Fault::RestartCrashed),
         ),
         NemesisKind::RestartAll => {
-            // A quorum at once: half the time a bare majority of the
-            // voters, half the time every server (a whole-cluster power
-            // loss, which leaves no copy of unsynced data anywhere).
+            // A quorum at once: a bare majority of the voters, or every
+            // server (a whole-cluster power loss, which leaves no copy of
+            // unsynced data anywhere), or every server right after a new
+            // leader is established.
             let mut v = topo.voters.clone();
-            if rng.random_bool(0.5) {
+            let roll = rng.random_range(0..3);
+            if roll == 0 {
+                return (Some(Fault::CrashLeaderThenAll), Some(Fault::RestartCrashed));
+            }
+            if roll == 1 {
                 v = topo.servers.clone();
             } else {
                 for i in (1..v.len()).rev() {
@@ -367,6 +379,9 @@ pub trait Target {
     fn add_node(&mut self, s: Sid);
     /// Every server.
     fn servers(&self) -> Vec<Sid>;
+    /// Crash every server as soon as a leader other than `old` is
+    /// established (checked by the runner after every step).
+    fn crash_all_on_new_leader(&mut self, old: Option<Sid>);
 }
 
 /// Applies one fault. Returns what it did, for the run's log (a fault that
@@ -423,6 +438,14 @@ pub fn apply(t: &mut dyn Target, f: &Fault) -> String {
         Fault::AddNode { node } => {
             t.add_node(*node);
             format!("started joiner {node}")
+        }
+        Fault::CrashLeaderThenAll => {
+            let old = t.leader();
+            if let Some(l) = old {
+                t.crash(l);
+            }
+            t.crash_all_on_new_leader(old);
+            format!("crashed leader {old:?}; everyone crashes at the next established leader")
         }
     }
 }

@@ -116,6 +116,10 @@ struct Cluster<'a> {
     crashed: BTreeSet<Sid>,
     cut: BTreeSet<(Sid, Sid)>,
     add_voter: Rc<Cell<Option<Sid>>>,
+    /// Crash everyone once a leader other than this one is established.
+    armed: Option<Option<Sid>>,
+    /// Fault actions the runner took on its own (armed crashes).
+    late_log: Vec<(u64, String)>,
 }
 
 impl Cluster<'_> {
@@ -194,6 +198,29 @@ impl Target for Cluster<'_> {
 
     fn servers(&self) -> Vec<Sid> {
         self.started.iter().copied().collect()
+    }
+
+    fn crash_all_on_new_leader(&mut self, old: Option<Sid>) {
+        self.armed = Some(old);
+    }
+}
+
+impl Cluster<'_> {
+    /// Fires an armed crash once a new leader is established.
+    fn check_armed(&mut self) {
+        let Some(old) = self.armed else { return };
+        match self.leader() {
+            Some(l) if Some(l) != old => {
+                self.armed = None;
+                for s in self.servers() {
+                    self.crash(s);
+                }
+                let ms = self.sim.elapsed().as_millis() as u64;
+                self.late_log
+                    .push((ms, format!("leader {l} established: crashed every server")));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -275,6 +302,8 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         crashed: BTreeSet::new(),
         cut: BTreeSet::new(),
         add_voter: Rc::new(Cell::new(None)),
+        armed: None,
+        late_log: Vec::new(),
     };
     for &s in &topo.servers {
         c.start(s);
@@ -323,10 +352,9 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         if wall.elapsed() > watchdog {
             return Err(Abort::Watchdog);
         }
-        c.sim
-            .step()
-            .map(|_| ())
-            .map_err(|e| Abort::Sim(e.to_string()))
+        c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
+        c.check_armed();
+        Ok(())
     };
     let ms = |c: &Cluster| c.sim.elapsed().as_millis() as u64;
     // Warm-up.
@@ -347,6 +375,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         step(&mut c)?;
     }
     // Heal everything.
+    c.armed = None;
     let heal_ns = c.sim.elapsed().as_nanos() as u64;
     for f in [
         nemesis::Fault::RepairNetwork,
@@ -374,6 +403,8 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         step(&mut c)?;
     }
     let sim_s = c.sim.elapsed().as_secs_f64();
+    log.append(&mut c.late_log);
+    log.sort_by_key(|(t, _)| *t);
     let ops = rec.ops();
     let result = judge(
         cfg,
