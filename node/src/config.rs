@@ -26,7 +26,7 @@ pub struct Bugs {
     pub ack_newleader_early: bool,
     /// Sync is not a quorum operation (ZOOKEEPER-1675), taken further: the
     /// leader answers syncs at once from its committed state, confirming
-    /// nothing, and notices a lost quorum only after five times syncLimit,
+    /// nothing, and notices a lost quorum only after twenty times syncLimit,
     /// serving stale reads meanwhile.
     pub stale_leader_reads: bool,
     /// A learner serves reads from its restored log before it is synced.

@@ -346,6 +346,7 @@ impl Node {
     fn on_ack(&mut self, from: Sid, zxid: Zxid) {
         let voter = self.is_voter(from);
         let counts = voter || self.cfg.bugs.commit_without_quorum;
+        let exact_acks = self.cfg.bugs.out_of_order_commit;
         let l = self.lead();
         let epoch = l.epoch;
         let established = l.established;
@@ -366,8 +367,17 @@ impl Node {
             return;
         }
         if zxid.epoch() == epoch && zxid.counter() > 0 && counts && p.forwarded() {
-            for (_, acks) in l.proposals.range_mut(..=zxid) {
-                acks.insert(from);
+            if exact_acks {
+                // out_of_order_commit: an ACK counts for its own zxid only,
+                // so a later proposal can reach its quorum first.
+                if let Some(acks) = l.proposals.get_mut(&zxid) {
+                    acks.insert(from);
+                }
+            } else {
+                // An ACK of z says the learner's log is durable up to z.
+                for (_, acks) in l.proposals.range_mut(..=zxid) {
+                    acks.insert(from);
+                }
             }
             self.try_commit();
         }
@@ -730,9 +740,9 @@ impl Node {
             return;
         }
         // stale_leader_reads: the leader notices a lost quorum only after
-        // five times syncLimit, serving syncs meanwhile (below).
+        // twenty times syncLimit, serving syncs meanwhile (below).
         let sync_limit = if self.cfg.bugs.stale_leader_reads {
-            5 * self.cfg.sync_limit
+            20 * self.cfg.sync_limit
         } else {
             self.cfg.sync_limit
         };
