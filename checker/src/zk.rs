@@ -188,6 +188,10 @@ pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> 
             *e = (z, i);
         }
         if op.f == Fun::Read {
+            if let Some(bad) = pipelined_read_misses_write(h, i) {
+                involved.extend([bad.0, i]);
+                anomalies.push(bad.1);
+            }
             reads += 1;
             let Some(k) = key_of(&op.key) else { continue };
             let want = value_at(committed, k, z);
@@ -204,13 +208,54 @@ pub fn read_guarantees(h: &History, committed: &BTreeMap<u64, CommittedTxn>) -> 
             }
         }
     }
-    outcome(
+    let mut o = outcome(
         "read-guarantees",
         format!(
-            "{reads} local reads against the committed history; zxids per process never decrease"
+            "{reads} local reads against the committed history; zxids per process never decrease; \
+             pipelined reads follow their session's writes"
         ),
         anomalies,
-    )
+    );
+    involved.truncate(400);
+    o.ops = involved;
+    o
+}
+
+/// A read pipelined behind its session's write (see
+/// `faultline_history::PIPELINED_READ_OFFSET`) must be served at or after
+/// the zxid of that write when the write succeeded: ZooKeeper executes a
+/// session's requests in order. Returns the write's index and the anomaly.
+fn pipelined_read_misses_write(h: &History, read: usize) -> Option<(usize, String)> {
+    use faultline_history::PIPELINED_READ_OFFSET;
+    let op = &h.ops()[read];
+    let Process::Client(c) = op.process else {
+        return None;
+    };
+    if !(PIPELINED_READ_OFFSET..2 * PIPELINED_READ_OFFSET).contains(&c) {
+        return None;
+    }
+    let main = Process::Client(c - PIPELINED_READ_OFFSET);
+    let read_invoke = h.partner(read)?;
+    // The writer's last invocation before the read's.
+    let w = (0..read_invoke)
+        .rev()
+        .find(|&j| h.ops()[j].process == main && h.ops()[j].kind == OpType::Invoke)?;
+    let done = &h.ops()[h.partner(w)?];
+    if done.kind != OpType::Ok || !matches!(done.f, Fun::Write | Fun::Cas) {
+        return None;
+    }
+    let (wz, rz) = (done.zxid?, op.zxid?);
+    (rz < wz).then(|| {
+        (
+            w,
+            format!(
+                "op {read}: a read pipelined after process {main}'s {} (op {w}, zxid {}) on the same session was served at zxid {} (session order)",
+                done.f,
+                zx(wz),
+                zx(rz)
+            ),
+        )
+    })
 }
 
 /// `durability`: see the module docs. `final_digest` is the digest of the
@@ -440,6 +485,36 @@ mod tests {
             "{:?}",
             o.anomalies
         );
+    }
+
+    #[test]
+    fn a_pipelined_read_must_follow_its_sessions_write() {
+        let (c, _) = committed_history(&[txn(1, 0, 10), txn(2, 0, 20)]);
+        let pipe = faultline_history::PIPELINED_READ_OFFSET;
+        let h = |read_zxid: u64, read_value: i64| {
+            History::new(vec![
+                op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(20), None),
+                op(OpType::Invoke, pipe, Fun::Read, 0, Value::Nil, None),
+                op(
+                    OpType::Ok,
+                    pipe,
+                    Fun::Read,
+                    0,
+                    Value::Int(read_value),
+                    Some(read_zxid),
+                ),
+                op(OpType::Ok, 0, Fun::Write, 0, Value::Int(20), Some(2)),
+            ])
+            .unwrap()
+        };
+        assert_eq!(read_guarantees(&h(2, 20), &c).result, Validity::Valid);
+        let o = read_guarantees(&h(1, 10), &c);
+        assert!(
+            o.anomalies.iter().any(|a| a.contains("session order")),
+            "{:?}",
+            o.anomalies
+        );
+        assert_eq!(o.ops, vec![0, 2]);
     }
 
     #[test]

@@ -82,6 +82,64 @@ impl Client {
         self.call_seq(seq, op, timeout).await
     }
 
+    /// Sends two requests back to back on this session without waiting
+    /// (pipelined), then waits for both answers. ZooKeeper executes a
+    /// session's requests in order, so the second sees the first.
+    pub async fn call_pair(
+        &mut self,
+        first: (u64, ClientOp),
+        second: (u64, ClientOp),
+        timeout: Duration,
+    ) -> (
+        Result<ClientResponse, CallError>,
+        Result<ClientResponse, CallError>,
+    ) {
+        let seqs = [first.0, second.0];
+        self.seq = self.seq.max(first.0).max(second.0);
+        for (seq, op) in [first, second] {
+            let req = ClientRequest {
+                session: self.session,
+                seq,
+                op,
+                seen: self.seen,
+            };
+            if let Err(e) = wire::write_frame(&mut self.w, &req).await {
+                let e2 = io::Error::new(e.kind(), e.to_string());
+                return (
+                    Err(CallError::Disconnected(e)),
+                    Err(CallError::Disconnected(e2)),
+                );
+            }
+        }
+        let mut got: [Option<ClientResponse>; 2] = [None, None];
+        let wait = async {
+            while got.iter().any(Option::is_none) {
+                let resp: ClientResponse = wire::read_frame(&mut self.r).await?;
+                if let Some(i) = seqs.iter().position(|s| *s == resp.seq) {
+                    got[i] = Some(resp);
+                }
+            }
+            Ok::<_, io::Error>(())
+        };
+        let res = tokio::time::timeout(timeout, wait).await;
+        let mut out = got.map(|g| g.ok_or(CallError::Timeout));
+        if let Ok(Err(_)) = res {
+            for o in out.iter_mut().filter(|o| o.is_err()) {
+                *o = Err(CallError::Disconnected(io::Error::other("connection lost")));
+            }
+        }
+        for r in out.iter().flatten() {
+            if matches!(
+                r.outcome,
+                Outcome::Value(_) | Outcome::Written | Outcome::CasFailed { .. }
+            ) {
+                self.seen = self.seen.max(r.zxid);
+            }
+        }
+        let [a, b] = out;
+        (a, b)
+    }
+
     /// Sends one request with sequence number `seq` (a retry reuses the
     /// number of the request it retries, so that servers execute it at most
     /// once) and waits for its response. Responses to earlier requests that

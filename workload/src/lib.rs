@@ -197,6 +197,41 @@ impl Slot {
         }
     }
 
+    /// A write with a read of the same key pipelined behind it on the same
+    /// session (recorded as the companion process
+    /// `process + PIPELINED_READ_OFFSET`).
+    async fn run_pipelined(&mut self, write: Call) {
+        self.connect().await;
+        let read = Call {
+            f: Fun::Read,
+            key: write.key,
+            op: ClientOp::Read { key: write.key },
+            value: Value::Nil,
+        };
+        let main = self.process;
+        self.rec
+            .push(self.op(OpType::Invoke, &write, write.value.clone()));
+        self.process = main + faultline_history::PIPELINED_READ_OFFSET;
+        self.rec.push(self.op(OpType::Invoke, &read, Value::Nil));
+        self.process = main;
+        let client = self.conn.as_mut().expect("connected");
+        let s1 = client.next_seq();
+        let (w, r) = client
+            .call_pair(
+                (s1, write.op.clone()),
+                (s1 + 1, read.op.clone()),
+                self.cfg.op_timeout,
+            )
+            .await;
+        self.seq = s1 + 1;
+        self.seen = self.seen.max(client.seen());
+        // The read first: completing the write may retire the process.
+        self.process = main + faultline_history::PIPELINED_READ_OFFSET;
+        self.complete(&read, r);
+        self.process = main;
+        self.complete(&write, w);
+    }
+
     /// Runs one op and records it.
     async fn run_one(&mut self, call: Call) {
         self.connect().await;
@@ -263,7 +298,7 @@ impl Slot {
             op.node = Some(r.node);
         }
         self.rec.push(op);
-        if kind == OpType::Info {
+        if kind == OpType::Info && self.process < faultline_history::PIPELINED_READ_OFFSET {
             // Retired: the slot goes on as a new process with a new session.
             self.process += self.cfg.processes as u64;
             self.seq = 0;
@@ -294,7 +329,14 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
         tasks.push(tokio::task::spawn_local(async move {
             while !control.stopped() {
                 let call = slot.next_call();
-                slot.run_one(call).await;
+                let pipeline = call.f == Fun::Write
+                    && slot.cfg.kind == WorkloadKind::Register
+                    && slot.rng.random_bool(0.2);
+                if pipeline {
+                    slot.run_pipelined(call).await;
+                } else {
+                    slot.run_one(call).await;
+                }
                 let think = slot.cfg.think.mul_f64(slot.rng.random_range(0.5..1.5));
                 tokio::time::sleep(think).await;
             }
