@@ -162,9 +162,6 @@ enum Event {
         sid: Sid,
         link: u64,
     },
-    DialFailed {
-        sid: Sid,
-    },
     ClientUp {
         conn: u64,
         writer: OwnedWriteHalf,
@@ -272,17 +269,29 @@ async fn accept_peers(l: TcpListener, tx: mpsc::UnboundedSender<Event>) {
             let Ok(Frame::Hello { sid }) = wire::read_frame::<Frame>(&mut r).await else {
                 return;
             };
-            if tx
-                .send(Event::PeerUp {
-                    sid,
-                    link,
-                    writer: w,
-                })
-                .is_ok()
-            {
-                read_peer(r, sid, link, tx).await;
-            }
+            serve_link(r, w, sid, link, tx).await;
         });
+    }
+}
+
+/// Hands a new link's writer to the shell and reads its frames until it
+/// breaks.
+async fn serve_link(
+    r: OwnedReadHalf,
+    w: OwnedWriteHalf,
+    sid: Sid,
+    link: u64,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    if tx
+        .send(Event::PeerUp {
+            sid,
+            link,
+            writer: w,
+        })
+        .is_ok()
+    {
+        read_peer(r, sid, link, tx).await;
     }
 }
 
@@ -356,10 +365,6 @@ impl Shell {
                 if self.links.get(&sid).is_some_and(|l| l.id == link) {
                     self.link_down(sid).await?;
                 }
-            }
-            Event::DialFailed { sid } => {
-                // Retry after `redial` (the deadline set when dialing).
-                let _ = sid;
             }
             Event::ClientUp { conn, writer } => {
                 self.clients.insert(conn, writer);
@@ -493,30 +498,16 @@ impl Shell {
             let tx = self.tx.clone();
             let redial = self.cfg.redial;
             tokio::spawn(async move {
+                // A failed dial is retried after `redial`, the deadline set
+                // when dialing.
                 let dial = tokio::time::timeout(redial, TcpStream::connect(addr)).await;
-                match dial {
-                    Ok(Ok(s)) => {
-                        let (r, mut w) = s.into_split();
-                        if wire::write_frame(&mut w, &Frame::Hello { sid: me })
-                            .await
-                            .is_err()
-                        {
-                            let _ = tx.send(Event::DialFailed { sid });
-                            return;
-                        }
-                        if tx
-                            .send(Event::PeerUp {
-                                sid,
-                                link,
-                                writer: w,
-                            })
-                            .is_ok()
-                        {
-                            read_peer(r, sid, link, tx).await;
-                        }
-                    }
-                    _ => {
-                        let _ = tx.send(Event::DialFailed { sid });
+                if let Ok(Ok(s)) = dial {
+                    let (r, mut w) = s.into_split();
+                    if wire::write_frame(&mut w, &Frame::Hello { sid: me })
+                        .await
+                        .is_ok()
+                    {
+                        serve_link(r, w, sid, link, tx).await;
                     }
                 }
             });

@@ -613,29 +613,8 @@ fn witness_ops(r: &faultline_checker::LinReport, index_map: &[usize]) -> Vec<usi
     v
 }
 
-fn histogram(ops: &[Op]) -> Vec<u64> {
-    let mut open: BTreeMap<&faultline_history::Process, u64> = BTreeMap::new();
-    let mut counts = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];
-    for o in ops {
-        match o.kind {
-            OpType::Invoke => {
-                open.insert(&o.process, o.time);
-            }
-            OpType::Ok => {
-                if let Some(t) = open.remove(&o.process) {
-                    counts[faultline_reports::plots::latency_bucket((o.time - t) as f64 / 1e6)] +=
-                        1;
-                }
-            }
-            _ => {
-                open.remove(&o.process);
-            }
-        }
-    }
-    counts
-}
-
-fn percentiles(ops: &[Op]) -> (f64, f64) {
+/// Latencies (ms) of the ops that completed ok.
+fn ok_latencies(ops: &[Op]) -> Vec<f64> {
     let mut open: BTreeMap<&faultline_history::Process, u64> = BTreeMap::new();
     let mut lat = Vec::new();
     for o in ops {
@@ -653,9 +632,22 @@ fn percentiles(ops: &[Op]) -> (f64, f64) {
             }
         }
     }
+    lat
+}
+
+fn histogram(lat: &[f64]) -> Vec<u64> {
+    let mut counts = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];
+    for l in lat {
+        counts[faultline_reports::plots::latency_bucket(*l)] += 1;
+    }
+    counts
+}
+
+fn percentiles(lat: &[f64]) -> (f64, f64) {
     if lat.is_empty() {
         return (0.0, 0.0);
     }
+    let mut lat = lat.to_vec();
     lat.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
     (at(0.5), at(0.99))
@@ -780,6 +772,7 @@ fn judge(
         Validity::Valid
     };
     let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
+    let latencies = ok_latencies(ops);
     let ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
     RunResult {
         seed: cfg.seed,
@@ -793,7 +786,7 @@ fn judge(
         wall_s,
         history_hash: history_hash(ops),
         nemesis_log,
-        latency_ms: percentiles(ops),
-        latency_hist: histogram(ops),
+        latency_ms: percentiles(&latencies),
+        latency_hist: histogram(&latencies),
     }
 }
