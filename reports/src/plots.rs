@@ -1,0 +1,497 @@
+//! SVG plots drawn with plotters (no system fonts: the SVG backend writes
+//! text as `<text>`), plus hover titles laid over the chart at the
+//! coordinates it maps to (plotters cannot add `<title>` itself).
+
+use crate::{esc, LeaderSpan, Span};
+use faultline_history::{History, Op, OpType};
+use plotters::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+const OK: RGBColor = RGBColor(46, 125, 50);
+const FAIL: RGBColor = RGBColor(198, 40, 40);
+const INFO: RGBColor = RGBColor(239, 108, 0);
+const FAULT: RGBColor = RGBColor(255, 193, 7);
+const LEAD: RGBColor = RGBColor(21, 101, 192);
+
+/// Width of every plot, in pixels.
+pub const WIDTH: u32 = 1100;
+
+/// How op times map to the x axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Axis {
+    /// Times are simulated (or wall) nanoseconds: plot seconds.
+    Seconds,
+    /// Times are positions in the history (formats without times).
+    Positions,
+}
+
+impl Axis {
+    fn x(self, t: u64) -> f64 {
+        match self {
+            Axis::Seconds => t as f64 / 1e9,
+            Axis::Positions => t as f64,
+        }
+    }
+
+    fn desc(self) -> &'static str {
+        match self {
+            Axis::Seconds => "simulated time (s)",
+            Axis::Positions => "position in the history",
+        }
+    }
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Inserts hover overlays just before the closing `</svg>`.
+fn with_overlay(mut svg: String, overlay: &str) -> String {
+    if let Some(at) = svg.rfind("</svg>") {
+        svg.insert_str(at, overlay);
+    }
+    svg
+}
+
+/// A compact hover text: `#12 p3 write k1 7 ok z3:17 s2 1.2ms`.
+fn describe(index: usize, inv: &Op, done: Option<&Op>) -> String {
+    let mut s = format!("#{index} p{} {}", inv.process, inv.f);
+    if let Some(k) = &inv.key {
+        let _ = write!(s, " k{k}");
+    }
+    if inv.value != faultline_history::Value::Nil {
+        let _ = write!(s, " {}", inv.value);
+    }
+    match done {
+        Some(c) => {
+            let _ = write!(s, " {}", c.kind);
+            if c.value != inv.value {
+                let _ = write!(s, " {}", c.value);
+            }
+            if let Some(e) = &c.error {
+                let _ = write!(s, " ({e})");
+            }
+            if let Some(z) = c.zxid {
+                let _ = write!(s, " z{}:{}", z >> 32, z & 0xffff_ffff);
+            }
+            if let Some(n) = c.node {
+                let _ = write!(s, " s{n}");
+            }
+            let _ = write!(
+                s,
+                " {:.1}ms",
+                (c.time.saturating_sub(inv.time)) as f64 / 1e6
+            );
+        }
+        None => s.push_str(" no answer"),
+    }
+    s
+}
+
+/// The operation timeline of `[from_ns, to_ns)`: one lane per client
+/// process (each op a bar from invoke to completion, coloured ok / fail /
+/// info), faults shaded and labelled, a lane of which server led which
+/// epoch, and `highlight`ed ops outlined. Ops sharing a pixel in a lane are
+/// drawn once.
+pub fn timeline(
+    h: &History,
+    faults: &[Span],
+    leaders: &[LeaderSpan],
+    highlight: &BTreeSet<usize>,
+    (from_ns, to_ns): (u64, u64),
+    axis: Axis,
+) -> String {
+    let secs = |t: u64| axis.x(t);
+    let pairs: Vec<_> = h
+        .pairs()
+        .filter(|p| {
+            let end = p.complete.map_or(u64::MAX, |c| c.time);
+            p.invoke.time < to_ns && end >= from_ns
+        })
+        .collect();
+    let lanes: BTreeMap<&faultline_history::Process, usize> = pairs
+        .iter()
+        .map(|p| &p.invoke.process)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, i + 2))
+        .collect();
+    let n = lanes.len() + 2;
+    let lane_px = if n > 150 { 3 } else { 7 };
+    let height = (n as u32 * lane_px + 70).min(2400);
+    let (x0, x1) = (secs(from_ns), secs(to_ns).max(secs(from_ns) + 0.001));
+    let mut svg = String::new();
+    let mut overlay = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).ok();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, (n as f64)..0f64)
+            .expect("valid ranges");
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(axis.desc())
+            .y_labels(0)
+            .draw()
+            .ok();
+        for f in faults {
+            let (a, b) = (
+                secs(f.start_ns).max(x0),
+                secs(f.end_ns.unwrap_or(to_ns)).min(x1),
+            );
+            if a >= b {
+                continue;
+            }
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(a, 0.0), (b, n as f64)],
+                    FAULT.mix(0.18).filled(),
+                )))
+                .ok();
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    f.label.clone(),
+                    (a, 1.6),
+                    ("sans-serif", 11).into_font(),
+                )))
+                .ok();
+        }
+        for l in leaders {
+            let (a, b) = (
+                secs(l.start_ns).max(x0),
+                secs(l.end_ns.unwrap_or(to_ns)).min(x1),
+            );
+            if a >= b {
+                continue;
+            }
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(a, 0.1), (b, 0.9)],
+                    LEAD.mix(0.35).filled(),
+                )))
+                .ok();
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("n{} e{}", l.sid, l.epoch),
+                    (a, 0.75),
+                    ("sans-serif", 10).into_font(),
+                )))
+                .ok();
+            let (p0, p1) = (
+                chart.backend_coord(&(a, 0.1)),
+                chart.backend_coord(&(b, 0.9)),
+            );
+            let _ = write!(
+                overlay,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"transparent\"><title>server {} leads epoch {}</title></rect>",
+                p0.0,
+                p0.1,
+                (p1.0 - p0.0).max(1),
+                (p1.1 - p0.1).max(1),
+                l.sid,
+                l.epoch
+            );
+        }
+        // Op bars go in the overlay, each with its hover title, at the
+        // coordinates the chart maps to; one op per lane and pixel column
+        // (the operations of a violation are always drawn). Bars are grouped
+        // by lane so that each carries only its x and width.
+        let mut drawn: BTreeSet<(usize, i32)> = BTreeSet::new();
+        let mut by_lane: BTreeMap<usize, String> = BTreeMap::new();
+        let bar = |lane: f64| {
+            let (t, b) = (
+                chart.backend_coord(&(x0, lane - 0.4)),
+                chart.backend_coord(&(x0, lane + 0.4)),
+            );
+            (t.1, (b.1 - t.1).max(1))
+        };
+        for p in &pairs {
+            let lane = lanes[&p.invoke.process];
+            let kind = p.outcome();
+            let end = p.complete.map_or(to_ns, |c| c.time);
+            let (a, b) = (secs(p.invoke.time).max(x0), secs(end).min(x1));
+            let (p0, p1) = (
+                chart.backend_coord(&(a, lane as f64)),
+                chart.backend_coord(&(b, lane as f64)),
+            );
+            let marked = highlight.contains(&p.invoke_index)
+                || p.complete_index.is_some_and(|c| highlight.contains(&c));
+            if !drawn.insert((lane, p0.0)) && !marked {
+                continue; // another op of this lane already fills this pixel
+            }
+            let class = match (marked, kind) {
+                (true, _) => "w",
+                (_, OpType::Ok) => "k",
+                (_, OpType::Fail) => "f",
+                _ => "i",
+            };
+            let _ = write!(
+                by_lane.entry(lane).or_default(),
+                "<rect class=\"{class}\" x=\"{}\" width=\"{}\"><title>{}</title></rect>",
+                p0.0,
+                (p1.0 - p0.0).max(1),
+                esc(&describe(p.invoke_index, p.invoke, p.complete))
+            );
+        }
+        for (lane, rects) in by_lane {
+            let (y, h) = bar(lane as f64);
+            let _ = write!(
+                overlay,
+                "<svg y=\"{y}\" height=\"{h}\" overflow=\"visible\">{rects}</svg>"
+            );
+        }
+        root.present().ok();
+    }
+    let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}</style>";
+    with_overlay(svg, &format!("{style}<g class=\"ops\">{overlay}</g>"))
+}
+
+/// Latency of ok ops over time (log scale), with p50 and p99 per second.
+pub fn latency(h: &History) -> String {
+    let pts: Vec<(f64, f64)> = h
+        .pairs()
+        .filter(|p| p.outcome() == OpType::Ok)
+        .filter_map(|p| {
+            p.complete.map(|c| {
+                (
+                    secs(c.time),
+                    (c.time.saturating_sub(p.invoke.time)) as f64 / 1e6,
+                )
+            })
+        })
+        .collect();
+    let t_end = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+    let max = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.5;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 320)).into_drawing_area();
+        root.fill(&WHITE).ok();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..t_end, (0.1f64..max).log_scale())
+            .expect("valid ranges");
+        chart
+            .configure_mesh()
+            .x_desc("simulated time (s)")
+            .y_desc("latency (ms)")
+            .draw()
+            .ok();
+        // Thin: at most one point per pixel column and latency decade tenth.
+        let mut seen = BTreeSet::new();
+        let dots: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|(t, l)| {
+                let c = chart.backend_coord(&(*t, l.max(0.1)));
+                seen.insert((c.0, c.1 / 2))
+            })
+            .copied()
+            .collect();
+        chart
+            .draw_series(
+                dots.iter()
+                    .map(|&(t, l)| Circle::new((t, l.max(0.1)), 1, OK.mix(0.5).filled())),
+            )
+            .ok();
+        let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for (t, l) in &pts {
+            buckets.entry(*t as u64).or_default().push(*l);
+        }
+        for (q, c) in [(0.5, BLUE), (0.99, RED)] {
+            let line: Vec<(f64, f64)> = buckets
+                .iter_mut()
+                .map(|(s, v)| {
+                    v.sort_by(|a, b| a.total_cmp(b));
+                    (
+                        *s as f64 + 0.5,
+                        v[((v.len() - 1) as f64 * q) as usize].max(0.1),
+                    )
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line, c.stroke_width(2)))
+                .ok()
+                .map(|s| {
+                    s.label(format!("p{}", (q * 100.0) as u32))
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .draw()
+            .ok();
+        root.present().ok();
+    }
+    svg
+}
+
+/// Completions per second over time: ok, fail and info (availability).
+pub fn throughput(h: &History) -> String {
+    let mut by: BTreeMap<u64, [u32; 3]> = BTreeMap::new();
+    for op in h.ops() {
+        if !op.process.is_client() {
+            continue;
+        }
+        let i = match op.kind {
+            OpType::Ok => 0,
+            OpType::Fail => 1,
+            OpType::Info => 2,
+            OpType::Invoke => continue,
+        };
+        by.entry(op.time / 1_000_000_000).or_default()[i] += 1;
+    }
+    let t_end = by.keys().max().map_or(1.0, |t| *t as f64 + 1.0);
+    let max = by
+        .values()
+        .flat_map(|v| v.iter())
+        .copied()
+        .max()
+        .unwrap_or(1) as f64
+        * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 260)).into_drawing_area();
+        root.fill(&WHITE).ok();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..t_end, 0f64..max.max(1.0))
+            .expect("valid ranges");
+        chart
+            .configure_mesh()
+            .x_desc("simulated time (s)")
+            .y_desc("ops per second")
+            .draw()
+            .ok();
+        for (i, (name, c)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
+            .into_iter()
+            .enumerate()
+        {
+            let line: Vec<(f64, f64)> = (0..t_end as u64)
+                .map(|s| (s as f64 + 0.5, by.get(&s).map_or(0, |v| v[i]) as f64))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line, c.stroke_width(2)))
+                .ok()
+                .map(|s| {
+                    s.label(name)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .draw()
+            .ok();
+        root.present().ok();
+    }
+    svg
+}
+
+/// Protocol messages sent per completed operation, per simulated second.
+pub fn messages_per_op(h: &History, messages: &[(u64, u64)]) -> String {
+    let mut done: BTreeMap<u64, u64> = BTreeMap::new();
+    for op in h.ops() {
+        if op.process.is_client() && op.kind != OpType::Invoke {
+            *done.entry(op.time / 1_000_000_000).or_default() += 1;
+        }
+    }
+    let pts: Vec<(f64, f64)> = messages
+        .iter()
+        .map(|(s, m)| {
+            (
+                *s as f64 + 0.5,
+                *m as f64 / done.get(s).copied().unwrap_or(0).max(1) as f64,
+            )
+        })
+        .collect();
+    let t_end = pts.iter().map(|p| p.0 + 0.5).fold(1.0, f64::max);
+    let max = pts.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 240)).into_drawing_area();
+        root.fill(&WHITE).ok();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..t_end, 0f64..max)
+            .expect("valid ranges");
+        chart
+            .configure_mesh()
+            .x_desc("simulated time (s)")
+            .y_desc("messages per op")
+            .draw()
+            .ok();
+        chart
+            .draw_series(LineSeries::new(pts, LEAD.stroke_width(2)))
+            .ok();
+        root.present().ok();
+    }
+    svg
+}
+
+/// Bucket edges of latency histograms, in milliseconds.
+pub const LATENCY_EDGES_MS: [f64; 13] = [
+    0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+];
+
+/// The bucket of a latency: index into [`LATENCY_EDGES_MS`] of the first
+/// edge above it (the last bucket takes everything beyond).
+pub fn latency_bucket(ms: f64) -> usize {
+    LATENCY_EDGES_MS
+        .iter()
+        .position(|e| ms < *e)
+        .unwrap_or(LATENCY_EDGES_MS.len() - 1)
+}
+
+/// A histogram of latency bucket counts.
+pub fn histogram(counts: &[u64]) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 280)).into_drawing_area();
+        root.fill(&WHITE).ok();
+        let max = counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..counts.len() as f64, 0f64..max)
+            .expect("valid ranges");
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(counts.len())
+            .x_label_formatter(&|x| {
+                let i = *x as usize;
+                match i {
+                    0 => "<0.5".to_string(),
+                    _ if i < LATENCY_EDGES_MS.len() => format!("<{}", LATENCY_EDGES_MS[i]),
+                    _ => String::new(),
+                }
+            })
+            .x_desc("latency of ok ops (ms)")
+            .y_desc("ops")
+            .draw()
+            .ok();
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, c)| {
+                Rectangle::new(
+                    [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, *c as f64)],
+                    LEAD.mix(0.7).filled(),
+                )
+            }))
+            .ok();
+        root.present().ok();
+    }
+    svg
+}
