@@ -34,7 +34,9 @@ pub struct Bugs {
     /// Commit without the predecessor committed; apply COMMITs without
     /// checking the pending head.
     pub out_of_order_commit: bool,
-    /// A reconfig needs only the new configuration's quorum.
+    /// While a reconfig is pending, a single quorum: the old
+    /// configuration's majority, counting the joining server as a voter
+    /// before its activation.
     pub reconfig_single_quorum: bool,
     /// Reads are not held behind the session's pending writes.
     pub session_fifo_off: bool,

@@ -370,7 +370,12 @@ impl Node {
         };
         match &self.pending_voters {
             None => majority(&self.voters),
-            Some(new) if self.cfg.bugs.reconfig_single_quorum => majority(new),
+            Some(new) if self.cfg.bugs.reconfig_single_quorum => {
+                // The bug: one quorum, the old configuration's size, but
+                // counting the joining server as if it were already a voter.
+                let n = set.clone().into_iter().filter(|s| new.contains(s)).count();
+                n * 2 > self.voters.len()
+            }
             Some(new) => majority(&self.voters) && majority(new),
         }
     }
