@@ -127,6 +127,13 @@ pub enum Fault {
     /// Crash the leader; as soon as another leader is established, power
     /// off every server (a new epoch's fresh state meets a power loss).
     CrashLeaderThenAll,
+    /// ZOOKEEPER-4643's choreography: two followers fall behind; then two
+    /// others are cut off and the leader restarts, so that it leads a new
+    /// epoch with only the laggards, syncing them; right after that epoch is
+    /// established the leader and the laggards crash; the laggards restart
+    /// and meet the two that missed the epoch; the old leader stays down
+    /// until the heal. Carried out by the runner over time.
+    EpochSkew,
 }
 
 impl Fault {
@@ -146,6 +153,7 @@ impl Fault {
             Fault::CrashLeaderThenAll => {
                 "crash leader, then everyone once a new leader is established".into()
             }
+            Fault::EpochSkew => "epoch skew (ZOOKEEPER-4643)".into(),
         }
     }
 }
@@ -257,7 +265,7 @@ impl Schedule {
                 Fault::PacketLoss { .. } => Some("packet-loss"),
                 Fault::Latency { .. } => Some("latency"),
                 Fault::AddNode { .. } => Some("add-node"),
-                Fault::CrashLeaderThenAll => Some("restart-all"),
+                Fault::CrashLeaderThenAll | Fault::EpochSkew => Some("restart-all"),
                 _ => None,
             })
             .collect();
@@ -284,16 +292,20 @@ fn episode(
             Some(Fault::RestartCrashed),
         ),
         NemesisKind::RestartAll => {
-            // A quorum at once: a bare majority of the voters, or every
+            // A quorum at once, one of: every server right after a new
+            // leader is established; the epoch-skew choreography
+            // (ZOOKEEPER-4643); a bare majority of the voters; or every
             // server (a whole-cluster power loss, which leaves no copy of
-            // unsynced data anywhere), or every server right after a new
-            // leader is established.
+            // unsynced data anywhere).
             let mut v = topo.voters.clone();
             let roll = rng.random_range(0..3);
             if roll == 0 {
                 return (Some(Fault::CrashLeaderThenAll), Some(Fault::RestartCrashed));
             }
-            if roll == 1 {
+            if roll == 1 && topo.voters.len() >= 5 {
+                return (Some(Fault::EpochSkew), Some(Fault::RepairNetwork));
+            }
+            if rng.random_bool(0.5) {
                 v = topo.servers.clone();
             } else {
                 for i in (1..v.len()).rev() {
@@ -382,6 +394,9 @@ pub trait Target {
     /// Crash every server as soon as a leader other than `old` is
     /// established (checked by the runner after every step).
     fn crash_all_on_new_leader(&mut self, old: Option<Sid>);
+    /// Start the epoch-skew choreography (see [`Fault::EpochSkew`]);
+    /// false if there is no leader to start from.
+    fn epoch_skew(&mut self) -> bool;
 }
 
 /// Applies one fault. Returns what it did, for the run's log (a fault that
@@ -438,6 +453,13 @@ pub fn apply(t: &mut dyn Target, f: &Fault) -> String {
         Fault::AddNode { node } => {
             t.add_node(*node);
             format!("started joiner {node}")
+        }
+        Fault::EpochSkew => {
+            if t.epoch_skew() {
+                "epoch skew started: two followers cut off".into()
+            } else {
+                "no leader for an epoch skew".into()
+            }
         }
         Fault::CrashLeaderThenAll => {
             let old = t.leader();

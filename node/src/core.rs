@@ -283,6 +283,12 @@ impl Node {
         self.store.applied
     }
 
+    /// The current epoch (of the last NEWLEADER this server accepted, or
+    /// the epoch it leads once discovery decided it).
+    pub fn current_epoch(&self) -> u64 {
+        self.current_epoch
+    }
+
     /// The last logged zxid.
     pub fn last_logged(&self) -> Zxid {
         self.log.last().map_or(self.base.applied, |t| t.zxid)

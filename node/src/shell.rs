@@ -90,6 +90,8 @@ pub struct Status {
     pub digest: u64,
     /// Its voters, as it knows them.
     pub voters: Vec<Sid>,
+    /// Its current epoch (for a leader: the epoch it leads, once decided).
+    pub epoch: u64,
 }
 
 /// Shared view of one server, written by its host and read by the harness.
@@ -525,6 +527,7 @@ impl Shell {
             last_committed: n.last_committed(),
             last_logged: n.last_logged(),
             digest: n.store().digest(),
+            epoch: n.current_epoch(),
             voters: n.voters(),
         };
         self.probe.update(|d| d.status = status);

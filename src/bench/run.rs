@@ -118,6 +118,8 @@ struct Cluster<'a> {
     add_voter: Rc<Cell<Option<Sid>>>,
     /// Crash everyone once a leader other than this one is established.
     armed: Option<Option<Sid>>,
+    /// The epoch-skew choreography in progress.
+    skew: Option<Skew>,
     /// Fault actions the runner took on its own (armed crashes).
     late_log: Vec<(u64, String)>,
 }
@@ -203,9 +205,132 @@ impl Target for Cluster<'_> {
     fn crash_all_on_new_leader(&mut self, old: Option<Sid>) {
         self.armed = Some(old);
     }
+
+    fn epoch_skew(&mut self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let voters: Vec<Sid> = self
+            .probes
+            .get(&leader)
+            .map(|p| p.status().voters)
+            .unwrap_or_default();
+        let others: Vec<Sid> = voters.into_iter().filter(|&s| s != leader).collect();
+        if others.len() < 4 {
+            return false;
+        }
+        let (laggards, missers) = ([others[0], others[1]], [others[2], others[3]]);
+        let rest: Vec<Sid> = self
+            .servers()
+            .into_iter()
+            .filter(|s| !laggards.contains(s))
+            .collect();
+        self.partition(&laggards, &rest);
+        let ms = self.sim.elapsed().as_millis() as u64;
+        self.skew = Some(Skew {
+            stage: SkewStage::Lagging,
+            since_ms: ms,
+            leader,
+            laggards,
+            missers,
+            epoch: self.probes[&leader].status().epoch,
+        });
+        true
+    }
+}
+
+/// Stages of the epoch-skew choreography (see `Fault::EpochSkew`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SkewStage {
+    /// The laggards are cut off while the others commit.
+    Lagging,
+    /// The missers are cut off and the leader restarted: waiting for it to
+    /// establish a new epoch with the laggards.
+    NewEpoch,
+    /// Leader and laggards crashed: restart the laggards soon.
+    Crashed,
+}
+
+#[derive(Clone, Debug)]
+struct Skew {
+    stage: SkewStage,
+    since_ms: u64,
+    leader: Sid,
+    laggards: [Sid; 2],
+    missers: [Sid; 2],
+    epoch: u64,
 }
 
 impl Cluster<'_> {
+    /// Advances the epoch-skew choreography.
+    fn check_skew(&mut self) {
+        let Some(mut k) = self.skew.clone() else {
+            return;
+        };
+        let ms = self.sim.elapsed().as_millis() as u64;
+        let mut note = None;
+        match k.stage {
+            SkewStage::Lagging if ms >= k.since_ms + 400 => {
+                self.repair();
+                let rest: Vec<Sid> = self
+                    .servers()
+                    .into_iter()
+                    .filter(|s| !k.missers.contains(s))
+                    .collect();
+                self.partition(&k.missers, &rest);
+                self.crash(k.leader);
+                self.restart_crashed();
+                k.stage = SkewStage::NewEpoch;
+                k.since_ms = ms;
+                note = Some(format!(
+                    "epoch skew: cut off {:?}, restarted leader {} to lead {:?}",
+                    k.missers, k.leader, k.laggards
+                ));
+            }
+            SkewStage::NewEpoch => {
+                let st = self.probes[&k.leader].status();
+                if st.serving && st.role == Some(PeerState::Leading) && st.epoch > k.epoch {
+                    for s in [k.leader, k.laggards[0], k.laggards[1]] {
+                        self.crash(s);
+                    }
+                    k.stage = SkewStage::Crashed;
+                    k.since_ms = ms;
+                    note = Some(format!(
+                        "epoch skew: leader {} established epoch {}; crashed it and {:?}",
+                        k.leader, st.epoch, k.laggards
+                    ));
+                } else if ms >= k.since_ms + 3000 {
+                    self.skew = None;
+                    self.late_log
+                        .push((ms, "epoch skew: no new epoch in 3 s, given up".into()));
+                    return;
+                }
+            }
+            SkewStage::Crashed if ms >= k.since_ms + 50 => {
+                for s in k.laggards {
+                    if self.crashed.remove(&s) {
+                        self.sim.bounce(host(s));
+                    }
+                }
+                self.repair();
+                self.skew = None;
+                self.late_log.push((
+                    ms,
+                    format!(
+                        "epoch skew: restarted {:?} with {:?}; leader {} stays down",
+                        k.laggards, k.missers, k.leader
+                    ),
+                ));
+                return;
+            }
+            _ => {}
+        }
+        if let Some(n) = note {
+            self.late_log.push((ms, n));
+        }
+        self.skew = Some(k);
+    }
+
     /// Fires an armed crash once a new leader is established.
     fn check_armed(&mut self) {
         let Some(old) = self.armed else { return };
@@ -303,6 +428,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         cut: BTreeSet::new(),
         add_voter: Rc::new(Cell::new(None)),
         armed: None,
+        skew: None,
         late_log: Vec::new(),
     };
     for &s in &topo.servers {
@@ -354,6 +480,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         }
         c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
         c.check_armed();
+        c.check_skew();
         Ok(())
     };
     let ms = |c: &Cluster| c.sim.elapsed().as_millis() as u64;
@@ -376,6 +503,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     }
     // Heal everything.
     c.armed = None;
+    c.skew = None;
     let heal_ns = c.sim.elapsed().as_nanos() as u64;
     for f in [
         nemesis::Fault::RepairNetwork,
