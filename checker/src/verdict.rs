@@ -17,6 +17,20 @@ pub enum Validity {
 }
 
 impl Validity {
+    /// The verdict of several: invalid if any is, else unknown if any is,
+    /// else valid (also for none).
+    pub fn combine(all: impl IntoIterator<Item = Validity>) -> Validity {
+        let mut out = Validity::Valid;
+        for v in all {
+            match v {
+                Validity::Invalid => return Validity::Invalid,
+                Validity::Unknown => out = Validity::Unknown,
+                Validity::Valid => {}
+            }
+        }
+        out
+    }
+
     /// The process exit code of DESIGN.md: 0 valid, 1 invalid, 3 unknown.
     pub fn exit_code(self) -> i32 {
         match self {
@@ -247,5 +261,21 @@ impl LinReport {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Validity::{self, *};
+
+    #[test]
+    fn invalid_dominates_unknown_dominates_valid() {
+        assert_eq!(Validity::combine([]), Valid);
+        assert_eq!(Validity::combine([Valid, Unknown, Valid]), Unknown);
+        assert_eq!(Validity::combine([Unknown, Invalid, Valid]), Invalid);
+        assert_eq!(
+            [Valid, Invalid, Unknown].map(Validity::exit_code),
+            [0, 1, 3]
+        );
     }
 }

@@ -271,13 +271,7 @@ pub fn campaign_page(
     config_json: &str,
 ) -> String {
     let count = |v: Validity| rows.iter().filter(|r| r.result == v).count();
-    let result = if count(Validity::Invalid) > 0 {
-        Validity::Invalid
-    } else if count(Validity::Unknown) > 0 {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
+    let result = Validity::combine(rows.iter().map(|r| r.result));
     let mut b = String::new();
     let _ = writeln!(b, "<h1>faultline: {}</h1>", esc(title));
     b.push_str(&verdict_line(

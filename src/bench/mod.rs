@@ -722,13 +722,7 @@ fn summarize(
         count(Validity::Invalid),
         count(Validity::Unknown),
     );
-    let result = if invalid > 0 {
-        Validity::Invalid
-    } else if unknown > 0 {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
+    let result = Validity::combine(results.iter().map(|r| r.result));
     let summary = Summary {
         result,
         runs: results.len(),
@@ -1022,13 +1016,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         count(Validity::Invalid),
         count(Validity::Unknown),
     );
-    let result = if invalid > 0 {
-        Validity::Invalid
-    } else if unknown > 0 {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
+    let result = Validity::combine(results.iter().map(|r| r.result));
     let merged = serde_json::json!({
         "result": result,
         "runs": results.len(),

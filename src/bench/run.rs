@@ -892,13 +892,7 @@ fn judge(
         ));
     }
     checks.push(zk::leadership(&leaders));
-    let result = if checks.iter().any(|c| c.result == Validity::Invalid) {
-        Validity::Invalid
-    } else if checks.iter().any(|c| c.result == Validity::Unknown) {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
+    let result = Validity::combine(checks.iter().map(|c| c.result));
     let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
     let latencies = ok_latencies(ops);
     let ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
