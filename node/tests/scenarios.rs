@@ -79,6 +79,31 @@ fn five_servers_elect_and_commit() {
     elect_and_commit(5, 2);
 }
 
+/// A write sent to `server` within 2 s gets no acknowledgement (there is
+/// no quorum to commit it).
+fn write_is_not_acked(c: &mut Cluster, server: u64, session: u64) {
+    c.sim.client(format!("stuck-writer-{session}"), async move {
+        let mut cl = faultline_node::client::Client::connect(
+            &common::host(server),
+            2181,
+            session,
+            Duration::from_secs(1),
+        )
+        .await?;
+        let r = cl
+            .call(
+                ClientOp::Write { key: 1, value: 99 },
+                Duration::from_secs(2),
+            )
+            .await;
+        assert!(
+            !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
+            "no quorum, no ack: {r:?}"
+        );
+        Ok(())
+    });
+}
+
 fn leader_of(c: &Cluster) -> u64 {
     c.leader().expect("an established leader")
 }
@@ -357,26 +382,7 @@ fn observer_follows_but_never_votes() {
     for &s in &down {
         c.crash(s);
     }
-    c.sim.client("stuck-writer", async move {
-        let mut cl = faultline_node::client::Client::connect(
-            &common::host(4),
-            2181,
-            2,
-            Duration::from_secs(1),
-        )
-        .await?;
-        let r = cl
-            .call(
-                ClientOp::Write { key: 1, value: 99 },
-                Duration::from_secs(2),
-            )
-            .await;
-        assert!(
-            !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
-            "no quorum, no ack: {r:?}"
-        );
-        Ok(())
-    });
+    write_is_not_acked(&mut c, 4, 2);
     c.sim.run().unwrap();
     for &s in &down {
         c.restart(s);
@@ -520,26 +526,7 @@ fn joiner_becomes_a_voter() {
     write_all(&mut c, leader, 3, 1, 10..15);
     // A second one down: 2 of 4 is no quorum any more (2 of 3 was).
     c.crash(others[1]);
-    c.sim.client("stuck", async move {
-        let mut cl = faultline_node::client::Client::connect(
-            &common::host(4),
-            2181,
-            4,
-            Duration::from_secs(1),
-        )
-        .await?;
-        let r = cl
-            .call(
-                ClientOp::Write { key: 1, value: 99 },
-                Duration::from_secs(2),
-            )
-            .await;
-        assert!(
-            !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
-            "{r:?}"
-        );
-        Ok(())
-    });
+    write_is_not_acked(&mut c, 4, 4);
     c.sim.run().unwrap();
     c.restart(others[0]);
     c.restart(others[1]);

@@ -140,14 +140,15 @@ pub fn timeline(
             .y_labels(0)
             .draw()
             .ok();
+        // An interval's part inside this window, if any.
+        let clip = |start: u64, end: Option<u64>| {
+            let (a, b) = (secs(start).max(x0), secs(end.unwrap_or(to_ns)).min(x1));
+            (a < b).then_some((a, b))
+        };
         for f in faults {
-            let (a, b) = (
-                secs(f.start_ns).max(x0),
-                secs(f.end_ns.unwrap_or(to_ns)).min(x1),
-            );
-            if a >= b {
+            let Some((a, b)) = clip(f.start_ns, f.end_ns) else {
                 continue;
-            }
+            };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(a, 0.0), (b, n as f64)],
@@ -163,13 +164,9 @@ pub fn timeline(
                 .ok();
         }
         for l in leaders {
-            let (a, b) = (
-                secs(l.start_ns).max(x0),
-                secs(l.end_ns.unwrap_or(to_ns)).min(x1),
-            );
-            if a >= b {
+            let Some((a, b)) = clip(l.start_ns, l.end_ns) else {
                 continue;
-            }
+            };
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(a, 0.1), (b, 0.9)],
