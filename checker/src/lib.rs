@@ -24,6 +24,7 @@
 //!
 //! [`History`]: faultline_history::History
 
+pub mod durable;
 pub mod linearizability;
 pub mod model;
 pub mod synth;

@@ -79,7 +79,7 @@ pub struct CheckOutcome {
 
 const ANOMALIES_KEPT: usize = 20;
 
-fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome {
+pub(crate) fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome {
     let result = if anomalies.is_empty() {
         Validity::Valid
     } else {

@@ -65,9 +65,12 @@ pub enum Persist {
         /// Last zxid kept.
         to: Zxid,
     },
-    /// Write this snapshot (durable at once); log entries up to its zxid
-    /// may then be discarded.
+    /// Write this snapshot of the server's own state (durable at once).
     Snapshot(Box<Store>),
+    /// Install this snapshot from a leader (SNAP, durable at once): it
+    /// replaces the state, and every log entry is dropped (older entries
+    /// may be orphans the leader's history does not hold).
+    Install(Box<Store>),
     /// Write the epoch files (durable at once, atomically).
     Epochs {
         /// acceptedEpoch.

@@ -1,36 +1,129 @@
 //! The durable state of a server on turmoil's simulated disk (ZAB.md §1).
 //!
 //! Files under the data directory:
-//! * `log`: txn records `[len u32][crc32 u32][postcard Txn]`, appended in
+//! * `log.G`: txn records `[len u32][crc32 u32][postcard Txn]`, appended in
 //!   zxid order; a torn or corrupt tail record ends the log (and is cut off
-//!   at recovery), as ZooKeeper's `FileTxnLog` treats it.
-//! * `snapshot`: one record holding a `Store`, written atomically.
+//!   at recovery), as ZooKeeper's `FileTxnLog` treats it. `G` is the log's
+//!   generation: a snapshot installed from a leader (SNAP) starts a new,
+//!   empty log, since the old one may hold orphans.
+//! * `snapshot`: one record holding a [`SnapshotFile`] (the `Store`, the
+//!   current log generation and the zxid that generation starts after),
+//!   written atomically. It is the commit point of an install.
 //! * `epochs`: one record holding `(acceptedEpoch, currentEpoch)`, written
 //!   atomically.
+//!
+//! A snapshot the server takes of its own state does not compact the log:
+//! like ZooKeeper with autopurge off (its default), every txn of the current
+//! generation stays on disk, so the bench can judge durability from the
+//! files themselves ([`DiskImage`]).
 //!
 //! Atomic writes go to a temporary file, which is fsynced, renamed over the
 //! target, and made durable with an fsync of the directory. Appends are not
 //! synced until [`Disk::sync`]: a crash in between loses them, as on a real
 //! disk. (turmoil: `sim.crash` drops unsynced writes and files never synced
 //! into their directory.)
+//!
+//! Every change to what the log holds is also written to a journal
+//! ([`Disk::take_journal`]): the disk layer's own record of when each entry
+//! was appended and when it became durable, for checks that must not rely
+//! on the protocol core's account of itself.
 
 use crate::core::Durable;
 use crate::types::{Store, Txn, Zxid};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use turmoil::fs::shim::std::fs::{self as sfs, File, OpenOptions};
 
+/// The content of the `snapshot` file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// The state at `store.applied`.
+    pub store: Store,
+    /// The generation of the log that continues this snapshot.
+    pub generation: u64,
+    /// The log of this generation holds txns after this zxid only (0: the
+    /// server's whole history; else the zxid of the installed snapshot).
+    pub base: Zxid,
+}
+
+/// Everything a server's files hold, read back as a restart would read
+/// them (torn tails cut off).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskImage {
+    /// acceptedEpoch.
+    pub accepted_epoch: u64,
+    /// currentEpoch.
+    pub current_epoch: u64,
+    /// The snapshot file.
+    pub snapshot: SnapshotFile,
+    /// Every record of the current log generation, in zxid order (records
+    /// at or below the snapshot included).
+    pub log: Vec<Txn>,
+}
+
+impl DiskImage {
+    /// The state a restart would recover: the snapshot, then the log
+    /// records after it.
+    pub fn durable(&self) -> Durable {
+        let s = self.snapshot.store.applied;
+        Durable {
+            accepted_epoch: self.accepted_epoch,
+            current_epoch: self.current_epoch,
+            snapshot: self.snapshot.store.clone(),
+            log: self.log.iter().filter(|t| t.zxid > s).cloned().collect(),
+        }
+    }
+}
+
+/// One change to what the log holds, as the disk layer saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskEvent {
+    /// The files were opened after a (re)start: these records are on disk
+    /// (what survived the crash), all durable.
+    Opened {
+        /// The zxid of every record of the log, in order.
+        log: Vec<Zxid>,
+        /// The log generation starts after this zxid (state up to it is in
+        /// the snapshot).
+        base: Zxid,
+    },
+    /// Records were appended (not yet durable).
+    Appended {
+        /// Their zxids, in order.
+        zxids: Vec<Zxid>,
+    },
+    /// An fsync completed: every record through `through` is durable.
+    Synced {
+        /// Last durable record.
+        through: Zxid,
+    },
+    /// Records after `to` were cut off, durably.
+    Truncated {
+        /// Last record kept.
+        to: Zxid,
+    },
+    /// A snapshot at `base` from a leader replaced the state; the log was
+    /// started anew (empty).
+    Installed {
+        /// The snapshot's zxid.
+        base: Zxid,
+    },
+}
+
 /// One server's files.
 pub struct Disk {
     dir: PathBuf,
+    generation: u64,
+    base: Zxid,
     log: File,
     /// (zxid, byte offset) of every record in `log`.
     index: Vec<(Zxid, u64)>,
     len: u64,
     /// Bytes appended since the last sync.
     dirty: bool,
+    journal: Vec<DiskEvent>,
 }
 
 fn record<T: Serialize>(v: &T) -> Vec<u8> {
@@ -63,33 +156,59 @@ fn read_or_empty(p: &Path) -> io::Result<Vec<u8>> {
     }
 }
 
+fn log_name(generation: u64) -> String {
+    format!("log.{generation}")
+}
+
+/// The records of a log file and the length of its valid prefix.
+fn parse_log(bytes: &[u8]) -> (Vec<(Txn, u64)>, usize) {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while let Some((txn, next)) = parse::<Txn>(bytes, at) {
+        out.push((txn, at as u64));
+        at = next;
+    }
+    (out, at)
+}
+
+/// Reads a data directory as a restart would, without changing it.
+pub fn read_image(dir: &Path) -> io::Result<DiskImage> {
+    let (accepted_epoch, current_epoch) = parse(&read_or_empty(&dir.join("epochs"))?, 0)
+        .map(|(e, _)| e)
+        .unwrap_or((0, 0));
+    let snapshot: SnapshotFile = parse(&read_or_empty(&dir.join("snapshot"))?, 0)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    let bytes = read_or_empty(&dir.join(log_name(snapshot.generation)))?;
+    let log = parse_log(&bytes).0.into_iter().map(|(t, _)| t).collect();
+    Ok(DiskImage {
+        accepted_epoch,
+        current_epoch,
+        snapshot,
+        log,
+    })
+}
+
 impl Disk {
     /// Opens (creating if needed) the data directory and reads back the
-    /// durable state. A torn tail of the log is cut off.
+    /// durable state. A torn tail of the log is cut off; a log of an older
+    /// generation (left by a crash during an install) is removed.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Disk, Durable)> {
         let dir = dir.into();
         if !sfs::exists(&dir) {
             sfs::create_dir_all(&dir)?;
             sync_parent(&dir)?;
         }
-        let epochs: (u64, u64) = parse(&read_or_empty(&dir.join("epochs"))?, 0)
-            .map(|(e, _)| e)
-            .unwrap_or((0, 0));
-        let snapshot: Store = parse(&read_or_empty(&dir.join("snapshot"))?, 0)
-            .map(|(s, _)| s)
-            .unwrap_or_default();
-        let log_path = dir.join("log");
-        let bytes = read_or_empty(&log_path)?;
-        let mut at = 0;
-        let mut log = Vec::new();
-        let mut index = Vec::new();
-        while let Some((txn, next)) = parse::<Txn>(&bytes, at) {
-            index.push((txn.zxid, at as u64));
-            if txn.zxid > snapshot.applied {
-                log.push(txn);
-            }
-            at = next;
+        let image = read_image(&dir)?;
+        let generation = image.snapshot.generation;
+        if generation > 0 && sfs::exists(dir.join(log_name(generation - 1))) {
+            sfs::remove_file(dir.join(log_name(generation - 1)))?;
+            sfs::sync_dir(&dir)?;
         }
+        let log_path = dir.join(log_name(generation));
+        let bytes = read_or_empty(&log_path)?;
+        let (records, at) = parse_log(&bytes);
+        let index: Vec<(Zxid, u64)> = records.iter().map(|(t, o)| (t.zxid, *o)).collect();
         let existed = sfs::exists(&log_path);
         let log_file = OpenOptions::new()
             .create(true)
@@ -104,35 +223,37 @@ impl Disk {
             log_file.sync_all()?;
             sfs::sync_dir(&dir)?;
         }
+        let base = image.snapshot.base;
+        let log = index.iter().map(|(z, _)| *z).collect();
         let disk = Disk {
             dir,
+            generation,
+            base,
             log: log_file,
             index,
             len: at as u64,
             dirty: false,
+            journal: vec![DiskEvent::Opened { log, base }],
         };
-        let durable = Durable {
-            accepted_epoch: epochs.0,
-            current_epoch: epochs.1,
-            snapshot,
-            log,
-        };
-        Ok((disk, durable))
+        Ok((disk, image.durable()))
     }
 
     /// Appends txns without syncing them.
     pub fn append(&mut self, txns: &[Txn]) -> io::Result<()> {
         let mut buf = Vec::new();
         for t in txns {
-            if let Some((last, _)) = self.index.last() {
-                assert!(t.zxid > *last, "log records are in zxid order");
-            }
+            let last = self.index.last().map_or(self.base, |(z, _)| *z);
+            assert!(t.zxid > last, "log records are in zxid order");
             self.index.push((t.zxid, self.len + buf.len() as u64));
             buf.extend_from_slice(&record(t));
         }
         self.log.write_all(&buf)?;
         self.len += buf.len() as u64;
-        self.dirty = !buf.is_empty() || self.dirty;
+        if !buf.is_empty() {
+            self.dirty = true;
+            let zxids = txns.iter().map(|t| t.zxid).collect();
+            self.journal.push(DiskEvent::Appended { zxids });
+        }
         Ok(())
     }
 
@@ -145,16 +266,20 @@ impl Disk {
     pub fn sync(&mut self) -> io::Result<Zxid> {
         self.log.sync_all()?;
         self.dirty = false;
+        self.journal.push(DiskEvent::Synced {
+            through: self.last(),
+        });
         Ok(self.last())
     }
 
-    /// The last zxid in the log file.
+    /// The last zxid in the log file (the generation's base when empty).
     pub fn last(&self) -> Zxid {
-        self.index.last().map_or(Zxid(0), |(z, _)| *z)
+        self.index.last().map_or(self.base, |(z, _)| *z)
     }
 
     /// Drops records after `to`, durably.
     pub fn truncate(&mut self, to: Zxid) -> io::Result<()> {
+        assert!(to >= self.base, "cannot truncate below the log's base");
         let keep = self.index.partition_point(|(z, _)| *z <= to);
         if keep < self.index.len() {
             let at = self.index[keep].1;
@@ -164,6 +289,7 @@ impl Disk {
         }
         self.log.sync_all()?;
         self.dirty = false;
+        self.journal.push(DiskEvent::Truncated { to });
         Ok(())
     }
 
@@ -172,39 +298,53 @@ impl Disk {
         self.write_atomic("epochs", &record(&(accepted, current)))
     }
 
-    /// Writes a snapshot atomically, then rewrites the log without the
-    /// records it covers.
+    /// Writes a snapshot of this server's own state atomically. The log is
+    /// kept whole (no compaction).
     pub fn write_snapshot(&mut self, store: &Store) -> io::Result<()> {
-        self.write_atomic("snapshot", &record(store))?;
-        let keep = self.index.partition_point(|(z, _)| *z <= store.applied);
-        if keep == 0 {
-            return Ok(());
-        }
-        // Make pending appends durable first: the rewrite reads the file.
-        self.log.sync_all()?;
-        let bytes = sfs::read(self.dir.join("log"))?;
-        let from = self.index.get(keep).map_or(bytes.len() as u64, |(_, o)| *o) as usize;
-        let rest = &bytes[from..self.len as usize];
-        let tmp = self.dir.join("log.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(rest)?;
-            f.sync_all()?;
-        }
-        sfs::rename(&tmp, self.dir.join("log"))?;
-        sfs::sync_dir(&self.dir)?;
-        let shift = from as u64;
-        self.index.drain(..keep);
-        for (_, o) in self.index.iter_mut() {
-            *o -= shift;
-        }
-        self.len -= shift;
-        self.log = OpenOptions::new()
-            .append(true)
+        let file = SnapshotFile {
+            store: store.clone(),
+            generation: self.generation,
+            base: self.base,
+        };
+        self.write_atomic("snapshot", &record(&file))
+    }
+
+    /// Installs a snapshot received from a leader (SNAP): a new, empty log
+    /// generation is created, the snapshot naming it is written atomically
+    /// (the commit point: a crash before it keeps the old state and log, a
+    /// crash after it the new ones), then the old log is removed.
+    pub fn install_snapshot(&mut self, store: &Store) -> io::Result<()> {
+        let generation = self.generation + 1;
+        let path = self.dir.join(log_name(generation));
+        let log = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
             .read(true)
-            .open(self.dir.join("log"))?;
+            .open(&path)?;
+        log.sync_all()?;
+        sfs::sync_dir(&self.dir)?;
+        let file = SnapshotFile {
+            store: store.clone(),
+            generation,
+            base: store.applied,
+        };
+        self.write_atomic("snapshot", &record(&file))?;
+        sfs::remove_file(self.dir.join(log_name(self.generation)))?;
+        sfs::sync_dir(&self.dir)?;
+        self.generation = generation;
+        self.base = store.applied;
+        self.log = OpenOptions::new().append(true).read(true).open(&path)?;
+        self.index.clear();
+        self.len = 0;
         self.dirty = false;
+        self.journal.push(DiskEvent::Installed { base: self.base });
         Ok(())
+    }
+
+    /// The journal entries since the last call, in order.
+    pub fn take_journal(&mut self) -> Vec<DiskEvent> {
+        std::mem::take(&mut self.journal)
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {

@@ -333,10 +333,7 @@ impl Node {
         // store and any reconfig in the log); NEWLEADER's copy is checked.
         let _ = (voters, observers);
         if snap {
-            self.persist(Persist::Snapshot(Box::new(self.base.clone())));
-            self.persist(Persist::Truncate {
-                to: self.base.applied,
-            });
+            self.persist(Persist::Install(Box::new(self.base.clone())));
         }
         self.append(txns);
         self.learner().phase = Phase::Persisting { epoch, committed };

@@ -16,8 +16,8 @@
 //!   appends, as on a real disk.
 
 use crate::core::{Input, Node, Output, Persist, ProtocolEvent, TraceEvent};
-use crate::disk::Disk;
-use crate::msg::{Frame, PeerState};
+use crate::disk::{Disk, DiskEvent, DiskImage};
+use crate::msg::{Frame, PeerMsg, PeerState};
 use crate::types::{ClientRequest, ClientResponse, Sid, Zxid};
 use crate::wire;
 use crate::NodeConfig;
@@ -108,6 +108,46 @@ struct ProbeData {
     messages_sent: u64,
     /// Messages sent per second of simulated time.
     messages_by_second: std::collections::BTreeMap<u64, u64>,
+    /// The disk layer's journal and the ACKs and COMMITs sent, in the
+    /// order they happened, across restarts.
+    records: Vec<(Duration, Record)>,
+    /// The last zxid a COMMIT or INFORM was recorded for.
+    last_commit: Zxid,
+    /// The last epoch an establishment was recorded for.
+    last_established: u64,
+    /// The files as the last start of the host read them.
+    image: Option<(Duration, DiskImage)>,
+}
+
+/// One thing a host did that durability is judged on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The disk layer changed what the log holds.
+    Disk(DiskEvent),
+    /// The host sent an ACK for this zxid.
+    Ack(Zxid),
+    /// The host received an ACK for this zxid from this server.
+    AckReceived(Sid, Zxid),
+    /// The host sent its first COMMIT or INFORM for this zxid outside a
+    /// learner's synchronization (in zxid order: a later one for an older
+    /// zxid is not recorded). COMMITs between a DIFF/TRUNC/SNAP and the
+    /// NEWLEADER that ends it carry the initial history, which is
+    /// committed by establishment instead.
+    Commit(Zxid),
+    /// The host sent its first UPTODATE of this epoch: as leader, it
+    /// established the epoch, committing its initial history.
+    Established(u64),
+}
+
+/// What the shell saw a server's host send and write, independently of
+/// the protocol core's own account (see [`Probe::evidence`]).
+#[derive(Clone, Debug, Default)]
+pub struct Evidence {
+    /// The disk layer's journal and the ACKs and COMMITs sent, in the order
+    /// they happened, with simulated times, across restarts.
+    pub records: Vec<(Duration, Record)>,
+    /// The server's files as its most recent start read them, and when.
+    pub image: Option<(Duration, DiskImage)>,
 }
 
 impl Probe {
@@ -136,6 +176,26 @@ impl Probe {
     pub fn messages_by_second(&self) -> Vec<(u64, u64)> {
         let d = self.inner.lock().expect("probe");
         d.messages_by_second.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// What the host sent and wrote, as the shell and the disk layer
+    /// recorded it.
+    pub fn evidence(&self) -> Evidence {
+        let d = self.inner.lock().expect("probe");
+        Evidence {
+            records: d.records.clone(),
+            image: d.image.clone(),
+        }
+    }
+
+    /// When the host last read its files at a start.
+    pub fn image_time(&self) -> Option<Duration> {
+        self.inner
+            .lock()
+            .expect("probe")
+            .image
+            .as_ref()
+            .map(|(t, _)| *t)
     }
 
     /// Marks the server down (the harness calls this when it crashes the
@@ -196,11 +256,16 @@ struct Shell {
     clients: BTreeMap<u64, OwnedWriteHalf>,
     sync_at: Option<Instant>,
     next_link: u64,
+    /// Learners being synced by this host, with the epoch of the NEWLEADER
+    /// sent to them (once sent), for the evidence records.
+    syncing: BTreeMap<Sid, Option<u64>>,
 }
 
 /// Runs one server until the host is crashed. Errors are I/O errors of the
 /// simulated disk or listeners, which end the host.
 pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
+    let image = crate::disk::read_image(std::path::Path::new(&cfg.data_dir))?;
+    probe.update(|d| d.image = Some((sim_time(), image)));
     let (disk, durable) = Disk::open(&cfg.data_dir)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peers = TcpListener::bind(("0.0.0.0", cfg.peer_port)).await?;
@@ -218,7 +283,9 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         clients: BTreeMap::new(),
         sync_at: None,
         next_link: 1 << 32,
+        syncing: BTreeMap::new(),
     };
+    sh.journal();
     sh.input(Input::Recover(durable)).await?;
     let mut tick = tokio::time::interval(sh.cfg.node.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,6 +309,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
             _ = sleep_until(sync_at) => {
                 sh.sync_at = None;
                 let z = sh.disk.sync()?;
+                sh.journal();
                 sh.input(Input::Synced(z)).await?;
             }
         }
@@ -360,6 +428,11 @@ impl Shell {
                 };
                 l.last_recv = Instant::now();
                 if let Frame::Msg(msg) = frame {
+                    if let PeerMsg::Ack { zxid } = msg {
+                        let t = sim_time();
+                        self.probe
+                            .update(|d| d.records.push((t, Record::AckReceived(sid, zxid))));
+                    }
                     self.input(Input::Recv { from: sid, msg }).await?;
                 }
             }
@@ -397,6 +470,7 @@ impl Shell {
         for out in outputs {
             match out {
                 Output::Send { to, msg } => {
+                    self.record_send(to, &msg);
                     if let Some(l) = self.links.get_mut(&to) {
                         l.buf.extend_from_slice(&wire::encode(&Frame::Msg(msg)));
                         sent += 1;
@@ -432,6 +506,54 @@ impl Shell {
         }
     }
 
+    /// Records the ACKs and first COMMIT/INFORM per zxid the host sends.
+    fn record_send(&mut self, to: Sid, msg: &PeerMsg) {
+        let t = sim_time();
+        match msg {
+            PeerMsg::Ack { zxid } => self
+                .probe
+                .update(|d| d.records.push((t, Record::Ack(*zxid)))),
+            PeerMsg::Diff { .. } | PeerMsg::Trunc { .. } | PeerMsg::Snap { .. } => {
+                self.syncing.insert(to, None);
+            }
+            PeerMsg::NewLeader { epoch, .. } => {
+                self.syncing.insert(to, Some(*epoch));
+            }
+            PeerMsg::UpToDate => {
+                if let Some(Some(epoch)) = self.syncing.remove(&to) {
+                    self.probe.update(|d| {
+                        if d.last_established < epoch {
+                            d.last_established = epoch;
+                            d.records.push((t, Record::Established(epoch)));
+                        }
+                    })
+                }
+            }
+            PeerMsg::Commit { zxid }
+            | PeerMsg::Inform {
+                txn: crate::Txn { zxid, .. },
+            } if !self.syncing.contains_key(&to) => self.probe.update(|d| {
+                if d.last_commit < *zxid {
+                    d.last_commit = *zxid;
+                    d.records.push((t, Record::Commit(*zxid)));
+                }
+            }),
+            _ => {}
+        }
+    }
+
+    /// Moves the disk layer's journal into the probe.
+    fn journal(&mut self) {
+        let j = self.disk.take_journal();
+        if !j.is_empty() {
+            let t = sim_time();
+            self.probe.update(|d| {
+                d.records
+                    .extend(j.into_iter().map(|e| (t, Record::Disk(e))))
+            });
+        }
+    }
+
     fn persist(&mut self, p: Persist) -> std::io::Result<()> {
         match p {
             Persist::Append(txns) => {
@@ -442,8 +564,10 @@ impl Shell {
             }
             Persist::Truncate { to } => self.disk.truncate(to)?,
             Persist::Snapshot(store) => self.disk.write_snapshot(&store)?,
+            Persist::Install(store) => self.disk.install_snapshot(&store)?,
             Persist::Epochs { accepted, current } => self.disk.write_epochs(accepted, current)?,
         }
+        self.journal();
         Ok(())
     }
 

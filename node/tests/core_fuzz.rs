@@ -128,6 +128,11 @@ impl World {
                             d.durable.snapshot = *store;
                             d.durable.log.retain(|t| t.zxid > at);
                         }
+                        Persist::Install(store) => {
+                            d.unsynced.clear();
+                            d.durable.snapshot = *store;
+                            d.durable.log.clear();
+                        }
                         Persist::Epochs { accepted, current } => {
                             d.durable.accepted_epoch = accepted;
                             d.durable.current_epoch = current;

@@ -1,6 +1,7 @@
 //! `faultline bench`: fault campaigns against the ZAB node, with every
 //! check, run directories, `summary.json` and `junit.xml`.
 
+mod evidence;
 mod run;
 
 use anyhow::{bail, Context as _};
@@ -80,6 +81,11 @@ pub struct BenchArgs {
     /// Run every seed twice and compare the history hashes.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Judge without what leaders report committed (the durable files and
+    /// the disk and network records alone; the reports are otherwise a
+    /// cross-check).
+    #[arg(long)]
+    pub no_leader_reports: bool,
     /// Internal: run this one seed in this process and print its result
     /// as JSON (the campaign runs each seed in such a child process, so
     /// that the watchdog can stop a hung run).
@@ -178,6 +184,9 @@ fn reproduce(a: &BenchArgs, seed: u64) -> String {
     if let Some(b) = &a.bug {
         let _ = write!(s, " --bug {b}");
     }
+    if a.no_leader_reports {
+        s.push_str(" --no-leader-reports");
+    }
     s
 }
 
@@ -226,6 +235,7 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
         watchdog_s: a.watchdog,
         // 1..=20 ms, a pure function of the seed.
         fsync_ms: 1 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) % 20,
+        leader_reports: !a.no_leader_reports,
     })
 }
 
@@ -443,7 +453,11 @@ fn child_args(a: &BenchArgs, seed: u64, out: &Path) -> Vec<String> {
     if let Some(b) = &a.bug {
         flag("bug", b.clone());
     }
-    flag("internal-seed", seed.to_string());
+    if a.no_leader_reports {
+        v.push("--no-leader-reports".into());
+    }
+    v.push("--internal-seed".into());
+    v.push(seed.to_string());
     v
 }
 
@@ -888,6 +902,7 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
             list_bugs: false,
             shard: None,
             check_determinism: false,
+            no_leader_reports: false,
             internal_seed: None,
         };
         let out = PathBuf::from(&m.out).join(format!("{bug}-{workload}"));

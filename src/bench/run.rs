@@ -2,12 +2,14 @@
 //! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
 //! committed txns -> checks -> verdict.
 
+use super::evidence;
+use faultline_checker::durable;
 use faultline_checker::zk::{self, CheckOutcome, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_history::{Fun, History, Op, OpType};
 use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
 use faultline_node::shell::{self, Probe, ShellConfig};
-use faultline_node::{Bugs, NodeConfig, PeerState, ProtocolEvent, Store, Txn, TxnOp, Zxid};
+use faultline_node::{Bugs, NodeConfig, PeerState, ProtocolEvent};
 use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, WorkloadKind};
 use serde::Serialize;
 use std::cell::Cell;
@@ -53,6 +55,9 @@ pub struct RunConfig {
     /// Time an fsync takes on every server, ms (drawn from the seed: disks
     /// differ, and slow ones widen the window between write and sync).
     pub fsync_ms: u64,
+    /// Whether what leaders report committed is used, as a cross-check of
+    /// the durable evidence and to fill in reads below every server's log.
+    pub leader_reports: bool,
 }
 
 /// The result of one run.
@@ -534,14 +539,16 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     log.append(&mut c.late_log);
     log.sort_by_key(|(t, _)| *t);
     let ops = rec.ops();
+    let ends = replica_ends(&c);
+    power_cycle(&mut c, step)?;
     let result = judge(
         cfg,
         &c,
         &ops,
         heal_ns,
         log.clone(),
-        sim_s,
-        wall.elapsed().as_secs_f64(),
+        (sim_s, wall.elapsed().as_secs_f64()),
+        &ends,
     );
     let trace = trace_lines(&c);
     let leaders = leader_spans(&c);
@@ -598,6 +605,46 @@ async fn admin_loop(wl: WorkloadConfig, add_voter: Rc<Cell<Option<Sid>>>) {
         }
         add_voter.set(None);
     }
+}
+
+/// The live replicas' last committed zxid and digest, as they serve.
+fn replica_ends(c: &Cluster) -> Vec<ReplicaEnd> {
+    c.started
+        .iter()
+        .map(|s| (s, c.probes[s].status()))
+        .filter(|(_, st)| st.up)
+        .map(|(s, st)| ReplicaEnd {
+            sid: *s,
+            last_committed: st.last_committed.0,
+            digest: st.digest,
+        })
+        .collect()
+}
+
+/// Cuts the power of every server at once (unsynced writes are lost) and
+/// starts them again, so that each host reads back its files as a restart
+/// does: the durable evidence the run is judged on.
+fn power_cycle(
+    c: &mut Cluster,
+    step: impl Fn(&mut Cluster) -> Result<(), Abort>,
+) -> Result<(), Abort> {
+    let at = c.sim.elapsed();
+    for s in c.started.clone() {
+        c.sim.crash(host(s));
+        c.probes[&s].mark_down();
+    }
+    for s in c.started.clone() {
+        c.sim.bounce(host(s));
+    }
+    let read_back = |c: &Cluster| {
+        c.started
+            .iter()
+            .all(|s| c.probes[s].image_time().is_some_and(|t| t >= at))
+    };
+    while !read_back(c) {
+        step(c)?;
+    }
+    Ok(())
 }
 
 fn converged(c: &Cluster) -> bool {
@@ -658,12 +705,25 @@ fn leader_spans(c: &Cluster) -> Vec<(u64, Option<u64>, Sid, u64)> {
     spans
 }
 
-fn describe(t: &Txn) -> String {
-    match &t.op {
-        TxnOp::Set { key, value } => format!("set {key}={value}"),
-        TxnOp::CasFailed { key, actual } => format!("cas on {key} failed (found {actual:?})"),
-        TxnOp::Reconfig { voters, .. } => format!("reconfig voters {voters:?}"),
+/// What leaders reported committed (with the ACK sets they counted), by
+/// zxid, and the violations in those reports themselves (I2, I5).
+fn leader_reported(c: &Cluster) -> (BTreeMap<u64, CommittedTxn>, Vec<String>) {
+    let mut committed = Vec::new();
+    for p in c.probes.values() {
+        for (_, ev) in p.events() {
+            if let ProtocolEvent::Committed { txn, acks, voters } = ev {
+                committed.push(CommittedTxn {
+                    zxid: txn.zxid.0,
+                    set: evidence::sets(&txn),
+                    origin: txn.origin,
+                    acks,
+                    voters,
+                    describe: evidence::describe(&txn),
+                });
+            }
+        }
     }
+    zk::committed_history(&committed)
 }
 
 /// The linearizability check: writes and cas (and sync-reads); local reads
@@ -799,21 +859,14 @@ fn judge(
     ops: &[Op],
     heal_ns: u64,
     nemesis_log: Vec<(u64, String)>,
-    sim_s: f64,
-    wall_s: f64,
+    (sim_s, wall_s): (f64, f64),
+    ends: &[ReplicaEnd],
 ) -> RunResult {
     let mut checks = Vec::new();
     let history = History::new(ops.to_vec());
-    // Committed txns as the leaders reported them.
-    let mut txns: Vec<(Txn, Vec<Sid>, Vec<Vec<Sid>>)> = Vec::new();
     let mut leaders = Vec::new();
     let mut leader_changes = 0;
     for (s, p) in &c.probes {
-        for (_, ev) in p.events() {
-            if let ProtocolEvent::Committed { txn, acks, voters } = ev {
-                txns.push((txn, acks, voters));
-            }
-        }
         for (t, ev) in p.trace() {
             if ev.role == PeerState::Leading && ev.serving {
                 leaders.push(LeaderEntry {
@@ -826,52 +879,58 @@ fn judge(
         }
     }
     leaders.sort_by_key(|l| (l.time_ns, l.sid));
-    let committed: Vec<CommittedTxn> = txns
-        .iter()
-        .map(|(t, acks, voters)| CommittedTxn {
-            zxid: t.zxid.0,
-            set: match t.op {
-                TxnOp::Set { key, value } => Some((key as i64, value)),
-                _ => None,
-            },
-            origin: t.origin,
-            acks: acks.clone(),
-            voters: voters.clone(),
-            describe: describe(t),
-        })
-        .collect();
-    let (map, conflicts) = zk::committed_history(&committed);
-    // Replay the committed history to get the state every replica must end in.
-    let mut by_zxid: BTreeMap<Zxid, &Txn> = BTreeMap::new();
-    for (t, _, _) in &txns {
-        by_zxid.entry(t.zxid).or_insert(t);
-    }
-    let mut expected = Store::default();
-    for t in by_zxid.values() {
-        expected.apply(t);
-    }
-    let replicas: Vec<ReplicaEnd> = c
+    // The evidence: files, disk journals, ACK and COMMIT records.
+    let ev: BTreeMap<Sid, _> = c
         .started
         .iter()
-        .map(|s| (s, c.probes[s].status()))
-        .filter(|(_, st)| st.up)
-        .map(|(s, st)| ReplicaEnd {
-            sid: *s,
-            last_committed: st.last_committed.0,
-            digest: st.digest,
+        .map(|s| (*s, c.probes[s].evidence()))
+        .collect();
+    let files = evidence::server_files(&ev);
+    let (dh, conflicts) = durable::durable_history(&files);
+    let journals = evidence::journals(&ev);
+    let topo = topology(cfg);
+    let final_voters = dh
+        .values()
+        .rev()
+        .find_map(|t| t.reconfig.clone())
+        .unwrap_or_else(|| topo.voters.clone());
+    // The committed history the reads are judged against: the durable one,
+    // with (when used) what leaders reported below every server's log.
+    let reported = if cfg.leader_reports {
+        Some(leader_reported(c))
+    } else {
+        None
+    };
+    let mut committed: BTreeMap<u64, CommittedTxn> = dh
+        .values()
+        .map(|t| {
+            let c = CommittedTxn {
+                zxid: t.zxid,
+                set: t.set,
+                origin: t.origin,
+                acks: vec![],
+                voters: vec![],
+                describe: t.describe.clone(),
+            };
+            (t.zxid, c)
         })
         .collect();
-    let last = expected.applied.0;
+    if let Some((map, _)) = &reported {
+        for (z, t) in map {
+            committed.entry(*z).or_insert_with(|| t.clone());
+        }
+    }
+    let last = dh.keys().next_back().copied().unwrap_or(0);
     match &history {
         Ok(h) => {
             checks.push(linearizable(ops, cfg.workload));
-            checks.push(zk::read_guarantees(h, &map));
-            checks.push(zk::durability(
+            checks.push(zk::read_guarantees(h, &committed));
+            checks.push(durable::durability(
                 h,
-                &map,
+                &files,
+                &dh,
                 &conflicts,
-                (last, expected.digest()),
-                &replicas,
+                &final_voters,
             ));
         }
         Err(e) => checks.push(CheckOutcome {
@@ -882,7 +941,16 @@ fn judge(
             ops: vec![],
         }),
     }
-    checks.push(zk::convergence(&replicas, last));
+    checks.push(durable::quorum_acks(&journals, &dh, &topo.voters));
+    if let Some((map, report_conflicts)) = &reported {
+        let mut o = durable::leader_reports(map, &files, &dh);
+        if !report_conflicts.is_empty() {
+            o.anomalies.extend(report_conflicts.iter().cloned());
+            o.result = Validity::Invalid;
+        }
+        checks.push(o);
+    }
+    checks.push(zk::convergence(ends, last));
     if let Ok(h) = &history {
         checks.push(zk::liveness(
             h,

@@ -1,0 +1,546 @@
+//! Durability judged from evidence the system under test cannot fake: the
+//! servers' files as they lie on the simulated disk after a final power
+//! loss, and the disk layer's and the network shell's own records of when
+//! each log entry became durable and when each ACK and COMMIT left a host.
+//! The protocol core's account of itself (what leaders report committed)
+//! is only a cross-check ([`leader_reports`]).
+//!
+//! * [`durable_history`]: the union of every server's log. No zxid may
+//!   hold two different txns on two servers (I2), and each log must be a
+//!   contiguous chain (I6: counters go up by one within an epoch, a new
+//!   epoch starts at counter 1).
+//! * [`durability`]: every acknowledged write is in that history at its
+//!   zxid (even when the key is overwritten later), is held at the end by a
+//!   majority of the voters, and every server's recovered state equals the
+//!   history replayed (I4, I10).
+//! * [`quorum_acks`]: an ACK leaves a host only once the disk made the
+//!   entry durable (D1; NEWLEADER's ACK only once every synced txn is, D3),
+//!   and a leader sends COMMIT for `z` only when `z` is durable on a
+//!   majority of the voters (I5).
+
+use crate::zk::{CheckOutcome, CommittedTxn};
+use faultline_history::{Fun, History, OpType, Value};
+use std::collections::BTreeMap;
+
+/// A txn as it lies in a server's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedTxn {
+    /// Its zxid.
+    pub zxid: u64,
+    /// The key it set and the value (`None` for txns that set nothing).
+    pub set: Option<(i64, i64)>,
+    /// The client session and sequence number it executed, if any.
+    pub origin: Option<(u64, u64)>,
+    /// For a membership change: the new voters.
+    pub reconfig: Option<Vec<u64>>,
+    /// A readable description.
+    pub describe: String,
+}
+
+impl LoggedTxn {
+    fn same(&self, o: &LoggedTxn) -> bool {
+        (self.set, self.origin, &self.reconfig) == (o.set, o.origin, &o.reconfig)
+    }
+}
+
+/// One server's files after the final power loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFiles {
+    /// The server.
+    pub sid: u64,
+    /// Its log starts after this zxid (0: from the beginning; else the zxid
+    /// of a snapshot it installed from a leader).
+    pub base: u64,
+    /// Every record of its log, in file order.
+    pub log: Vec<LoggedTxn>,
+    /// The state its files recover to: (last zxid, digest).
+    pub recovered: (u64, u64),
+    /// The digest of the durable history replayed up to `recovered.0`,
+    /// when that history is complete up to there.
+    pub replayed: Option<u64>,
+}
+
+/// What a host did, as its disk layer and network shell recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The disk layer changed what the log holds.
+    Disk(DiskEvent),
+    /// The host sent an ACK for this zxid.
+    Ack(u64),
+    /// The host received an ACK for this zxid from this server.
+    AckReceived(u64, u64),
+    /// The host sent its first COMMIT (or INFORM) for this zxid outside a
+    /// learner's synchronization.
+    Commit(u64),
+    /// The host, as leader, established this epoch (its first UPTODATE),
+    /// committing its initial history: every txn of an older epoch in its
+    /// log.
+    Established(u64),
+}
+
+/// What the disk layer recorded (mirrors the node's journal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskEvent {
+    /// The files were opened at a (re)start: the log holds these records,
+    /// durably; state up to `base` is in an installed snapshot.
+    Opened {
+        /// The zxids of the log's records.
+        log: Vec<u64>,
+        /// The log's base.
+        base: u64,
+    },
+    /// Records appended, not yet durable.
+    Appended(Vec<u64>),
+    /// Every record through this zxid is durable.
+    Synced(u64),
+    /// Records after this zxid were cut off; the rest is durable.
+    Truncated(u64),
+    /// A snapshot at this zxid replaced the state; the log is empty.
+    Installed(u64),
+}
+
+/// What one server's host wrote and sent, with simulated times (ns).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Journal {
+    /// The server.
+    pub sid: u64,
+    /// Its records in the order they happened, with simulated times (ns).
+    pub records: Vec<(u64, Record)>,
+}
+
+fn zx(z: u64) -> String {
+    format!("{}:{}", z >> 32, z & 0xffff_ffff)
+}
+
+/// The union of the servers' logs by zxid, and every violation found
+/// building it: a zxid held with two different txns (I2), or a log that is
+/// not a contiguous chain (I6).
+pub fn durable_history(files: &[ServerFiles]) -> (BTreeMap<u64, LoggedTxn>, Vec<String>) {
+    let mut h: BTreeMap<u64, (LoggedTxn, u64)> = BTreeMap::new();
+    let mut anomalies = Vec::new();
+    for f in files {
+        let mut prev = f.base;
+        for t in &f.log {
+            let next_ok = (t.zxid >> 32 == prev >> 32 && t.zxid == prev + 1)
+                || (t.zxid >> 32 > prev >> 32 && t.zxid & 0xffff_ffff == 1);
+            if !next_ok {
+                anomalies.push(format!(
+                    "server {}'s log jumps from zxid {} to {} (I6: a log is a contiguous chain)",
+                    f.sid,
+                    zx(prev),
+                    zx(t.zxid)
+                ));
+            }
+            prev = t.zxid;
+            match h.get(&t.zxid) {
+                Some((o, by)) if !o.same(t) => anomalies.push(format!(
+                    "zxid {} is `{}` on server {by} but `{}` on server {} (I2)",
+                    zx(t.zxid),
+                    o.describe,
+                    t.describe,
+                    f.sid
+                )),
+                Some(_) => {}
+                None => {
+                    h.insert(t.zxid, (t.clone(), f.sid));
+                }
+            }
+        }
+    }
+    (h.into_iter().map(|(z, (t, _))| (z, t)).collect(), anomalies)
+}
+
+/// True when `h` holds every txn from the first up to `upto`: each epoch's
+/// counters run from 1 without a hole.
+pub fn complete_upto(h: &BTreeMap<u64, LoggedTxn>, upto: u64) -> bool {
+    let mut prev = 0u64;
+    for &z in h.keys().take_while(|z| **z <= upto) {
+        let ok = if z >> 32 == prev >> 32 {
+            z == prev + 1
+        } else {
+            z & 0xffff_ffff == 1
+        };
+        if !ok {
+            return false;
+        }
+        prev = z;
+    }
+    true
+}
+
+/// The voters whose majority a commit of `z` needs, from the durable
+/// history: the configuration in force before `z` (the last reconfig below
+/// it, else `initial`), and for a reconfig also the new one.
+pub fn voters_for(h: &BTreeMap<u64, LoggedTxn>, initial: &[u64], z: u64) -> Vec<Vec<u64>> {
+    let before = h
+        .range(..z)
+        .rev()
+        .find_map(|(_, t)| t.reconfig.clone())
+        .unwrap_or_else(|| initial.to_vec());
+    let mut sets = vec![before];
+    if let Some(new) = h.get(&z).and_then(|t| t.reconfig.clone()) {
+        if new != sets[0] {
+            sets.push(new);
+        }
+    }
+    sets
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// An acknowledged write or cas: history index of the completion, zxid,
+/// key and value written, description.
+type Acked = (usize, u64, Option<(i64, i64)>, String);
+
+fn acked_writes(h: &History) -> Vec<Acked> {
+    let mut out = Vec::new();
+    for p in h.pairs() {
+        if p.outcome() != OpType::Ok || !matches!(p.invoke.f, Fun::Write | Fun::Cas) {
+            continue;
+        }
+        let c = p.complete.expect("ok ops completed");
+        let Some(z) = c.zxid else { continue };
+        let key = p.invoke.key.as_ref().and_then(int);
+        let value = match p.invoke.f {
+            Fun::Cas => p.invoke.value.as_pair().and_then(|(_, to)| int(to)),
+            _ => int(&p.invoke.value),
+        };
+        let what = format!(
+            "{} by process {} (key {}, value {}, zxid {})",
+            p.invoke.f,
+            p.invoke.process,
+            key.map_or("-".into(), |k| k.to_string()),
+            value.map_or("-".into(), |v| v.to_string()),
+            zx(z)
+        );
+        out.push((p.complete_index.unwrap_or(0), z, key.zip(value), what));
+    }
+    out
+}
+
+/// The servers whose log spans `z` (its first record at or below it, its
+/// last at or above): a log is a contiguous chain, so such a server holds
+/// `z` if `z` is in its history.
+fn covering(files: &[ServerFiles], z: u64) -> Vec<u64> {
+    files
+        .iter()
+        .filter(|f| {
+            let (Some(a), Some(b)) = (f.log.first(), f.log.last()) else {
+                return false;
+            };
+            a.zxid <= z && z <= b.zxid
+        })
+        .map(|f| f.sid)
+        .collect()
+}
+
+/// `durability`, from the servers' files: see the module docs. `voters`
+/// are the voters at the end of the run; `conflicts` the violations
+/// [`durable_history`] found.
+pub fn durability(
+    h: &History,
+    files: &[ServerFiles],
+    dh: &BTreeMap<u64, LoggedTxn>,
+    conflicts: &[String],
+    voters: &[u64],
+) -> CheckOutcome {
+    let mut anomalies: Vec<String> = conflicts.to_vec();
+    let mut ops = Vec::new();
+    let last = dh.keys().next_back().copied().unwrap_or(0);
+    let (mut acked, mut beyond_logs) = (0, 0);
+    for (i, z, set, what) in acked_writes(h) {
+        acked += 1;
+        match dh.get(&z) {
+            Some(t) if t.set != set => {
+                ops.push(i);
+                anomalies.push(format!(
+                    "acknowledged {what}, but the servers' logs hold `{}` there",
+                    t.describe
+                ));
+                continue;
+            }
+            Some(_) => {}
+            None if z > last => {
+                ops.push(i);
+                anomalies.push(format!(
+                    "acknowledged {what} is lost: beyond the end of every server's durable log ({})",
+                    zx(last)
+                ));
+                continue;
+            }
+            None => {
+                let covering = covering(files, z);
+                if covering.is_empty() {
+                    beyond_logs += 1;
+                } else {
+                    ops.push(i);
+                    anomalies.push(format!(
+                        "acknowledged {what} is lost: the durable logs of servers {covering:?} pass over that zxid without it"
+                    ));
+                }
+                continue;
+            }
+        }
+        let holders: Vec<u64> = files
+            .iter()
+            .filter(|f| voters.contains(&f.sid))
+            .filter(|f| f.base >= z || f.log.binary_search_by_key(&z, |t| t.zxid).is_ok())
+            .map(|f| f.sid)
+            .collect();
+        if holders.len() * 2 <= voters.len() {
+            ops.push(i);
+            anomalies.push(format!(
+                "acknowledged {what} is durable on voters {holders:?} only, not a majority of {voters:?} (I4)"
+            ));
+        }
+    }
+    for f in files {
+        if let Some(r) = f.replayed {
+            if r != f.recovered.1 {
+                anomalies.push(format!(
+                    "server {}'s files recover a state at zxid {} that differs from the durable history replayed (a txn lost or applied twice)",
+                    f.sid,
+                    zx(f.recovered.0)
+                ));
+            }
+        }
+    }
+    let unverified = files.iter().filter(|f| f.replayed.is_none()).count();
+    let mut o = crate::zk::outcome(
+        "durability",
+        format!(
+            "{acked} acknowledged writes against the {} txns in {} servers' durable logs ({beyond_logs} older than every log); \
+             recovered states against their replay ({unverified} not replayable)",
+            dh.len(),
+            files.len()
+        ),
+        anomalies,
+    );
+    ops.truncate(400);
+    o.ops = ops;
+    o
+}
+
+/// One server's log as the disk layer's journal tells it, over time.
+#[derive(Default)]
+struct DiskState {
+    base: u64,
+    chain: Vec<u64>,
+    durable: u64,
+}
+
+impl DiskState {
+    fn apply(&mut self, e: &DiskEvent) {
+        match e {
+            DiskEvent::Opened { log, base } => {
+                self.base = *base;
+                self.chain = log.clone();
+                self.durable = log.last().copied().unwrap_or(*base);
+            }
+            DiskEvent::Appended(z) => self.chain.extend(z),
+            DiskEvent::Synced(z) => self.durable = self.durable.max(*z),
+            DiskEvent::Truncated(to) => {
+                self.chain.retain(|z| z <= to);
+                self.durable = self.chain.last().copied().unwrap_or(self.base);
+            }
+            DiskEvent::Installed(base) => {
+                self.base = *base;
+                self.chain.clear();
+                self.durable = *base;
+            }
+        }
+    }
+
+    /// Whether `z` is durably on this disk (in the log or below the
+    /// installed snapshot).
+    fn holds(&self, z: u64) -> bool {
+        z <= self.base || (z <= self.durable && self.chain.binary_search(&z).is_ok())
+    }
+
+    fn pending(&self) -> bool {
+        self.chain.last().is_some_and(|l| *l > self.durable)
+    }
+}
+
+/// `quorum-acks`: see the module docs. `initial` are the voters of the
+/// initial configuration.
+pub fn quorum_acks(
+    journals: &[Journal],
+    dh: &BTreeMap<u64, LoggedTxn>,
+    initial: &[u64],
+) -> CheckOutcome {
+    let mut anomalies = Vec::new();
+    let (mut acks, mut commits) = (0, 0);
+    // D1 and D3, per server, in the order the host did things.
+    for j in journals {
+        let mut d = DiskState::default();
+        for (t, r) in &j.records {
+            let z = match r {
+                Record::Disk(e) => {
+                    d.apply(e);
+                    continue;
+                }
+                Record::Ack(z) => *z,
+                _ => continue,
+            };
+            acks += 1;
+            if z & 0xffff_ffff == 0 {
+                if d.pending() {
+                    anomalies.push(format!(
+                        "server {} ACKed NEWLEADER of epoch {} at {:.3} s while its log was durable only through {} (D3)",
+                        j.sid,
+                        z >> 32,
+                        *t as f64 / 1e9,
+                        zx(d.durable)
+                    ));
+                }
+            } else if !d.holds(z) {
+                anomalies.push(format!(
+                    "server {} ACKed zxid {} at {:.3} s before its disk made it durable (D1)",
+                    j.sid,
+                    zx(z),
+                    *t as f64 / 1e9
+                ));
+            }
+        }
+    }
+    // I5: at each first COMMIT, a majority of each voter set holds z. All
+    // hosts' records merged by time; at equal times disk records first
+    // (within one host the order of its own records is kept).
+    let mut merged: Vec<(u64, bool, u64, &Record)> = journals
+        .iter()
+        .flat_map(|j| {
+            j.records
+                .iter()
+                .map(move |(t, r)| (*t, !matches!(r, Record::Disk(_)), j.sid, r))
+        })
+        .collect();
+    merged.sort_by_key(|(t, commit, _, _)| (*t, *commit));
+    let mut disks: BTreeMap<u64, DiskState> = BTreeMap::new();
+    // Per leader: the highest ACK received from each server (one ACK
+    // covers every zxid of its epoch up to it).
+    let mut acked: BTreeMap<u64, BTreeMap<u64, u64>> = BTreeMap::new();
+    let mut committed = 0u64;
+    for (t, _, sid, r) in merged {
+        // The zxids this record commits, and the lowest ACK that counts.
+        let (zs, need): (Vec<u64>, Option<u64>) = match r {
+            Record::Disk(e) => {
+                disks.entry(sid).or_default().apply(e);
+                continue;
+            }
+            Record::AckReceived(from, z) => {
+                let a = acked.entry(sid).or_default().entry(*from).or_default();
+                *a = (*a).max(*z);
+                continue;
+            }
+            Record::Commit(z) if *z > committed => (vec![*z], None),
+            Record::Established(e) => (
+                disks.get(&sid).map_or(vec![], |d| {
+                    d.chain
+                        .iter()
+                        .copied()
+                        .filter(|z| *z > committed && z >> 32 < *e)
+                        .collect()
+                }),
+                Some(e << 32),
+            ),
+            _ => continue,
+        };
+        let what = match r {
+            Record::Established(e) => format!("established epoch {e}, committing zxid"),
+            _ => "committed zxid".to_string(),
+        };
+        for z in zs {
+            committed = committed.max(z);
+            commits += 1;
+            // The ACKs that count for z: of its epoch, at or above it (for
+            // an initial history: the NEWLEADER ACKs of the new epoch).
+            let floor = need.unwrap_or(z);
+            let ackers: Vec<u64> = acked
+                .get(&sid)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, a)| **a >> 32 == floor >> 32 && **a >= floor)
+                        .map(|(v, _)| *v)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for set in voters_for(dh, initial, z) {
+                let holding: Vec<u64> = set
+                    .iter()
+                    .copied()
+                    .filter(|v| disks.get(v).is_some_and(|d| d.holds(z)))
+                    .collect();
+                if holding.len() * 2 <= set.len() {
+                    anomalies.push(format!(
+                        "server {sid} {what} {} at {:.3} s when it was durable only on {holding:?}, not a majority of voters {set:?} (I5)",
+                        zx(z),
+                        t as f64 / 1e9
+                    ));
+                }
+                let counted = set
+                    .iter()
+                    .filter(|v| {
+                        ackers.contains(v)
+                            || (**v == sid && disks.get(v).is_some_and(|d| d.holds(z)))
+                    })
+                    .count();
+                if counted * 2 <= set.len() {
+                    anomalies.push(format!(
+                        "server {sid} {what} {} at {:.3} s having received ACKs from {ackers:?} only, not a majority of voters {set:?} (I5)",
+                        zx(z),
+                        t as f64 / 1e9
+                    ));
+                }
+            }
+        }
+    }
+    crate::zk::outcome(
+        "quorum-acks",
+        format!(
+            "{acks} ACKs against the disks' fsync records; {commits} commits (first COMMITs and initial histories at establishment) against the voters' durable logs"
+        ),
+        anomalies,
+    )
+}
+
+/// `leader-reports`: a cross-check of the node's own account. Every txn a
+/// leader reported committed must be in the durable history at its zxid,
+/// unless no server's log spans that zxid any more.
+pub fn leader_reports(
+    reported: &BTreeMap<u64, CommittedTxn>,
+    files: &[ServerFiles],
+    dh: &BTreeMap<u64, LoggedTxn>,
+) -> CheckOutcome {
+    let last = dh.keys().next_back().copied().unwrap_or(0);
+    let mut anomalies = Vec::new();
+    for (z, c) in reported {
+        match dh.get(z) {
+            Some(t) if (t.set, t.origin) != (c.set, c.origin) => anomalies.push(format!(
+                "a leader reported zxid {} committed as `{}`, but the servers' logs hold `{}`",
+                zx(*z),
+                c.describe,
+                t.describe
+            )),
+            None if *z > last || !covering(files, *z).is_empty() => anomalies.push(format!(
+                "a leader reported zxid {} (`{}`) committed, but no server's log holds it",
+                zx(*z),
+                c.describe
+            )),
+            _ => {}
+        }
+    }
+    crate::zk::outcome(
+        "leader-reports",
+        format!(
+            "{} txns leaders reported committed, against the durable history",
+            reported.len()
+        ),
+        anomalies,
+    )
+}

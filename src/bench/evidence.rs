@@ -1,0 +1,130 @@
+//! The evidence a run is judged on, gathered from what the servers' hosts
+//! wrote and sent (the simulated disks after a final power loss, the disk
+//! layer's journal, the shell's record of ACKs and COMMITs), converted to
+//! the checker's plain data. Nothing here asks the protocol core.
+
+use faultline_checker::durable::{DiskEvent, Journal, LoggedTxn, Record, ServerFiles};
+use faultline_node::disk::{self, DiskImage};
+use faultline_node::shell::{self, Evidence};
+use faultline_node::{Sid, Store, Txn, TxnOp, Zxid};
+use std::collections::BTreeMap;
+
+/// A readable description of a txn.
+pub fn describe(t: &Txn) -> String {
+    match &t.op {
+        TxnOp::Set { key, value } => format!("set {key}={value}"),
+        TxnOp::CasFailed { key, actual } => format!("cas on {key} failed (found {actual:?})"),
+        TxnOp::Reconfig { voters, .. } => format!("reconfig voters {voters:?}"),
+    }
+}
+
+/// The key and value a txn sets, if any.
+pub fn sets(t: &Txn) -> Option<(i64, i64)> {
+    match t.op {
+        TxnOp::Set { key, value } => Some((key as i64, value)),
+        _ => None,
+    }
+}
+
+fn logged(t: &Txn) -> LoggedTxn {
+    LoggedTxn {
+        zxid: t.zxid.0,
+        set: sets(t),
+        origin: t.origin,
+        reconfig: match &t.op {
+            TxnOp::Reconfig { voters, .. } => Some(voters.clone()),
+            _ => None,
+        },
+        describe: describe(t),
+    }
+}
+
+/// The state a server's files recover to.
+fn recovered(image: &DiskImage) -> Store {
+    let d = image.durable();
+    let mut s = d.snapshot;
+    for t in &d.log {
+        s.apply(t);
+    }
+    s
+}
+
+/// Each server's files (from the image its last start read) with the
+/// digest of the union of all logs replayed up to where that server's
+/// files end, when the union is complete up to there.
+pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
+    let images: Vec<(Sid, &DiskImage)> = evidence
+        .iter()
+        .filter_map(|(s, e)| e.image.as_ref().map(|(_, i)| (*s, i)))
+        .collect();
+    let mut union: BTreeMap<Zxid, &Txn> = BTreeMap::new();
+    for (_, i) in &images {
+        for t in &i.log {
+            union.entry(t.zxid).or_insert(t);
+        }
+    }
+    let ends: Vec<(Sid, Store)> = images.iter().map(|(s, i)| (*s, recovered(i))).collect();
+    let logged_union: BTreeMap<u64, LoggedTxn> =
+        union.values().map(|t| (t.zxid.0, logged(t))).collect();
+    // One pass over the union, noting the digest at each server's end.
+    let mut wanted: Vec<Zxid> = ends.iter().map(|(_, s)| s.applied).collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut digests: BTreeMap<Zxid, u64> = BTreeMap::new();
+    let mut state = Store::default();
+    let mut it = union.values().peekable();
+    for z in wanted {
+        if !faultline_checker::durable::complete_upto(&logged_union, z.0) {
+            break;
+        }
+        while let Some(t) = it.next_if(|t| t.zxid <= z) {
+            state.apply(t);
+        }
+        if state.applied == z {
+            digests.insert(z, state.digest());
+        }
+    }
+    images
+        .iter()
+        .zip(&ends)
+        .map(|((sid, image), (_, end))| ServerFiles {
+            sid: *sid,
+            base: image.snapshot.base.0,
+            log: image.log.iter().map(logged).collect(),
+            recovered: (end.applied.0, end.digest()),
+            replayed: digests.get(&end.applied).copied(),
+        })
+        .collect()
+}
+
+/// What each host's disk layer and shell recorded.
+pub fn journals(evidence: &BTreeMap<Sid, Evidence>) -> Vec<Journal> {
+    let zs = |v: &[Zxid]| v.iter().map(|z| z.0).collect::<Vec<u64>>();
+    let convert = |r: &shell::Record| match r {
+        shell::Record::Ack(z) => Record::Ack(z.0),
+        shell::Record::AckReceived(from, z) => Record::AckReceived(*from, z.0),
+        shell::Record::Commit(z) => Record::Commit(z.0),
+        shell::Record::Established(e) => Record::Established(*e),
+        shell::Record::Disk(e) => Record::Disk(match e {
+            disk::DiskEvent::Opened { log, base } => DiskEvent::Opened {
+                log: zs(log),
+                base: base.0,
+            },
+            disk::DiskEvent::Appended { zxids } => DiskEvent::Appended(zs(zxids)),
+            disk::DiskEvent::Synced { through } => DiskEvent::Synced(through.0),
+            disk::DiskEvent::Truncated { to } => DiskEvent::Truncated(to.0),
+            disk::DiskEvent::Installed { base } => DiskEvent::Installed(base.0),
+        }),
+    };
+    evidence
+        .iter()
+        .map(|(sid, e)| Journal {
+            sid: *sid,
+            records: e
+                .records
+                .iter()
+                .map(|(t, r)| (t.as_nanos() as u64, convert(r)))
+                .collect(),
+        })
+        .collect()
+}
