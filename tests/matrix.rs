@@ -71,3 +71,60 @@ fn a_failing_seed_replays_exactly() {
         .iter()
         .any(|c| c["name"] == "durability" && c["result"] == "invalid"));
 }
+
+/// The durable-state checks alone (leaders' reports off) catch the bugs
+/// that lose or under-replicate acknowledged writes: the verdict comes
+/// from the servers' files and the disk and network records.
+#[test]
+fn durability_bugs_are_caught_without_the_leaders_reports() {
+    for bug in [
+        "ack-before-fsync",
+        "commit-without-quorum",
+        "skip-trunc",
+        "reconfig-single-quorum",
+    ] {
+        let dir = out(&format!("no-reports-{bug}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args([
+                "bench",
+                "--seeds",
+                "10",
+                "--bug",
+                bug,
+                "--no-leader-reports",
+                "--out",
+                &dir,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{bug}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/summary.json")).unwrap())
+                .unwrap();
+        let failed: Vec<&serde_json::Value> = s["seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["failed_checks"].as_array().unwrap())
+            .collect();
+        assert!(!failed.is_empty(), "{bug}: {s}");
+        assert!(
+            failed.iter().all(|c| *c != "leader-reports"),
+            "{bug}: the reports were off: {failed:?}"
+        );
+        let reproduce = s["seeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|l| l["reproduce"].as_str());
+        assert!(
+            reproduce.is_some_and(|r| r.contains("--no-leader-reports")),
+            "{bug}: {s}"
+        );
+    }
+}
