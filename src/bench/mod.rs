@@ -25,9 +25,9 @@ pub struct BenchArgs {
     /// Run this one seed.
     #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// Run seeds 1..=N.
-    #[arg(long)]
-    pub seeds: Option<u64>,
+    /// Run seeds 1..=N, or the range A..B (both ends included).
+    #[arg(long, value_parser = parse_seeds)]
+    pub seeds: Option<SeedRange>,
     /// Voters.
     #[arg(long, default_value_t = 5)]
     pub nodes: u64,
@@ -91,6 +91,38 @@ pub struct BenchArgs {
     /// that the watchdog can stop a hung run).
     #[arg(long, hide = true)]
     pub internal_seed: Option<u64>,
+}
+
+/// Seeds `first..=last`, from `--seeds N` (1..=N) or `--seeds A..B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedRange {
+    /// The first seed.
+    pub first: u64,
+    /// The last seed (included).
+    pub last: u64,
+}
+
+impl SeedRange {
+    /// The seeds, in order.
+    pub fn iter(self) -> std::ops::RangeInclusive<u64> {
+        self.first..=self.last
+    }
+}
+
+/// Parses `N` (seeds 1..=N, N >= 1) or `A..B` (A <= B, both included).
+pub fn parse_seeds(s: &str) -> Result<SeedRange, String> {
+    let bad = || format!("{s:?} is not a seed count N or a range A..B with A <= B");
+    let (first, last) = match s.split_once("..") {
+        Some((a, b)) => (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ),
+        None => (1, s.trim().parse().map_err(|_| bad())?),
+    };
+    if last == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(SeedRange { first, last })
 }
 
 /// Parses `K/N` with 1 <= K <= N.
@@ -273,8 +305,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
     }
     let mut seeds: Vec<u64> = match (a.seed, a.seeds) {
         (Some(s), _) => vec![s],
-        (None, Some(0)) => bail!("--seeds must be at least 1"),
-        (None, Some(n)) => (1..=n).collect(),
+        (None, Some(r)) => r.iter().collect(),
         (None, None) => (1..=DEFAULT_SEEDS).collect(),
     };
     if let Some((k, n)) = a.shard {
@@ -809,9 +840,10 @@ fn summarize(
 /// Arguments of `faultline matrix`.
 #[derive(Args, Debug)]
 pub struct MatrixArgs {
-    /// Seeds tried per bug before it counts as missed.
-    #[arg(long, default_value_t = 20)]
-    pub seeds: u64,
+    /// Seeds tried per bug, in order, before it counts as missed: N
+    /// (1..=N) or a range A..B.
+    #[arg(long, default_value = "20", value_parser = parse_seeds)]
+    pub seeds: SeedRange,
     /// Chaos phase per run.
     #[arg(long, default_value = "20s", value_parser = parse_duration_ms)]
     pub duration: u64,
@@ -831,7 +863,7 @@ pub struct MatrixArgs {
 struct MatrixRow {
     bug: String,
     workload: String,
-    /// The first seed (1-based) whose run was invalid, if any.
+    /// The first seed whose run was invalid, if any.
     first_detection: Option<u64>,
     /// Runs it took, with the wall time they took.
     runs: u64,
@@ -854,9 +886,6 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
         if !Bugs::default().enable(n) {
             bail!("unknown bug {n:?} (see faultline bench --list-bugs)");
         }
-    }
-    if m.seeds == 0 {
-        bail!("--seeds must be at least 1");
     }
     let jobs = m
         .jobs
@@ -911,9 +940,9 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
         let start = Instant::now();
         let mut found: Option<RunResult> = None;
         let mut runs = 0;
-        let mut seed = 1;
-        while seed <= m.seeds && found.is_none() {
-            let batch: Vec<u64> = (seed..=m.seeds).take(jobs).collect();
+        let mut seed = m.seeds.first;
+        while seed <= m.seeds.last && found.is_none() {
+            let batch: Vec<u64> = (seed..=m.seeds.last).take(jobs).collect();
             seed += batch.len() as u64;
             let results: Vec<anyhow::Result<RunResult>> = std::thread::scope(|s| {
                 let (a, out) = (&a, &out);
