@@ -283,3 +283,38 @@ fn the_watchdog_stops_a_run_that_takes_too_long() {
     assert_eq!(v["checks"][0]["name"], "watchdog");
     assert_eq!(v["result"], "unknown");
 }
+
+/// A failure of the bench itself (a panic outside the node, a child
+/// process that aborts) is never charged to the node: the seed is unknown
+/// (exit 3), and the campaign goes on and writes its summary.
+#[test]
+fn the_benchs_own_failures_are_unknown_not_violations() {
+    for fault in ["panic", "abort"] {
+        let out = dir(&format!("harness-{fault}"));
+        let o = faultline(&[
+            "bench",
+            "--seeds",
+            "2",
+            "--internal-fault",
+            fault,
+            "--out",
+            &out,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{fault}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s = json(&format!("{out}/summary.json"));
+        assert_eq!(s["unknown"], 2, "{fault}: {s}");
+        assert_eq!(s["invalid"], 0, "{fault}: {s}");
+        for line in s["seeds"].as_array().unwrap() {
+            assert_eq!(
+                line["failed_checks"],
+                serde_json::json!(["harness"]),
+                "{line}"
+            );
+        }
+    }
+}

@@ -91,6 +91,11 @@ pub struct BenchArgs {
     /// that the watchdog can stop a hung run).
     #[arg(long, hide = true)]
     pub internal_seed: Option<u64>,
+    /// Internal, for the bench's own tests: make the run of each seed fail
+    /// in the bench itself (`panic`: a panic in the harness; `abort`: the
+    /// child process aborts), to show that such a failure is `unknown`.
+    #[arg(long, hide = true)]
+    pub internal_fault: Option<String>,
 }
 
 /// Seeds `first..=last`, from `--seeds N` (1..=N) or `--seeds A..B`.
@@ -137,7 +142,9 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// The first panic message of this process (see `--internal-seed`).
-static FIRST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+/// With whether it was raised in the node crate (an assertion of the system
+/// under test) rather than in the bench.
+static FIRST_PANIC: Mutex<Option<(String, bool)>> = Mutex::new(None);
 
 /// Seeds of the default campaign.
 const DEFAULT_SEEDS: u64 = 200;
@@ -289,7 +296,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
                     .unwrap_or_default();
-                *first = Some(format!("{msg}{at}"));
+                // The node crate's client side runs in the workload.
+                let in_node = info.location().is_some_and(|l| {
+                    l.file().starts_with("node/src/") && l.file() != "node/src/client.rs"
+                });
+                *first = Some((format!("{msg}{at}"), in_node));
             }
         }));
         let fixed = load_schedule(&a)?;
@@ -487,6 +498,10 @@ fn child_args(a: &BenchArgs, seed: u64, out: &Path) -> Vec<String> {
     if a.no_leader_reports {
         v.push("--no-leader-reports".into());
     }
+    if let Some(f) = &a.internal_fault {
+        v.push("--internal-fault".into());
+        v.push(f.clone());
+    }
     v.push("--internal-seed".into());
     v.push(seed.to_string());
     v
@@ -521,12 +536,21 @@ fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
         if let Some(status) = child.try_wait()? {
             let stdout = out_reader.join().unwrap_or_default();
             let stderr = err_reader.join().unwrap_or_default();
-            if !status.success() {
-                bail!("the run of seed {seed} failed: {}", stderr.trim());
-            }
             let last = stdout.lines().last().unwrap_or("");
-            return serde_json::from_str(last)
-                .with_context(|| format!("seed {seed}: bad result from the run"));
+            let parsed = serde_json::from_str::<RunResult>(last);
+            if let (true, Ok(r)) = (status.success(), parsed) {
+                return Ok(r);
+            }
+            // The child died outside `catch_unwind` (abort, signal, out of
+            // memory) or printed no result: the bench's own failure, so the
+            // seed is unknown and the campaign goes on.
+            let cfg = config(a, seed)?;
+            let tail = stderr.trim().lines().last().unwrap_or("no message");
+            let why = format!("the run's process ended abnormally ({status}): {tail}");
+            let (result, artifacts) =
+                aborted(&cfg, Abort::Harness, &why, started, &Schedule::default());
+            write_run_dir(out, &cfg, &result, &artifacts, &reproduce(a, seed))?;
+            return Ok(result);
         }
         if started.elapsed() > limit {
             let _ = child.kill();
@@ -537,7 +561,7 @@ fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
                 "the run did not finish within {} s of wall time and was stopped",
                 a.watchdog
             );
-            let (result, artifacts) = aborted(&cfg, true, &why, started, &schedule);
+            let (result, artifacts) = aborted(&cfg, Abort::Watchdog, &why, started, &schedule);
             write_run_dir(out, &cfg, &result, &artifacts, &reproduce(a, seed))?;
             return Ok(result);
         }
@@ -558,59 +582,87 @@ fn one(
         Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg))
     });
     let started = Instant::now();
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&cfg, &schedule)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match a.internal_fault.as_deref() {
+            Some("panic") => panic!("injected fault in the harness"),
+            Some("abort") => std::process::abort(),
+            _ => run::run(&cfg, &schedule),
+        }
+    }));
     let (result, artifacts) = match outcome {
         Ok(Ok(r)) => r,
-        Ok(Err(abort)) => aborted(
-            &cfg,
-            abort.is_watchdog(),
-            &abort.message(),
-            started,
-            &schedule,
-        ),
+        Ok(Err(abort)) => {
+            let kind = if abort.is_watchdog() {
+                Abort::Watchdog
+            } else {
+                Abort::Harness
+            };
+            aborted(&cfg, kind, &abort.message(), started, &schedule)
+        }
         Err(panic) => {
             let first = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let msg = first
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a server panicked".into());
-            aborted(
-                &cfg,
-                false,
-                &format!("a server assertion failed: {msg}"),
-                started,
-                &schedule,
-            )
+            let (msg, in_node) = first.unwrap_or_else(|| {
+                let m = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".into());
+                (m, false)
+            });
+            if in_node {
+                let why = format!("a server assertion failed: {msg}");
+                aborted(&cfg, Abort::Node, &why, started, &schedule)
+            } else {
+                let why = format!("the bench itself panicked (not the node): {msg}");
+                aborted(&cfg, Abort::Harness, &why, started, &schedule)
+            }
         }
     };
     write_run_dir(out, &cfg, &result, &artifacts, &reproduce(a, seed))?;
     Ok(result)
 }
 
+/// Why a run ended without a verdict of its checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abort {
+    /// The wall-clock watchdog stopped it: unknown.
+    Watchdog,
+    /// An assertion of the node (the system under test) failed: invalid.
+    Node,
+    /// The bench itself failed (a panic outside the node, a simulation
+    /// error, a child process that died): unknown, never charged to the
+    /// node.
+    Harness,
+}
+
 fn aborted(
     cfg: &RunConfig,
-    watchdog: bool,
+    kind: Abort,
     why: &str,
     started: Instant,
     schedule: &Schedule,
 ) -> (RunResult, run::RunArtifacts) {
+    let (name, result, summary) = match kind {
+        Abort::Watchdog => (
+            "watchdog",
+            Validity::Unknown,
+            "the run finished within its wall-clock limit",
+        ),
+        Abort::Node => (
+            "node-invariants",
+            Validity::Invalid,
+            "no server assertion failed",
+        ),
+        Abort::Harness => (
+            "harness",
+            Validity::Unknown,
+            "the bench ran the seed to the end",
+        ),
+    };
     let check = faultline_checker::zk::CheckOutcome {
-        name: if watchdog {
-            "watchdog".into()
-        } else {
-            "node-invariants".into()
-        },
-        result: if watchdog {
-            Validity::Unknown
-        } else {
-            Validity::Invalid
-        },
-        summary: if watchdog {
-            "the run finished within its wall-clock limit".into()
-        } else {
-            "no server assertion failed".into()
-        },
+        name: name.into(),
+        result,
+        summary: summary.into(),
         anomalies: vec![why.to_string()],
         ops: vec![],
     };
@@ -933,6 +985,7 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
             check_determinism: false,
             no_leader_reports: false,
             internal_seed: None,
+            internal_fault: None,
         };
         let out = PathBuf::from(&m.out).join(format!("{bug}-{workload}"));
         std::fs::create_dir_all(out.join("runs"))
