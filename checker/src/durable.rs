@@ -150,22 +150,46 @@ pub fn durable_history(files: &[ServerFiles]) -> (BTreeMap<u64, LoggedTxn>, Vec<
     (h.into_iter().map(|(z, (t, _))| (z, t)).collect(), anomalies)
 }
 
-/// True when `h` holds every txn from the first up to `upto`: each epoch's
-/// counters run from 1 without a hole.
-pub fn complete_upto(h: &BTreeMap<u64, LoggedTxn>, upto: u64) -> bool {
-    let mut prev = 0u64;
-    for &z in h.keys().take_while(|z| **z <= upto) {
-        let ok = if z >> 32 == prev >> 32 {
-            z == prev + 1
-        } else {
-            z & 0xffff_ffff == 1
-        };
-        if !ok {
-            return false;
+/// How far the servers' logs, chained together, hold the whole history
+/// from its start: a log with base 0 holds everything up to its last
+/// record (it is a contiguous chain, I6), and a log whose base lies within
+/// what is already held extends it to its own last record. The union of
+/// the logs is complete up to the returned zxid, and may have gaps beyond
+/// it (where every server installed a snapshot).
+pub fn complete_through(files: &[ServerFiles]) -> u64 {
+    let mut held = 0u64;
+    let mut grown = true;
+    while grown {
+        grown = false;
+        for f in files {
+            let last = f.log.last().map_or(f.base, |t| t.zxid);
+            if f.base <= held && last > held {
+                held = last;
+                grown = true;
+            }
         }
-        prev = z;
     }
-    true
+    held
+}
+
+/// The ranges of zxids `(after, through]` below the end of the logs that
+/// no server's log holds (each log holds `(base, last record]`): where
+/// every server installed a snapshot past them.
+pub fn gaps(files: &[ServerFiles]) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = files
+        .iter()
+        .filter_map(|f| f.log.last().map(|t| (f.base, t.zxid)))
+        .collect();
+    spans.sort();
+    let mut out = Vec::new();
+    let mut held = 0u64;
+    for (a, b) in spans {
+        if a > held {
+            out.push((held, a));
+        }
+        held = held.max(b);
+    }
+    out
 }
 
 /// The voters whose majority a commit of `z` needs, from the durable
@@ -316,12 +340,29 @@ pub fn durability(
             }
         }
     }
+    // Servers whose end lies beyond the complete part of the history are
+    // compared with each other: equal last zxids, equal states.
+    let mut by_end: BTreeMap<u64, &ServerFiles> = BTreeMap::new();
+    for f in files {
+        match by_end.get(&f.recovered.0) {
+            Some(o) if o.recovered.1 != f.recovered.1 => anomalies.push(format!(
+                "servers {} and {} recover different states at zxid {} from their files",
+                o.sid,
+                f.sid,
+                zx(f.recovered.0)
+            )),
+            Some(_) => {}
+            None => {
+                by_end.insert(f.recovered.0, f);
+            }
+        }
+    }
     let unverified = files.iter().filter(|f| f.replayed.is_none()).count();
     let mut o = crate::zk::outcome(
         "durability",
         format!(
             "{acked} acknowledged writes against the {} txns in {} servers' durable logs ({beyond_logs} older than every log); \
-             recovered states against their replay ({unverified} not replayable)",
+             recovered states against their replay ({unverified} beyond the complete history, compared with each other)",
             dh.len(),
             files.len()
         ),
@@ -696,13 +737,20 @@ mod tests {
 
     #[test]
     fn history_completeness_and_configurations() {
+        let a = files(1, 0, vec![set(E1 + 1, 0, 1), set(E1 + 2, 0, 1)]);
+        let b = files(2, E1 + 1, vec![set(E1 + 2, 0, 1), set(E2 + 1, 0, 1)]);
+        let c = files(3, E2 + 1, vec![set(E2 + 2, 0, 1)]);
+        assert_eq!(complete_through(&[c.clone(), b.clone(), a.clone()]), E2 + 2);
+        // Without server 1, nothing holds epoch 1's start: a log that begins
+        // at epoch 2's first txn must not pass for the whole history.
+        assert_eq!(complete_through(&[b.clone(), c.clone()]), 0);
+        assert_eq!(complete_through(&[files(4, 0, vec![])]), 0);
+        assert_eq!(gaps(&[b.clone(), c.clone()]), vec![(0, E1 + 1)]);
+        assert_eq!(gaps(&[a.clone(), c.clone()]), vec![(E1 + 2, E2 + 1)]);
         let mut h = BTreeMap::new();
-        for t in [set(E1 + 1, 0, 1), set(E1 + 2, 0, 1), set(E2 + 1, 0, 1)] {
+        for t in [set(E1 + 2, 0, 1), set(E2 + 1, 0, 1)] {
             h.insert(t.zxid, t);
         }
-        assert!(complete_upto(&h, E2 + 1));
-        h.remove(&(E1 + 1));
-        assert!(!complete_upto(&h, E2 + 1));
         let mut r = set(E1 + 1, 0, 0);
         r.set = None;
         r.reconfig = Some(vec![1, 2, 3, 4]);

@@ -64,8 +64,18 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
         }
     }
     let ends: Vec<(Sid, Store)> = images.iter().map(|(s, i)| (*s, recovered(i))).collect();
-    let logged_union: BTreeMap<u64, LoggedTxn> =
-        union.values().map(|t| (t.zxid.0, logged(t))).collect();
+    let mut files: Vec<ServerFiles> = images
+        .iter()
+        .zip(&ends)
+        .map(|((sid, image), (_, end))| ServerFiles {
+            sid: *sid,
+            base: image.snapshot.base.0,
+            log: image.log.iter().map(logged).collect(),
+            recovered: (end.applied.0, end.digest()),
+            replayed: None,
+        })
+        .collect();
+    let complete = faultline_checker::durable::complete_through(&files);
     // One pass over the union, noting the digest at each server's end.
     let mut wanted: Vec<Zxid> = ends.iter().map(|(_, s)| s.applied).collect();
     wanted.sort();
@@ -74,7 +84,7 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
     let mut state = Store::default();
     let mut it = union.values().peekable();
     for z in wanted {
-        if !faultline_checker::durable::complete_upto(&logged_union, z.0) {
+        if z.0 > complete {
             break;
         }
         while let Some(t) = it.next_if(|t| t.zxid <= z) {
@@ -84,17 +94,10 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
             digests.insert(z, state.digest());
         }
     }
-    images
-        .iter()
-        .zip(&ends)
-        .map(|((sid, image), (_, end))| ServerFiles {
-            sid: *sid,
-            base: image.snapshot.base.0,
-            log: image.log.iter().map(logged).collect(),
-            recovered: (end.applied.0, end.digest()),
-            replayed: digests.get(&end.applied).copied(),
-        })
-        .collect()
+    for f in &mut files {
+        f.replayed = digests.get(&Zxid(f.recovered.0)).copied();
+    }
+    files
 }
 
 /// What each host's disk layer and shell recorded.
