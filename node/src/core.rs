@@ -132,6 +132,12 @@ pub enum ProtocolEvent {
         /// reconfig is pending).
         voters: Vec<Vec<Sid>>,
     },
+    /// This learner dropped its leader on a message it could not accept
+    /// (it goes back to LOOKING and will sync again).
+    ProtocolError {
+        /// What was wrong.
+        reason: String,
+    },
     /// This learner is being synced by `leader` for `epoch`.
     Sync {
         /// The leader.

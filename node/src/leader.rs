@@ -278,19 +278,25 @@ impl Node {
         let skip_trunc = self.cfg.bugs.skip_trunc;
         let committed = self.sync_committed();
         let has = |z: Zxid| z == min_c || self.log.binary_search_by_key(&z, |t| t.zxid).is_ok();
+        // ZAB.md §3.3 compares the peer with the last *committed* zxid
+        // (maxC): a peer holding more, such as a restarted follower that
+        // replayed an uncommitted tail into its state (D4), is cut back to
+        // it, and the outstanding proposals follow as PROPOSALs. Before
+        // establishment the whole log is the initial history.
+        let max_c = committed;
         // (message, entries after this zxid)
-        let (head, from) = if peer_last == last {
-            (PeerMsg::Diff { committed }, last)
-        } else if peer_last > last {
+        let (head, from) = if peer_last == max_c {
+            (PeerMsg::Diff { committed }, max_c)
+        } else if peer_last > max_c {
             if skip_trunc {
-                (PeerMsg::Diff { committed }, last)
+                (PeerMsg::Diff { committed }, peer_last.min(last))
             } else {
                 (
                     PeerMsg::Trunc {
-                        to: last,
+                        to: max_c,
                         committed,
                     },
-                    last,
+                    max_c,
                 )
             }
         } else if peer_last >= min_c {

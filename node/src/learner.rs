@@ -18,8 +18,14 @@ enum Phase {
         txns: Vec<Txn>,
         committed: Zxid,
     },
-    /// Got NEWLEADER; waiting for the synced txns to be durable.
-    Persisting { epoch: u64, committed: Zxid },
+    /// Got NEWLEADER; waiting for the synced txns (through `upto`) to be
+    /// durable. PROPOSALs, COMMITs and INFORMs the leader forwards
+    /// meanwhile are logged and noted, as ZooKeeper queues them.
+    Persisting {
+        epoch: u64,
+        committed: Zxid,
+        upto: Zxid,
+    },
     /// ACKed NEWLEADER; waiting for UPTODATE.
     WaitUpToDate { epoch: u64 },
     /// Serving clients, following the broadcast.
@@ -127,7 +133,10 @@ impl Node {
 
     /// A packet the protocol does not allow here: ZooKeeper shuts the
     /// learner down; we go back to LOOKING. `_why` documents the cause.
-    fn protocol_error(&mut self, _why: &str) {
+    fn protocol_error(&mut self, why: &str) {
+        self.out.push(Output::Event(ProtocolEvent::ProtocolError {
+            reason: why.to_string(),
+        }));
         self.start_looking();
     }
 
@@ -236,7 +245,11 @@ impl Node {
                 }
                 txns.push(txn);
             }
-            Phase::WaitUpToDate { epoch } | Phase::Broadcast { epoch } if !observer => {
+            Phase::Persisting { epoch, .. }
+            | Phase::WaitUpToDate { epoch }
+            | Phase::Broadcast { epoch }
+                if !observer =>
+            {
                 // I6: PROPOSAL = lastQueued + 1 within an epoch; a jump only
                 // into a new epoch (J4925).
                 let epoch = *epoch;
@@ -257,8 +270,13 @@ impl Node {
     }
 
     fn on_commit(&mut self, zxid: Zxid) {
+        let last = self.last_logged();
         match &mut self.learner().phase {
             Phase::Syncing { committed, .. } => *committed = (*committed).max(zxid),
+            // Applied, in order, once NEWLEADER is acknowledged.
+            Phase::Persisting { committed, .. } if zxid <= last => {
+                *committed = (*committed).max(zxid)
+            }
             Phase::WaitUpToDate { .. } | Phase::Broadcast { .. } => {
                 let head = self
                     .log
@@ -299,6 +317,14 @@ impl Node {
                 *committed = txn.zxid;
                 txns.push(txn);
             }
+            Phase::Persisting { committed, .. } => {
+                if txn.zxid <= last {
+                    return self.protocol_error("inform out of order");
+                }
+                // Logged now, applied once NEWLEADER is acknowledged.
+                *committed = txn.zxid;
+                self.append(vec![txn]);
+            }
             Phase::WaitUpToDate { .. } | Phase::Broadcast { .. } => {
                 if txn.zxid <= last {
                     return self.protocol_error("inform out of order");
@@ -336,14 +362,22 @@ impl Node {
             self.persist(Persist::Install(Box::new(self.base.clone())));
         }
         self.append(txns);
-        self.learner().phase = Phase::Persisting { epoch, committed };
-        if self.cfg.bugs.ack_newleader_early || self.synced >= self.last_logged() {
+        let upto = self.last_logged();
+        self.learner().phase = Phase::Persisting {
+            epoch,
+            committed,
+            upto,
+        };
+        if self.cfg.bugs.ack_newleader_early || self.synced >= upto {
             self.finish_new_leader();
         }
     }
 
     fn finish_new_leader(&mut self) {
-        let Phase::Persisting { epoch, committed } = self.learner_ref().phase else {
+        let Phase::Persisting {
+            epoch, committed, ..
+        } = self.learner_ref().phase
+        else {
             unreachable!("called while persisting")
         };
         self.commit_to(committed);
@@ -361,10 +395,11 @@ impl Node {
                 zxid: Zxid::new(epoch, 0),
             },
         );
-        // Outstanding proposals of this epoch received during sync.
-        let last = self.last_logged();
-        if !observer && last.epoch() == epoch && last.counter() > 0 {
-            self.send(leader, PeerMsg::Ack { zxid: last });
+        // Outstanding proposals of this epoch received during sync, as far
+        // as they are durable (D1); the rest are ACKed as their fsync ends.
+        let synced = self.synced;
+        if !observer && synced.epoch() == epoch && synced.counter() > 0 {
+            self.send(leader, PeerMsg::Ack { zxid: synced });
         }
         self.learner().phase = Phase::WaitUpToDate { epoch };
     }
@@ -385,7 +420,7 @@ impl Node {
         let l = self.learner_ref();
         let (leader, observer) = (l.leader, l.observer);
         match l.phase {
-            Phase::Persisting { .. } if synced >= self.last_logged() => self.finish_new_leader(),
+            Phase::Persisting { upto, .. } if synced >= upto => self.finish_new_leader(),
             Phase::WaitUpToDate { epoch } | Phase::Broadcast { epoch }
                 if !observer
                     && !self.cfg.bugs.ack_before_fsync

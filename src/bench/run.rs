@@ -77,6 +77,10 @@ pub struct RunResult {
     pub faults: usize,
     /// Leader changes seen in the trace.
     pub leader_changes: usize,
+    /// Times a learner dropped its leader on a message it could not accept
+    /// (and went back to LOOKING to sync again).
+    #[serde(default)]
+    pub protocol_errors: usize,
     /// Simulated seconds.
     pub sim_s: f64,
     /// Wall seconds.
@@ -666,7 +670,7 @@ fn trace_lines(c: &Cluster) -> Vec<String> {
             ));
         }
         for (t, ev) in p.events() {
-            if let ProtocolEvent::Sync { .. } = ev {
+            if let ProtocolEvent::Sync { .. } | ProtocolEvent::ProtocolError { .. } = ev {
                 lines.push((
                     t,
                     *s,
@@ -979,6 +983,12 @@ fn judge(
         ok,
         faults: nemesis_log.len(),
         leader_changes,
+        protocol_errors: c
+            .probes
+            .values()
+            .flat_map(|p| p.events())
+            .filter(|(_, e)| matches!(e, ProtocolEvent::ProtocolError { .. }))
+            .count(),
         sim_s,
         wall_s,
         history_hash: history_hash(ops),
