@@ -239,8 +239,13 @@ impl Node {
         let observer = self.learner_ref().observer;
         match &mut self.learner().phase {
             Phase::Syncing { txns, .. } => {
+                // §3.3: zxid = last + 1, a jump only into a new epoch's
+                // first txn; a gap (a frame lost inside a link) must not
+                // become a hole in the log.
                 let prev = txns.last().map_or(last, |t| t.zxid);
-                if txn.zxid <= prev {
+                let next = txn.zxid == prev.next()
+                    || (txn.zxid.epoch() > prev.epoch() && txn.zxid.counter() == 1);
+                if !next {
                     return self.protocol_error("sync proposal out of order");
                 }
                 txns.push(txn);
@@ -432,5 +437,71 @@ impl Node {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Durable, Input};
+    use crate::types::TxnOp;
+    use crate::NodeConfig;
+
+    fn txn(e: u64, c: u64) -> Txn {
+        Txn {
+            zxid: Zxid::new(e, c),
+            origin: None,
+            op: TxnOp::Set {
+                key: 1,
+                value: c as i64,
+            },
+        }
+    }
+
+    /// Server 2, following server 1, told to sync by DIFF from scratch.
+    fn syncing_learner() -> Node {
+        let mut n = Node::new(NodeConfig::new(2, vec![1, 2, 3], vec![]));
+        n.step(Input::Recover(Durable::default()));
+        n.role = Role::Learning(Learner::new(1, false, 0));
+        n.learner().phase = Phase::Discovered { epoch: 2 };
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::Diff {
+                committed: Zxid::new(1, 3),
+            },
+        });
+        n
+    }
+
+    fn proposal(n: &mut Node, t: Txn) -> Vec<Output> {
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::Proposal { txn: t },
+        })
+    }
+
+    fn dropped_leader(out: &[Output]) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Output::Event(ProtocolEvent::ProtocolError { .. })))
+    }
+
+    /// (c) §3.3: during sync each PROPOSAL must be the last one + 1 (or a
+    /// new epoch's first txn); a gap means a lost frame.
+    #[test]
+    fn sync_proposals_must_be_contiguous() {
+        let mut n = syncing_learner();
+        assert!(!dropped_leader(&proposal(&mut n, txn(1, 1))));
+        assert!(!dropped_leader(&proposal(&mut n, txn(1, 2))));
+        // 1:3 was lost on the way.
+        assert!(dropped_leader(&proposal(&mut n, txn(1, 4))));
+        assert_eq!(n.state(), crate::PeerState::Looking);
+
+        let mut n = syncing_learner();
+        assert!(!dropped_leader(&proposal(&mut n, txn(1, 1))));
+        // A new epoch starts at counter 1, not later.
+        assert!(dropped_leader(&proposal(&mut n, txn(2, 2))));
+        let mut n = syncing_learner();
+        assert!(!dropped_leader(&proposal(&mut n, txn(1, 1))));
+        assert!(!dropped_leader(&proposal(&mut n, txn(2, 1))));
     }
 }

@@ -227,11 +227,16 @@ impl Store {
         self.data.get(&key).copied()
     }
 
-    /// The outcome of `(session, seq)` if that request already executed.
+    /// The outcome of `(session, seq)` if that request was already
+    /// decided: its own outcome when it is the session's last executed
+    /// request; for an older one, `ConnectionLoss` (indeterminate): it may
+    /// have executed before the later one (its outcome is no longer kept)
+    /// or never, so neither `Written` nor the definite `NotReady` would be
+    /// true. It is never executed now (at most once, in session order).
     pub fn executed(&self, session: u64, seq: u64) -> Option<(Outcome, Zxid)> {
         match self.sessions.get(&session) {
             Some((s, o, z)) if *s == seq => Some((o.clone(), *z)),
-            Some((s, _, z)) if *s > seq => Some((Outcome::NotReady, *z)),
+            Some((s, _, z)) if *s > seq => Some((Outcome::ConnectionLoss, *z)),
             _ => None,
         }
     }
@@ -287,9 +292,21 @@ mod tests {
         assert_eq!(s.get(1), Some(5));
         assert_eq!(s.executed(9, 1), Some((Outcome::Written, Zxid::new(1, 1))));
         assert_eq!(s.executed(9, 2), None);
+        // (d) An older request may have executed before the later one: the
+        // answer must not be the definite NotReady ("certainly did not
+        // take effect"), and never a second execution.
+        s.apply(&Txn {
+            zxid: Zxid::new(1, 3),
+            origin: Some((9, 3)),
+            op: TxnOp::Set { key: 1, value: 7 },
+        });
+        assert_eq!(
+            s.executed(9, 1),
+            Some((Outcome::ConnectionLoss, Zxid::new(1, 3)))
+        );
         let d = s.digest();
         s.apply(&Txn {
-            zxid: Zxid::new(1, 2),
+            zxid: Zxid::new(1, 4),
             origin: None,
             op: TxnOp::Set { key: 1, value: 6 },
         });
