@@ -270,8 +270,8 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peers = TcpListener::bind(("0.0.0.0", cfg.peer_port)).await?;
     let clients = TcpListener::bind(("0.0.0.0", cfg.client_port)).await?;
-    tokio::spawn(accept_peers(peers, tx.clone()));
-    tokio::spawn(accept_clients(clients, tx.clone()));
+    tokio::task::spawn_local(accept_peers(peers, tx.clone()));
+    tokio::task::spawn_local(accept_clients(clients, tx.clone()));
     let mut sh = Shell {
         node: Node::new(cfg.node.clone()),
         cfg,
@@ -334,7 +334,7 @@ async fn accept_peers(l: TcpListener, tx: mpsc::UnboundedSender<Event>) {
         next += 1;
         let link = next;
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             let (mut r, w) = stream.into_split();
             let Ok(Frame::Hello { sid }) = wire::read_frame::<Frame>(&mut r).await else {
                 return;
@@ -391,7 +391,7 @@ async fn accept_clients(l: TcpListener, tx: mpsc::UnboundedSender<Event>) {
             return;
         }
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             while let Ok(req) = wire::read_frame::<ClientRequest>(&mut r).await {
                 if tx.send(Event::ClientReq { conn, req }).is_err() {
                     return;
@@ -623,7 +623,7 @@ impl Shell {
             let addr = (self.cfg.hosts[&sid].clone(), self.cfg.peer_port);
             let tx = self.tx.clone();
             let redial = self.cfg.redial;
-            tokio::spawn(async move {
+            tokio::task::spawn_local(async move {
                 // A failed dial is retried after `redial`, the deadline set
                 // when dialing.
                 let dial = tokio::time::timeout(redial, TcpStream::connect(addr)).await;

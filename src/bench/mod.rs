@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// child process aborts), to show that such a failure is `unknown`.
     #[arg(long, hide = true)]
     pub internal_fault: Option<String>,
+    /// Internal, for the determinism test: run each given seed twice in
+    /// this one process and print `seed hash1 hash2` per seed.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub internal_twice: Vec<u64>,
 }
 
 /// Seeds `first..=last`, from `--seeds N` (1..=N) or `--seeds A..B`.
@@ -307,6 +311,21 @@ pub fn run(a: BenchArgs) -> anyhow::Result<u8> {
         let fixed = load_schedule(&a)?;
         let r = one(&a, seed, fixed.as_ref(), Path::new(&a.out))?;
         println!("{}", serde_json::to_string(&r)?);
+        return Ok(0);
+    }
+    if !a.internal_twice.is_empty() {
+        for &seed in &a.internal_twice {
+            let cfg = config(&a, seed)?;
+            let schedule =
+                Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg));
+            let mut hashes = Vec::new();
+            for _ in 0..2 {
+                let (r, _) = run::run(&cfg, &schedule)
+                    .map_err(|e| anyhow::anyhow!("seed {seed}: {}", e.message()))?;
+                hashes.push(r.history_hash);
+            }
+            println!("{seed} {} {}", hashes[0], hashes[1]);
+        }
         return Ok(0);
     }
     if a.list_bugs {
@@ -993,6 +1012,7 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
             no_leader_reports: false,
             internal_seed: None,
             internal_fault: None,
+            internal_twice: Vec::new(),
         };
         let out = PathBuf::from(&m.out).join(format!("{bug}-{workload}"));
         std::fs::create_dir_all(out.join("runs"))
