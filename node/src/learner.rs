@@ -39,6 +39,8 @@ pub(crate) struct Learner {
     pub(crate) observer: bool,
     phase: Phase,
     last_heard: u64,
+    /// The phase seen at the last tick and the tick it was first seen.
+    watched: (std::mem::Discriminant<Phase>, u64),
 }
 
 impl Learner {
@@ -48,6 +50,7 @@ impl Learner {
             observer,
             phase: Phase::Registering,
             last_heard: now,
+            watched: (std::mem::discriminant(&Phase::Registering), now),
         }
     }
 
@@ -88,14 +91,26 @@ impl Node {
         if self.learner_ref().phase == Phase::Registering && self.now.is_multiple_of(2) {
             self.learner_start();
         }
+        let now = self.now;
+        let l = self.learner();
+        let phase = std::mem::discriminant(&l.phase);
+        if phase != l.watched.0 {
+            l.watched = (phase, now);
+        }
         let l = self.learner_ref();
         let limit = if l.up_to_date() {
             self.cfg.sync_limit
         } else {
             self.cfg.init_limit
         };
-        if self.now.saturating_sub(l.last_heard) > limit {
-            self.start_looking();
+        if now.saturating_sub(l.last_heard) > limit {
+            return self.start_looking();
+        }
+        // Pings keep a link alive even when a frame of the sync was lost
+        // inside it (simulated TCP never retransmits): a sync that makes no
+        // progress for twice initLimit is given up and started again.
+        if !l.up_to_date() && now.saturating_sub(l.watched.1) > 2 * self.cfg.init_limit {
+            self.protocol_error("sync stalled");
         }
     }
 
@@ -483,6 +498,33 @@ mod tests {
     fn dropped_leader(out: &[Output]) -> bool {
         out.iter()
             .any(|o| matches!(o, Output::Event(ProtocolEvent::ProtocolError { .. })))
+    }
+
+    /// Issue 18: a learner whose sync stalls (here UPTODATE never comes,
+    /// as when its frame is lost inside a link that pings keep alive) gives
+    /// up and looks for a leader again, as ZooKeeper's initLimit makes it.
+    #[test]
+    fn a_stalled_sync_is_given_up() {
+        let mut n = syncing_learner();
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::NewLeader {
+                epoch: 2,
+                voters: vec![1, 2, 3],
+                observers: vec![],
+            },
+        });
+        n.step(Input::Synced(Zxid(0)));
+        assert!(matches!(n.learner_ref().phase, Phase::WaitUpToDate { .. }));
+        let limit = 2 * n.cfg.init_limit + 2;
+        for round in 0..limit {
+            n.step(Input::Tick);
+            n.step(Input::Recv {
+                from: 1,
+                msg: PeerMsg::Ping { round },
+            });
+        }
+        assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
     }
 
     /// (c) §3.3: during sync each PROPOSAL must be the last one + 1 (or a
