@@ -35,6 +35,9 @@ enum Command {
     /// Run the bug detection matrix: each bug switch against the default
     /// campaign's seeds until a run catches it.
     Matrix(bench::MatrixArgs),
+    /// Run the nemesis matrix: every fault kind alone and every pair of
+    /// kinds over the same seeds, one line per mix.
+    Mixes(bench::MixesArgs),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
     /// Rewrite a history as JSON lines or Jepsen EDN.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(*a),
         Command::Merge(a) => bench::merge(a),
         Command::Matrix(a) => bench::matrix(a),
+        Command::Mixes(a) => bench::mixes_cmd(a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => perf::run(a),
         Command::Convert(a) => convert::run(a),

@@ -340,3 +340,49 @@ fn the_same_seed_twice_in_one_process_gives_the_same_history() {
         assert_eq!(f[1], f[2], "seed {}: two runs in one process differ", f[0]);
     }
 }
+
+/// The nemesis matrix, small: each kind alone and each pair run their
+/// seeds and land in `mixes.json`, one row per mix.
+#[test]
+fn the_nemesis_matrix_runs_every_single_kind_and_pair() {
+    let out = dir("mixes");
+    let o = faultline(&[
+        "mixes",
+        "--seeds",
+        "2",
+        "--kinds",
+        "crash,packet-loss,latency",
+        "--duration",
+        "5s",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows = json(&format!("{out}/mixes.json"));
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nemesis"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "crash",
+            "packet-loss",
+            "latency",
+            "crash,packet-loss",
+            "crash,latency",
+            "packet-loss,latency"
+        ]
+    );
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["runs"], 2, "{r}");
+        assert_eq!(r["invalid"], 0, "{r}");
+    }
+}

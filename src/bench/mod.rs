@@ -2,6 +2,7 @@
 //! check, run directories, `summary.json` and `junit.xml`.
 
 mod evidence;
+mod mixes;
 mod run;
 
 use anyhow::{bail, Context as _};
@@ -10,6 +11,7 @@ use faultline_checker::Validity;
 use faultline_nemesis::{NemesisKind, Schedule};
 use faultline_node::Bugs;
 use faultline_workload::WorkloadKind;
+pub use mixes::{mixes_cmd, MixesArgs};
 use run::{RunConfig, RunResult};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -702,6 +704,7 @@ fn aborted(
             nemesis_log: Vec::new(),
             latency_ms: (0.0, 0.0),
             latency_hist: Vec::new(),
+            recovery_ms: None,
         },
         run::RunArtifacts {
             history: Vec::new(),

@@ -96,6 +96,10 @@ pub struct RunResult {
     /// `faultline_reports::plots::LATENCY_EDGES_MS`.
     #[serde(default)]
     pub latency_hist: Vec<u64>,
+    /// Simulated time from healing until every server served clients again
+    /// under one established leader (`None`: not within the quiesce phase).
+    #[serde(default)]
+    pub recovery_ms: Option<u64>,
 }
 
 /// Files a run leaves behind, in memory.
@@ -524,8 +528,13 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     }
     // Quiesce: the workload goes on (liveness), then stops.
     let quiesce_end = ms(&c) + cfg.quiesce_ms;
+    let healed_at = ms(&c);
+    let mut recovery_ms = None;
     while ms(&c) < quiesce_end {
         step(&mut c)?;
+        if recovery_ms.is_none() && all_serving(&c) {
+            recovery_ms = Some(ms(&c) - healed_at);
+        }
     }
     control.stop();
     // Wait for the replicas to converge (bounded), then read everything.
@@ -545,7 +554,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     let ops = rec.ops();
     let ends = replica_ends(&c);
     power_cycle(&mut c, step)?;
-    let result = judge(
+    let mut result = judge(
         cfg,
         &c,
         &ops,
@@ -554,6 +563,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         (sim_s, wall.elapsed().as_secs_f64()),
         &ends,
     );
+    result.recovery_ms = recovery_ms;
     let trace = trace_lines(&c);
     let leaders = leader_spans(&c);
     let mut messages: BTreeMap<u64, u64> = BTreeMap::new();
@@ -649,6 +659,15 @@ fn power_cycle(
         step(c)?;
     }
     Ok(())
+}
+
+/// Every started server is up and serving, under one established leader.
+fn all_serving(c: &Cluster) -> bool {
+    c.leader().is_some()
+        && c.started.iter().all(|s| {
+            let st = c.probes[s].status();
+            st.up && st.serving
+        })
 }
 
 fn converged(c: &Cluster) -> bool {
@@ -995,5 +1014,6 @@ fn judge(
         nemesis_log,
         latency_ms: percentiles(&latencies),
         latency_hist: histogram(&latencies),
+        recovery_ms: None,
     }
 }
