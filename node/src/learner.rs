@@ -527,6 +527,29 @@ mod tests {
         assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
     }
 
+    /// Issue 18's seeds 23 and 109: the follower never got its sync mode
+    /// (its ACKEPOCH or the leader's DIFF lost inside the link) and waited
+    /// in discovery while the leader's pings kept it from timing out.
+    #[test]
+    fn a_stalled_discovery_is_given_up() {
+        let mut n = Node::new(NodeConfig::new(2, vec![1, 2, 3], vec![]));
+        n.step(Input::Recover(Durable::default()));
+        n.role = Role::Learning(Learner::new(1, false, 0));
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::LeaderInfo { epoch: 2 },
+        });
+        assert!(matches!(n.learner_ref().phase, Phase::Discovered { .. }));
+        for round in 0..2 * n.cfg.init_limit + 2 {
+            n.step(Input::Tick);
+            n.step(Input::Recv {
+                from: 1,
+                msg: PeerMsg::Ping { round },
+            });
+        }
+        assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
+    }
+
     /// (c) §3.3: during sync each PROPOSAL must be the last one + 1 (or a
     /// new epoch's first txn); a gap means a lost frame.
     #[test]
