@@ -184,6 +184,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         deadline: a.timeout.map(|t| start + t),
         max_steps: None,
         max_bytes: Some(SEARCH_MEMORY_BYTES),
+        no_reductions: false,
     };
     let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
     let elapsed = start.elapsed();

@@ -49,6 +49,7 @@ struct Partition<'h, O> {
 fn partitions<'h, M: Model>(
     model: &M,
     history: &'h History,
+    reductions: bool,
 ) -> Result<Vec<Partition<'h, M::Op>>, ModelError> {
     let mut parts: BTreeMap<Option<Value>, Partition<'h, M::Op>> = BTreeMap::new();
     for pair in history.pairs() {
@@ -79,7 +80,27 @@ fn partitions<'h, M: Model>(
         });
         part.pairs.push(pair);
     }
-    Ok(parts.into_values().collect())
+    let mut parts: Vec<Partition<'h, M::Op>> = parts.into_values().collect();
+    if reductions {
+        for p in &mut parts {
+            let view: Vec<(&M::Op, bool)> =
+                p.items.iter().map(|i| (&i.op, i.ret.is_none())).collect();
+            let prune = model.prunable(&view);
+            assert_eq!(prune.len(), p.items.len(), "one answer per op");
+            assert!(
+                prune
+                    .iter()
+                    .zip(&p.items)
+                    .all(|(x, i)| !x || i.ret.is_none()),
+                "only optional ops may be pruned"
+            );
+            let mut keep = prune.iter().map(|x| !x);
+            let mut keep2 = keep.clone();
+            p.items.retain(|_| keep.next().expect("same length"));
+            p.pairs.retain(|_| keep2.next().expect("same length"));
+        }
+    }
+    Ok(parts)
 }
 
 /// How one partition's search ended.
@@ -108,7 +129,7 @@ pub fn check_model<M: Model>(
     budget: &Budget,
     threads: usize,
 ) -> Result<LinReport, ModelError> {
-    let parts = partitions(model, history)?;
+    let parts = partitions(model, history, !budget.no_reductions)?;
     let (ends, states) = run_rounds(model, &parts, budget, threads);
     let mut report = LinReport {
         result: Validity::Valid,

@@ -45,6 +45,15 @@ pub trait Model: Sync {
         pair.invoke.key.clone()
     }
 
+    /// Which ops of one partition the search may leave out: `ops` are the
+    /// partition's ops, each with whether it is optional (crashed: `info`
+    /// or never completed). Only optional ops may be marked, and only when
+    /// no linearization needs them: the partition must be linearizable
+    /// with the marked ops removed iff it is with them. Default: none.
+    fn prunable(&self, ops: &[(&Self::Op, bool)]) -> Vec<bool> {
+        vec![false; ops.len()]
+    }
+
     /// A short human description of an op, e.g. `cas 1->2`, `read -> 3`.
     fn describe_op(&self, op: &Self::Op) -> String;
 
@@ -122,6 +131,31 @@ impl Model for Register {
             RegisterOp::Write(v) => Some(v.clone()),
             RegisterOp::Cas(from, to) => (from == state).then(|| to.clone()),
         }
+    }
+
+    /// A crashed write (or cas) whose value no completed read returned and
+    /// no cas expects is never needed: linearized, it would only leave a
+    /// value in the register that no later op may see until the next write
+    /// overwrites it, so the same order without it is just as legal.
+    fn prunable(&self, ops: &[(&RegisterOp, bool)]) -> Vec<bool> {
+        let mut observed: std::collections::BTreeSet<&Value> = Default::default();
+        for (op, _) in ops {
+            match op {
+                RegisterOp::Read(v) | RegisterOp::Cas(v, _) => {
+                    observed.insert(v);
+                }
+                RegisterOp::Write(_) => {}
+            }
+        }
+        ops.iter()
+            .map(|(op, optional)| {
+                *optional
+                    && match op {
+                        RegisterOp::Write(v) | RegisterOp::Cas(_, v) => !observed.contains(v),
+                        RegisterOp::Read(_) => false,
+                    }
+            })
+            .collect()
     }
 
     fn describe_op(&self, op: &RegisterOp) -> String {

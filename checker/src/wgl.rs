@@ -46,6 +46,10 @@ pub struct Budget {
     pub max_steps: Option<u64>,
     /// Cap on the bytes of one partition's search cache (bounds memory).
     pub max_bytes: Option<usize>,
+    /// Skip the sound reductions made before the search (see
+    /// [`crate::Model::prunable`]); for side-by-side measurements only:
+    /// the verdict is the same either way.
+    pub no_reductions: bool,
 }
 
 /// Why a search stopped without a verdict.

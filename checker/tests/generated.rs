@@ -87,6 +87,10 @@ fn wgl_verdict(h: &History) -> Validity {
 }
 
 fn small_config(seed: u64) -> SynthConfig {
+    small_config_with(seed, 0.15)
+}
+
+fn small_config_with(seed: u64, info_probability: f64) -> SynthConfig {
     SynthConfig {
         seed,
         processes: 2 + (seed % 3) as usize,
@@ -95,7 +99,7 @@ fn small_config(seed: u64) -> SynthConfig {
         cas: !seed.is_multiple_of(4),
         values: 3,
         fail_probability: 0.1,
-        info_probability: 0.15,
+        info_probability,
     }
 }
 
@@ -127,9 +131,21 @@ fn exhaustive_search_agrees_on_unaltered_histories() {
 
 #[test]
 fn altered_reads_match_exhaustive_search() {
+    altered_reads_agree(0.15);
+}
+
+/// With many crashed ops, most of them pruned before the search (a crashed
+/// write whose value nobody observed): the verdicts still agree with the
+/// exhaustive search, which prunes nothing.
+#[test]
+fn altered_reads_with_many_crashed_ops_match_exhaustive_search() {
+    altered_reads_agree(0.35);
+}
+
+fn altered_reads_agree(info_probability: f64) {
     let (mut valid, mut invalid) = (0, 0);
     for seed in 0..1500 {
-        let h = register_history(&small_config(seed));
+        let h = register_history(&small_config_with(seed, info_probability));
         let mut ops: Vec<Op> = h.ops().to_vec();
         let reads: Vec<usize> = (0..ops.len())
             .filter(|&i| ops[i].kind == OpType::Ok && ops[i].f == faultline_history::Fun::Read)

@@ -780,6 +780,7 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
         deadline: None,
         max_steps: Some(20_000_000),
         max_bytes: Some(1 << 30),
+        no_reductions: false,
     };
     match check(&h, ModelKind::CasRegister, &budget, 1) {
         Ok(r) => CheckOutcome {
