@@ -61,8 +61,10 @@ fn json_verdict_names_the_witness() {
 
 #[test]
 fn a_search_out_of_time_is_unknown() {
-    // 40 writes of unknown outcome, then a read of a value never written:
-    // refuting it means trying every subset of the writes.
+    // 40 writes of unknown outcome, each value read by a read that spans
+    // the whole history (so no write can be left out before the search),
+    // and a read of a value never written: refuting it means trying every
+    // subset of the writes.
     let mut src = String::new();
     for p in 0..40 {
         src.push_str(&format!(
@@ -71,8 +73,18 @@ fn a_search_out_of_time_is_unknown() {
         src.push_str(&format!(
             "{{:type :info, :f :write, :value {p}, :process {p}}}\n"
         ));
+        src.push_str(&format!(
+            "{{:type :invoke, :f :read, :value nil, :process {}}}\n",
+            100 + p
+        ));
     }
     src.push_str("{:type :invoke, :f :read, :value nil, :process 99}\n{:type :ok, :f :read, :value 999, :process 99}\n");
+    for p in 0..40 {
+        src.push_str(&format!(
+            "{{:type :ok, :f :read, :value {p}, :process {}}}\n",
+            100 + p
+        ));
+    }
     let f = scratch("hard.edn", src.as_bytes());
     let o = faultline(&["check", "--timeout", "0.3", "--json", &f]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

@@ -229,6 +229,10 @@ pub struct Node {
     pub(crate) clients: Clients,
     pub(crate) out: Vec<Output>,
     pub(crate) applied_since_snapshot: u64,
+    /// Ticks a learner's sync may go without progress before it is given
+    /// up: twice initLimit, doubled after each sync given up (so a slow but
+    /// working network still gets through), reset once a sync completes.
+    pub(crate) sync_patience: u64,
 }
 
 impl Node {
@@ -237,6 +241,7 @@ impl Node {
     pub fn new(cfg: NodeConfig) -> Node {
         let voters = cfg.voters.iter().copied().collect();
         let observers = cfg.observers.iter().copied().collect();
+        let sync_patience = 2 * cfg.init_limit;
         Node {
             vote: Vote {
                 leader: cfg.sid,
@@ -261,6 +266,7 @@ impl Node {
             clients: Clients::default(),
             out: Vec::new(),
             applied_since_snapshot: 0,
+            sync_patience,
         }
     }
 

@@ -108,8 +108,10 @@ impl Node {
         }
         // Pings keep a link alive even when a frame of the sync was lost
         // inside it (simulated TCP never retransmits): a sync that makes no
-        // progress for twice initLimit is given up and started again.
-        if !l.up_to_date() && now.saturating_sub(l.watched.1) > 2 * self.cfg.init_limit {
+        // progress for `sync_patience` ticks is given up and started again,
+        // with twice the patience next time.
+        if !l.up_to_date() && now.saturating_sub(l.watched.1) > self.sync_patience {
+            self.sync_patience = (2 * self.sync_patience).min(64 * self.cfg.init_limit);
             self.protocol_error("sync stalled");
         }
     }
@@ -429,6 +431,7 @@ impl Node {
             return self.protocol_error("UPTODATE out of order");
         };
         self.learner().phase = Phase::Broadcast { epoch };
+        self.sync_patience = 2 * self.cfg.init_limit;
         // The leader is established: its initial history is committed.
         self.certain = self.certain.max(self.store.applied);
         self.trace();
