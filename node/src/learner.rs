@@ -503,6 +503,20 @@ mod tests {
             .any(|o| matches!(o, Output::Event(ProtocolEvent::ProtocolError { .. })))
     }
 
+    /// The leader keeps pinging (so the learner never times out on
+    /// silence) while the sync makes no progress: the learner must go back
+    /// to LOOKING within its patience.
+    fn gives_up_while_pinged(n: &mut Node) {
+        for round in 0..n.sync_patience + 2 {
+            n.step(Input::Tick);
+            n.step(Input::Recv {
+                from: 1,
+                msg: PeerMsg::Ping { round },
+            });
+        }
+        assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
+    }
+
     /// Issue 18: a learner whose sync stalls (here UPTODATE never comes,
     /// as when its frame is lost inside a link that pings keep alive) gives
     /// up and looks for a leader again, as ZooKeeper's initLimit makes it.
@@ -519,15 +533,7 @@ mod tests {
         });
         n.step(Input::Synced(Zxid(0)));
         assert!(matches!(n.learner_ref().phase, Phase::WaitUpToDate { .. }));
-        let limit = 2 * n.cfg.init_limit + 2;
-        for round in 0..limit {
-            n.step(Input::Tick);
-            n.step(Input::Recv {
-                from: 1,
-                msg: PeerMsg::Ping { round },
-            });
-        }
-        assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
+        gives_up_while_pinged(&mut n);
     }
 
     /// Issue 18's seeds 23 and 109: the follower never got its sync mode
@@ -543,14 +549,7 @@ mod tests {
             msg: PeerMsg::LeaderInfo { epoch: 2 },
         });
         assert!(matches!(n.learner_ref().phase, Phase::Discovered { .. }));
-        for round in 0..2 * n.cfg.init_limit + 2 {
-            n.step(Input::Tick);
-            n.step(Input::Recv {
-                from: 1,
-                msg: PeerMsg::Ping { round },
-            });
-        }
-        assert_eq!(n.state(), crate::PeerState::Looking, "still waiting");
+        gives_up_while_pinged(&mut n);
     }
 
     /// (c) §3.3: during sync each PROPOSAL must be the last one + 1 (or a

@@ -83,19 +83,7 @@ fn five_servers_elect_and_commit() {
 /// no quorum to commit it).
 fn write_is_not_acked(c: &mut Cluster, server: u64, session: u64) {
     c.sim.client(format!("stuck-writer-{session}"), async move {
-        let mut cl = faultline_node::client::Client::connect(
-            &common::host(server),
-            2181,
-            session,
-            Duration::from_secs(1),
-        )
-        .await?;
-        let r = cl
-            .call(
-                ClientOp::Write { key: 1, value: 99 },
-                Duration::from_secs(2),
-            )
-            .await;
+        let r = common::write_once(server, session, 1, 99, Duration::from_secs(2)).await?;
         assert!(
             !matches!(r, Ok(ref resp) if resp.outcome == Outcome::Written),
             "no quorum, no ack: {r:?}"
@@ -187,19 +175,7 @@ fn orphan_proposal_is_truncated() {
         c.sim.partition(common::host(old), common::host(s));
     }
     c.sim.client("orphan-writer", async move {
-        let mut cl = faultline_node::client::Client::connect(
-            &common::host(old),
-            2181,
-            2,
-            Duration::from_secs(1),
-        )
-        .await?;
-        let _ = cl
-            .call(
-                ClientOp::Write { key: 1, value: 666 },
-                Duration::from_millis(50),
-            )
-            .await;
+        let _ = common::write_once(old, 2, 1, 666, Duration::from_millis(50)).await?;
         Ok(())
     });
     c.run_until(Duration::from_secs(5), "the orphan is logged", |c| {

@@ -21,16 +21,7 @@ fn slow_majority(seed: u64, slow: Duration) -> Cluster<'static> {
 /// Sends one write to `server` without waiting for its answer.
 fn send_write(c: &mut Cluster, server: u64, session: u64, value: i64) {
     c.sim.client(format!("writer-{session}"), async move {
-        let mut cl = faultline_node::client::Client::connect(
-            &common::host(server),
-            2181,
-            session,
-            Duration::from_secs(1),
-        )
-        .await?;
-        let _ = cl
-            .call(ClientOp::Write { key: 1, value }, Duration::from_secs(10))
-            .await;
+        let _ = common::write_once(server, session, 1, value, Duration::from_secs(10)).await?;
         Ok(())
     });
 }

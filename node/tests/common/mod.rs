@@ -192,3 +192,16 @@ pub async fn call_retrying(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Sends one write from a new client of `server` (session `session`) and
+/// returns its answer, or the error, after at most `timeout`.
+pub async fn write_once(
+    server: Sid,
+    session: u64,
+    key: u64,
+    value: i64,
+    timeout: Duration,
+) -> std::io::Result<Result<ClientResponse, CallError>> {
+    let mut cl = Client::connect(&host(server), 2181, session, Duration::from_secs(1)).await?;
+    Ok(cl.call(ClientOp::Write { key, value }, timeout).await)
+}
