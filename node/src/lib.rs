@@ -14,6 +14,7 @@ pub mod config;
 mod core;
 pub mod disk;
 mod election;
+pub mod evidence;
 mod leader;
 mod learner;
 pub mod msg;
