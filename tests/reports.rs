@@ -109,7 +109,11 @@ fn bench_pages_render_in_headless_chromium() {
     let run = d.join("runs/seed-2/report.html");
     let index = d.join("index.html");
     let html = std::fs::read_to_string(&run).unwrap();
-    assert!(html.contains("VALID: all 6 checks passed"));
+    assert!(
+        html.contains("VALID: all 8 checks passed"),
+        "{}",
+        &html[..html.len().min(3000)]
+    );
     assert!(std::fs::read_to_string(&index)
         .unwrap()
         .contains("runs/seed-2/report.html"));
