@@ -6,6 +6,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Runs the binary with `args` and asserts its exit code.
+fn run_expecting(args: &[&str], code: i32, what: &str) {
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn out(name: &str) -> String {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("matrix")
@@ -41,8 +55,8 @@ fn injected_bugs_are_caught_and_legal_staleness_is_not_flagged() {
 #[test]
 fn a_failing_seed_replays_exactly() {
     let dir = out("replay");
-    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
+    run_expecting(
+        &[
             "bench",
             "--seed",
             "1",
@@ -51,14 +65,9 @@ fn a_failing_seed_replays_exactly() {
             "--check-determinism",
             "--out",
             &dir,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        1,
+        "replay",
     );
     let v: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{dir}/runs/seed-1/verdict.json")).unwrap(),
@@ -84,8 +93,8 @@ fn durability_bugs_are_caught_without_the_leaders_reports() {
         "reconfig-single-quorum",
     ] {
         let dir = out(&format!("no-reports-{bug}"));
-        let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .args([
+        run_expecting(
+            &[
                 "bench",
                 "--seeds",
                 "10",
@@ -94,14 +103,9 @@ fn durability_bugs_are_caught_without_the_leaders_reports() {
                 "--no-leader-reports",
                 "--out",
                 &dir,
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "{bug}: {}",
-            String::from_utf8_lossy(&o.stderr)
+            ],
+            1,
+            bug,
         );
         let s: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(format!("{dir}/summary.json")).unwrap())

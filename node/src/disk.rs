@@ -171,36 +171,39 @@ fn parse_log(bytes: &[u8]) -> (Vec<(Txn, u64)>, usize) {
     (out, at)
 }
 
-/// Reads a data directory as a restart would, without changing it.
-pub fn read_image(dir: &Path) -> io::Result<DiskImage> {
-    let (accepted_epoch, current_epoch) = parse(&read_or_empty(&dir.join("epochs"))?, 0)
+/// The epoch and snapshot files of a data directory.
+fn read_meta(dir: &Path) -> io::Result<((u64, u64), SnapshotFile)> {
+    let epochs = parse(&read_or_empty(&dir.join("epochs"))?, 0)
         .map(|(e, _)| e)
         .unwrap_or((0, 0));
     let snapshot: SnapshotFile = parse(&read_or_empty(&dir.join("snapshot"))?, 0)
         .map(|(s, _)| s)
         .unwrap_or_default();
-    let bytes = read_or_empty(&dir.join(log_name(snapshot.generation)))?;
-    let log = parse_log(&bytes).0.into_iter().map(|(t, _)| t).collect();
-    Ok(DiskImage {
-        accepted_epoch,
-        current_epoch,
+    Ok((epochs, snapshot))
+}
+
+fn image(epochs: (u64, u64), snapshot: SnapshotFile, log: Vec<Txn>) -> DiskImage {
+    DiskImage {
+        accepted_epoch: epochs.0,
+        current_epoch: epochs.1,
         snapshot,
         log,
-    })
+    }
 }
 
 impl Disk {
-    /// Opens (creating if needed) the data directory and reads back the
-    /// durable state. A torn tail of the log is cut off; a log of an older
-    /// generation (left by a crash during an install) is removed.
-    pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Disk, Durable)> {
+    /// Opens (creating if needed) the data directory and reads back what
+    /// its files hold (the durable state is [`DiskImage::durable`]). A torn
+    /// tail of the log is cut off; a log of an older generation (left by a
+    /// crash during an install) is removed.
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Disk, DiskImage)> {
         let dir = dir.into();
         if !sfs::exists(&dir) {
             sfs::create_dir_all(&dir)?;
             sync_parent(&dir)?;
         }
-        let image = read_image(&dir)?;
-        let generation = image.snapshot.generation;
+        let (epochs, snapshot) = read_meta(&dir)?;
+        let generation = snapshot.generation;
         if generation > 0 && sfs::exists(dir.join(log_name(generation - 1))) {
             sfs::remove_file(dir.join(log_name(generation - 1)))?;
             sfs::sync_dir(&dir)?;
@@ -223,7 +226,7 @@ impl Disk {
             log_file.sync_all()?;
             sfs::sync_dir(&dir)?;
         }
-        let base = image.snapshot.base;
+        let base = snapshot.base;
         let log = index.iter().map(|(z, _)| *z).collect();
         let disk = Disk {
             dir,
@@ -235,7 +238,8 @@ impl Disk {
             dirty: false,
             journal: vec![DiskEvent::Opened { log, base }],
         };
-        Ok((disk, image.durable()))
+        let txns = records.into_iter().map(|(t, _)| t).collect();
+        Ok((disk, image(epochs, snapshot, txns)))
     }
 
     /// Appends txns without syncing them.

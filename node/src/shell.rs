@@ -234,9 +234,9 @@ struct Shell {
 /// Runs one server until the host is crashed. Errors are I/O errors of the
 /// simulated disk or listeners, which end the host.
 pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
-    let image = crate::disk::read_image(std::path::Path::new(&cfg.data_dir))?;
+    let (disk, image) = Disk::open(&cfg.data_dir)?;
+    let durable = image.durable();
     probe.update(|d| d.image = Some((sim_time(), image)));
-    let (disk, durable) = Disk::open(&cfg.data_dir)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peers = TcpListener::bind(("0.0.0.0", cfg.peer_port)).await?;
     let clients = TcpListener::bind(("0.0.0.0", cfg.client_port)).await?;
