@@ -103,11 +103,37 @@ fn went_looking(trace: &[Value], after_ns: u64) -> bool {
 #[test]
 fn every_nemesis_acts() {
     let warmup_ns = 1_000_000_000;
-    let (v, _, _) = run_kind("crash-leader", "3");
+    let (v, _, t) = run_kind("crash-leader", "3");
     assert!(
         log_has(&v, "crashed leader") && v["leader_changes"].as_u64().unwrap() >= 2,
         "{v:#}"
     );
+    // The crash in the middle of a sync hit a server that was syncing.
+    let mid_sync = v["nemesis_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[1].as_str().unwrap().contains("in the middle of its sync"))
+        .unwrap_or_else(|| panic!("no crash mid-sync: {v:#}"));
+    let at_ns = mid_sync[0].as_u64().unwrap() * 1_000_000;
+    let sid: u64 = mid_sync[1].as_str().unwrap()["crashed server ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let last = t
+        .iter()
+        .rfind(|e| e["trace"]["sid"] == sid && e["t_ns"].as_u64().unwrap() <= at_ns)
+        .unwrap();
+    assert!(
+        last["trace"]["role"] == "Following" && last["trace"]["serving"] == false,
+        "{last}"
+    );
+    assert!(log_has(
+        &v,
+        &format!("restarted server {sid} after its crash mid-sync")
+    ));
     let (v, _, t) = run_kind("crash", "3");
     assert!(
         log_has(&v, "crashed [") && went_looking(&t, warmup_ns),

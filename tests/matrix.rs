@@ -31,7 +31,7 @@ fn out(name: &str) -> String {
 #[test]
 fn injected_bugs_are_caught_and_legal_staleness_is_not_flagged() {
     let dir = out("small");
-    let bugs = "ack-before-fsync,commit-without-quorum,skip-trunc,serve-before-uptodate,stale-leader-reads";
+    let bugs = "ack-before-fsync,commit-without-quorum,skip-trunc,no-epoch-fencing,serve-before-uptodate,stale-leader-reads";
     let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["matrix", "--bugs", bugs, "--seeds", "20", "--out", &dir])
         .output()
@@ -42,7 +42,7 @@ fn injected_bugs_are_caught_and_legal_staleness_is_not_flagged() {
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/matrix.json")).unwrap())
             .unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     for r in rows {
         let legal = r["bug"] == "stale-leader-reads" && r["workload"] == "register";
         assert_eq!(r["first_detection"].is_null(), legal, "{r}");
@@ -59,7 +59,7 @@ fn a_failing_seed_replays_exactly() {
         &[
             "bench",
             "--seed",
-            "1",
+            "2",
             "--bug",
             "commit-without-quorum",
             "--check-determinism",
@@ -70,7 +70,7 @@ fn a_failing_seed_replays_exactly() {
         "replay",
     );
     let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{dir}/runs/seed-1/verdict.json")).unwrap(),
+        &std::fs::read_to_string(format!("{dir}/runs/seed-2/verdict.json")).unwrap(),
     )
     .unwrap();
     let checks = v["checks"].as_array().unwrap();

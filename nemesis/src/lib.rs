@@ -134,6 +134,16 @@ pub enum Fault {
     /// and meet the two that missed the epoch; the old leader stays down
     /// until the heal. Carried out by the runner over time.
     EpochSkew,
+    /// Arms a crash in the middle of a synchronization: the first server
+    /// that, while it follows or observes without serving, writes its sync
+    /// to disk (a TRUNC, a snapshot install or the synced txns) crashes in
+    /// that very step, before the fsync and the epoch write that end the
+    /// sync, and restarts `restart_after_ms` later (ZOOKEEPER-1653's
+    /// window). Carried out by the runner; given up after 5 s unarmed.
+    CrashInSync {
+        /// How long the server stays down.
+        restart_after_ms: u64,
+    },
 }
 
 impl Fault {
@@ -154,6 +164,9 @@ impl Fault {
                 "crash leader, then everyone once a new leader is established".into()
             }
             Fault::EpochSkew => "epoch skew (ZOOKEEPER-4643)".into(),
+            Fault::CrashInSync { restart_after_ms } => {
+                format!("crash the next server mid-sync, restart it after {restart_after_ms} ms")
+            }
         }
     }
 }
@@ -228,10 +241,10 @@ impl Schedule {
                 at_ms: t,
                 fault: start,
             });
-            if let Some(end) = end {
+            for fault in end {
                 events.push(Event {
                     at_ms: t + dur,
-                    fault: end,
+                    fault,
                 });
             }
             t += dur + rng.random_range(300..1000);
@@ -266,6 +279,7 @@ impl Schedule {
                 Fault::Latency { .. } => Some("latency"),
                 Fault::AddNode { .. } => Some("add-node"),
                 Fault::CrashLeaderThenAll | Fault::EpochSkew => Some("restart-all"),
+                Fault::CrashInSync { .. } => Some("crash-in-sync"),
                 _ => None,
             })
             .collect();
@@ -280,16 +294,16 @@ fn episode(
     rng: &mut ChaCha8Rng,
     topo: &Topology,
     joined: &mut bool,
-) -> (Option<Fault>, Option<Fault>) {
+) -> (Option<Fault>, Vec<Fault>) {
     let n = topo.servers.len();
     let pick = |rng: &mut ChaCha8Rng| topo.servers[rng.random_range(0..n)];
     match kind {
-        NemesisKind::CrashLeader => (Some(Fault::CrashLeader), Some(Fault::RestartCrashed)),
+        NemesisKind::CrashLeader => (Some(Fault::CrashLeader), restart(rng)),
         NemesisKind::Crash => (
             Some(Fault::Crash {
                 nodes: vec![pick(rng)],
             }),
-            Some(Fault::RestartCrashed),
+            restart(rng),
         ),
         NemesisKind::RestartAll => {
             // A quorum at once, one of: every server right after a new
@@ -300,10 +314,10 @@ fn episode(
             let mut v = topo.voters.clone();
             let roll = rng.random_range(0..3);
             if roll == 0 {
-                return (Some(Fault::CrashLeaderThenAll), Some(Fault::RestartCrashed));
+                return (Some(Fault::CrashLeaderThenAll), vec![Fault::RestartCrashed]);
             }
             if roll == 1 && topo.voters.len() >= 5 {
-                return (Some(Fault::EpochSkew), Some(Fault::RepairNetwork));
+                return (Some(Fault::EpochSkew), vec![Fault::RepairNetwork]);
             }
             if rng.random_bool(0.5) {
                 v = topo.servers.clone();
@@ -315,7 +329,7 @@ fn episode(
                 v.truncate(topo.voters.len() / 2 + 1);
             }
             v.sort();
-            (Some(Fault::Crash { nodes: v }), Some(Fault::RestartCrashed))
+            (Some(Fault::Crash { nodes: v }), vec![Fault::RestartCrashed])
         }
         NemesisKind::PartitionHalves => {
             let mut s = topo.servers.clone();
@@ -329,7 +343,7 @@ fn episode(
             b.sort();
             (
                 Some(Fault::Partition { a: s, b }),
-                Some(Fault::RepairNetwork),
+                vec![Fault::RepairNetwork],
             )
         }
         NemesisKind::PartitionBridge => {
@@ -346,29 +360,42 @@ fn episode(
             a.sort();
             let mut b = b;
             b.sort();
-            (Some(Fault::Partition { a, b }), Some(Fault::RepairNetwork))
+            (Some(Fault::Partition { a, b }), vec![Fault::RepairNetwork])
         }
-        NemesisKind::PartitionLeader => (Some(Fault::PartitionLeader), Some(Fault::RepairNetwork)),
+        NemesisKind::PartitionLeader => (Some(Fault::PartitionLeader), vec![Fault::RepairNetwork]),
         NemesisKind::PacketLoss => (
             Some(Fault::PacketLoss {
                 rate: rng.random_range(0.01..0.2),
             }),
-            Some(Fault::NormalNetwork),
+            vec![Fault::NormalNetwork],
         ),
         NemesisKind::Latency => (
             Some(Fault::Latency {
                 max_ms: rng.random_range(20..80),
             }),
-            Some(Fault::NormalNetwork),
+            vec![Fault::NormalNetwork],
         ),
         NemesisKind::AddNode => match topo.joiner {
             Some(j) if !*joined => {
                 *joined = true;
-                (Some(Fault::AddNode { node: j }), None)
+                (Some(Fault::AddNode { node: j }), Vec::new())
             }
-            _ => (None, None),
+            _ => (None, Vec::new()),
         },
     }
+}
+
+/// The end of a crash episode: restart the crashed servers; in half the
+/// episodes the first server to write its sync afterwards (most often the
+/// one restarted, catching up) is crashed again in the middle of it.
+fn restart(rng: &mut ChaCha8Rng) -> Vec<Fault> {
+    let mut end = vec![Fault::RestartCrashed];
+    if rng.random_bool(0.5) {
+        end.push(Fault::CrashInSync {
+            restart_after_ms: rng.random_range(50..400),
+        });
+    }
+    end
 }
 
 /// What a fault is applied to: the runner's view of the simulation.
@@ -397,6 +424,8 @@ pub trait Target {
     /// Start the epoch-skew choreography (see [`Fault::EpochSkew`]);
     /// false if there is no leader to start from.
     fn epoch_skew(&mut self) -> bool;
+    /// Arm the crash in the middle of a sync (see [`Fault::CrashInSync`]).
+    fn crash_in_sync(&mut self, restart_after_ms: u64);
 }
 
 /// Applies one fault. Returns what it did, for the run's log (a fault that
@@ -461,6 +490,12 @@ pub fn apply(t: &mut dyn Target, f: &Fault) -> String {
                 "no leader for an epoch skew".into()
             }
         }
+        Fault::CrashInSync { restart_after_ms } => {
+            t.crash_in_sync(*restart_after_ms);
+            format!(
+                "the next server to write its sync crashes mid-sync (down {restart_after_ms} ms)"
+            )
+        }
         Fault::CrashLeaderThenAll => {
             let old = t.leader();
             if let Some(l) = old {
@@ -503,6 +538,7 @@ mod tests {
             vec![
                 "add-node",
                 "crash",
+                "crash-in-sync",
                 "crash-leader",
                 "latency",
                 "packet-loss",
@@ -511,6 +547,30 @@ mod tests {
                 "restart-all"
             ]
         );
+    }
+
+    #[test]
+    fn half_the_crash_episodes_end_with_a_crash_in_a_sync() {
+        let s = Schedule::generate(2, &[NemesisKind::Crash], 200_000, &topo());
+        let restarts = s
+            .events
+            .iter()
+            .filter(|e| e.fault == Fault::RestartCrashed)
+            .count();
+        let in_sync: Vec<&Event> = s
+            .events
+            .iter()
+            .filter(|e| matches!(e.fault, Fault::CrashInSync { .. }))
+            .collect();
+        assert!(restarts > 100, "{restarts}");
+        let share = in_sync.len() as f64 / restarts as f64;
+        assert!((0.35..0.65).contains(&share), "{share}");
+        // Armed right as the crashed servers restart.
+        for e in in_sync {
+            let i = s.events.iter().position(|x| std::ptr::eq(x, e)).unwrap();
+            assert_eq!(s.events[i - 1].fault, Fault::RestartCrashed);
+            assert_eq!(s.events[i - 1].at_ms, e.at_ms);
+        }
     }
 
     #[test]

@@ -132,6 +132,13 @@ impl Probe {
         self.inner.lock().expect("probe").trace.clone()
     }
 
+    /// The latest trace event (the core emits one whenever its role,
+    /// leader or serving state changes, so unlike [`Probe::status`], which
+    /// the host refreshes once a tick, it is current after every step).
+    pub fn last_trace(&self) -> Option<(Duration, TraceEvent)> {
+        self.inner.lock().expect("probe").trace.last().cloned()
+    }
+
     /// Every protocol event so far, with the simulated time it happened.
     pub fn events(&self) -> Vec<(Duration, ProtocolEvent)> {
         self.inner.lock().expect("probe").events.clone()
@@ -156,6 +163,15 @@ impl Probe {
             records: d.records.clone(),
             image: d.image.clone(),
         }
+    }
+
+    /// The records of [`Probe::evidence`] made at or after `since`, in
+    /// order (cheap for a recent `since`: a harness can call it after
+    /// every step to see what a host just did).
+    pub fn records_since(&self, since: Duration) -> Vec<(Duration, Record)> {
+        let d = self.inner.lock().expect("probe");
+        let from = d.records.partition_point(|(t, _)| *t < since);
+        d.records[from..].to_vec()
     }
 
     /// When the host last read its files at a start.

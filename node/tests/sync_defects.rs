@@ -124,3 +124,139 @@ fn a_learner_persisting_newleader_accepts_forwarded_proposals() {
     assert!(errors.is_empty(), "server 1 dropped its leader: {errors:?}");
     c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
 }
+
+/// Servers 1-3 fsync slowly, so the leader of the second epoch (one of 2-4,
+/// with 1 and 5 down) always has a proposal outstanding under load, and
+/// server 1's sync stays unsynced for a while after it installs a snapshot.
+fn snapshot_window(seed: u64, bugs: faultline_node::Bugs) -> Cluster<'static> {
+    Cluster::with(seed, 5, 0, move |cfg| {
+        cfg.node.snapshot_interval = 20;
+        cfg.node.committed_log_window = 5;
+        cfg.node.bugs = bugs.clone();
+        if cfg.node.sid <= 3 {
+            cfg.fsync_latency = Duration::from_millis(40);
+        }
+    })
+}
+
+/// Runs ZOOKEEPER-1653's window on server 1: it misses a whole epoch, is
+/// synced by SNAP (the snapshot is of the new epoch, outstanding proposals
+/// follow), and crashes after the snapshot is installed, before the fsync
+/// of what follows it and before it writes currentEpoch. Returns the
+/// cluster, the epoch server 1 missed, and the snapshot's zxid.
+fn crash_after_snapshot_install(c: &mut Cluster) -> (u64, faultline_node::Zxid) {
+    use faultline_node::disk::DiskEvent;
+    use faultline_node::shell::Record;
+    let first = c.wait_for_leader(Duration::from_secs(10));
+    assert_eq!(first, 5, "the highest id leads an empty ensemble");
+    c.crash(1);
+    c.crash(5);
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    let epoch = c.status(leader).epoch;
+    c.sim.client("load", async move {
+        for seq in 1..=200 {
+            common::call_retrying(
+                &[leader],
+                1,
+                seq,
+                ClientOp::Write {
+                    key: 1,
+                    value: seq as i64,
+                },
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    });
+    c.run_until(
+        Duration::from_secs(20),
+        "the new epoch commits 40 txns",
+        |c| {
+            let z = c.status(leader).last_committed;
+            z.epoch() == epoch && z.counter() >= 40
+        },
+    );
+    let before = c.probes[&1].evidence().records.len();
+    c.restart(1);
+    let mut installed = None;
+    c.run_until(
+        Duration::from_secs(5),
+        "server 1 appends after a snapshot",
+        |c| {
+            let ev = c.probes[&1].evidence();
+            for (_, r) in &ev.records[before.min(ev.records.len())..] {
+                if let Record::Disk(DiskEvent::Installed { base }) = r {
+                    installed = Some(*base);
+                }
+            }
+            let st = c.status(1);
+            installed.is_some()
+                && !st.serving
+                && matches!(
+                    ev.records.last(),
+                    Some((_, Record::Disk(DiskEvent::Appended { .. })))
+                )
+        },
+    );
+    c.crash(1);
+    let base = installed.expect("checked");
+    assert_eq!(
+        base.epoch(),
+        epoch,
+        "the snapshot is of the epoch server 1 missed"
+    );
+    (epoch, base)
+}
+
+/// J1653: a crash inside that window leaves a snapshot of an epoch newer
+/// than currentEpoch on disk. The promise made at LEADERINFO (acceptedEpoch,
+/// durable before ACKEPOCH) lets the restart repair currentEpoch; the
+/// server syncs again and serves.
+#[test]
+fn a_crash_between_snapshot_install_and_currentepoch_is_repaired() {
+    let mut c = snapshot_window(21, faultline_node::Bugs::default());
+    let (epoch, base) = crash_after_snapshot_install(&mut c);
+    c.restart(1);
+    c.run_until(Duration::from_secs(5), "server 1 serves again", |c| {
+        let s = c.status(1);
+        s.up && s.serving
+    });
+    let (_, image) = c.probes[&1].evidence().image.expect("read at the restart");
+    assert_eq!(image.snapshot.base, base, "the crash hit the window");
+    assert!(image.current_epoch < epoch && image.accepted_epoch >= epoch);
+    c.restart(5);
+    c.run_until(Duration::from_secs(30), "convergence", |c| c.converged());
+}
+
+/// The same window with `no_epoch_fencing`: acceptedEpoch was never
+/// written, so nothing vouches for the snapshot's epoch and the startup
+/// check refuses the disk (the bench's node-invariants failure).
+#[test]
+fn without_epoch_fencing_the_same_crash_fails_the_startup_check() {
+    let bugs = faultline_node::Bugs {
+        no_epoch_fencing: true,
+        ..Default::default()
+    };
+    let mut c = snapshot_window(21, bugs);
+    crash_after_snapshot_install(&mut c);
+    c.restart(1);
+    // The panic that reaches us is tokio's; keep the first message, the
+    // server's own.
+    let first = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = first.clone();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let mut f = seen.lock().unwrap();
+        if f.is_none() {
+            *f = Some(info.to_string());
+        }
+    }));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.run_for(Duration::from_secs(2));
+    }));
+    std::panic::set_hook(hook);
+    assert!(r.is_err(), "server 1 must refuse its disk");
+    let msg = first.lock().unwrap().clone().unwrap_or_default();
+    assert!(msg.contains("currentEpoch 1 < epoch of last zxid"), "{msg}");
+}

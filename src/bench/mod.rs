@@ -1,6 +1,7 @@
 //! `faultline bench`: fault campaigns against the ZAB node, with every
 //! check, run directories, `summary.json` and `junit.xml`.
 
+mod cluster;
 mod evidence;
 mod mixes;
 mod run;
@@ -281,6 +282,8 @@ fn config(a: &BenchArgs, seed: u64) -> anyhow::Result<RunConfig> {
         watchdog_s: a.watchdog,
         // 1..=20 ms, a pure function of the seed.
         fsync_ms: 1 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) % 20,
+        // 20..=200 txns, a pure function of the seed.
+        snapshot_interval: 20 + (seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) % 181,
         leader_reports: !a.no_leader_reports,
     })
 }

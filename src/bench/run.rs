@@ -2,18 +2,19 @@
 //! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
 //! committed txns -> checks -> verdict.
 
+use super::cluster::{host, Cluster, NORMAL_LATENCY_MS};
 use super::evidence;
 use faultline_checker::durable;
 use faultline_checker::zk::{self, CheckOutcome, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_history::{Fun, History, Op, OpType};
 use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
-use faultline_node::shell::{self, Probe, ShellConfig};
+use faultline_node::shell::ShellConfig;
 use faultline_node::{Bugs, NodeConfig, PeerState, ProtocolEvent};
 use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, WorkloadKind};
 use serde::Serialize;
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -55,6 +56,11 @@ pub struct RunConfig {
     /// Time an fsync takes on every server, ms (drawn from the seed: disks
     /// differ, and slow ones widen the window between write and sync).
     pub fsync_ms: u64,
+    /// Committed txns between snapshots on every server; the DIFF window
+    /// (committed txns kept beyond the snapshot) is half of it. Drawn from
+    /// the seed: the shorter it is, the more often a lagging server is
+    /// synced by SNAP.
+    pub snapshot_interval: u64,
     /// Whether what leaders report committed is used, as a cross-check of
     /// the durable evidence and to fill in reads below every server's log.
     pub leader_reports: bool,
@@ -115,254 +121,6 @@ pub struct RunArtifacts {
     /// Protocol messages sent by all servers, per simulated second.
     pub messages_per_second: Vec<(u64, u64)>,
 }
-
-fn host(s: Sid) -> String {
-    format!("n{s}")
-}
-
-/// The simulation as the nemesis sees it.
-struct Cluster<'a> {
-    sim: turmoil::Sim<'a>,
-    probes: BTreeMap<Sid, Probe>,
-    configs: BTreeMap<Sid, ShellConfig>,
-    started: BTreeSet<Sid>,
-    crashed: BTreeSet<Sid>,
-    cut: BTreeSet<(Sid, Sid)>,
-    add_voter: Rc<Cell<Option<Sid>>>,
-    /// Crash everyone once a leader other than this one is established.
-    armed: Option<Option<Sid>>,
-    /// The epoch-skew choreography in progress.
-    skew: Option<Skew>,
-    /// Fault actions the runner took on its own (armed crashes).
-    late_log: Vec<(u64, String)>,
-}
-
-impl Cluster<'_> {
-    fn start(&mut self, s: Sid) {
-        let probe = self.probes.entry(s).or_default().clone();
-        let cfg = self.configs[&s].clone();
-        self.sim
-            .host(host(s), move || shell::run(cfg.clone(), probe.clone()));
-        self.started.insert(s);
-    }
-}
-
-impl Target for Cluster<'_> {
-    fn leader(&self) -> Option<Sid> {
-        self.probes
-            .iter()
-            .filter(|(s, _)| !self.crashed.contains(s))
-            .find(|(_, p)| {
-                let st = p.status();
-                st.role == Some(PeerState::Leading) && st.serving
-            })
-            .map(|(s, _)| *s)
-    }
-
-    fn crash(&mut self, s: Sid) {
-        if self.started.contains(&s) && self.crashed.insert(s) {
-            self.sim.crash(host(s));
-            self.probes[&s].mark_down();
-        }
-    }
-
-    fn restart_crashed(&mut self) {
-        for s in std::mem::take(&mut self.crashed) {
-            self.sim.bounce(host(s));
-        }
-    }
-
-    fn partition(&mut self, a: &[Sid], b: &[Sid]) {
-        for &x in a {
-            for &y in b {
-                if x != y && self.cut.insert((x.min(y), x.max(y))) {
-                    self.sim.partition(host(x), host(y));
-                }
-            }
-        }
-    }
-
-    fn repair(&mut self) {
-        for (x, y) in std::mem::take(&mut self.cut) {
-            self.sim.repair(host(x), host(y));
-        }
-    }
-
-    fn packet_loss(&mut self, rate: f64) {
-        let servers = self.servers();
-        for &x in &servers {
-            for &y in &servers {
-                if x < y {
-                    self.sim.set_link_fail_rate(host(x), host(y), rate);
-                }
-            }
-        }
-    }
-
-    fn latency(&mut self, max_ms: Option<u64>) {
-        self.sim
-            .set_max_message_latency(Duration::from_millis(max_ms.unwrap_or(NORMAL_LATENCY_MS)));
-    }
-
-    fn add_node(&mut self, s: Sid) {
-        if !self.started.contains(&s) {
-            self.start(s);
-        }
-        self.add_voter.set(Some(s));
-    }
-
-    fn servers(&self) -> Vec<Sid> {
-        self.started.iter().copied().collect()
-    }
-
-    fn crash_all_on_new_leader(&mut self, old: Option<Sid>) {
-        self.armed = Some(old);
-    }
-
-    fn epoch_skew(&mut self) -> bool {
-        let Some(leader) = self.leader() else {
-            return false;
-        };
-        let voters: Vec<Sid> = self
-            .probes
-            .get(&leader)
-            .map(|p| p.status().voters)
-            .unwrap_or_default();
-        let others: Vec<Sid> = voters.into_iter().filter(|&s| s != leader).collect();
-        if others.len() < 4 {
-            return false;
-        }
-        let (laggards, missers) = ([others[0], others[1]], [others[2], others[3]]);
-        let rest: Vec<Sid> = self
-            .servers()
-            .into_iter()
-            .filter(|s| !laggards.contains(s))
-            .collect();
-        self.partition(&laggards, &rest);
-        let ms = self.sim.elapsed().as_millis() as u64;
-        self.skew = Some(Skew {
-            stage: SkewStage::Lagging,
-            since_ms: ms,
-            leader,
-            laggards,
-            missers,
-            epoch: self.probes[&leader].status().epoch,
-        });
-        true
-    }
-}
-
-/// Stages of the epoch-skew choreography (see `Fault::EpochSkew`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum SkewStage {
-    /// The laggards are cut off while the others commit.
-    Lagging,
-    /// The missers are cut off and the leader restarted: waiting for it to
-    /// establish a new epoch with the laggards.
-    NewEpoch,
-    /// Leader and laggards crashed: restart the laggards soon.
-    Crashed,
-}
-
-#[derive(Clone, Debug)]
-struct Skew {
-    stage: SkewStage,
-    since_ms: u64,
-    leader: Sid,
-    laggards: [Sid; 2],
-    missers: [Sid; 2],
-    epoch: u64,
-}
-
-impl Cluster<'_> {
-    /// Advances the epoch-skew choreography.
-    fn check_skew(&mut self) {
-        let Some(mut k) = self.skew.clone() else {
-            return;
-        };
-        let ms = self.sim.elapsed().as_millis() as u64;
-        let mut note = None;
-        match k.stage {
-            SkewStage::Lagging if ms >= k.since_ms + 400 => {
-                self.repair();
-                let rest: Vec<Sid> = self
-                    .servers()
-                    .into_iter()
-                    .filter(|s| !k.missers.contains(s))
-                    .collect();
-                self.partition(&k.missers, &rest);
-                self.crash(k.leader);
-                self.restart_crashed();
-                k.stage = SkewStage::NewEpoch;
-                k.since_ms = ms;
-                note = Some(format!(
-                    "epoch skew: cut off {:?}, restarted leader {} to lead {:?}",
-                    k.missers, k.leader, k.laggards
-                ));
-            }
-            SkewStage::NewEpoch => {
-                let st = self.probes[&k.leader].status();
-                if st.serving && st.role == Some(PeerState::Leading) && st.epoch > k.epoch {
-                    for s in [k.leader, k.laggards[0], k.laggards[1]] {
-                        self.crash(s);
-                    }
-                    k.stage = SkewStage::Crashed;
-                    k.since_ms = ms;
-                    note = Some(format!(
-                        "epoch skew: leader {} established epoch {}; crashed it and {:?}",
-                        k.leader, st.epoch, k.laggards
-                    ));
-                } else if ms >= k.since_ms + 3000 {
-                    self.skew = None;
-                    self.late_log
-                        .push((ms, "epoch skew: no new epoch in 3 s, given up".into()));
-                    return;
-                }
-            }
-            SkewStage::Crashed if ms >= k.since_ms + 50 => {
-                for s in k.laggards {
-                    if self.crashed.remove(&s) {
-                        self.sim.bounce(host(s));
-                    }
-                }
-                self.repair();
-                self.skew = None;
-                self.late_log.push((
-                    ms,
-                    format!(
-                        "epoch skew: restarted {:?} with {:?}; leader {} stays down",
-                        k.laggards, k.missers, k.leader
-                    ),
-                ));
-                return;
-            }
-            _ => {}
-        }
-        if let Some(n) = note {
-            self.late_log.push((ms, n));
-        }
-        self.skew = Some(k);
-    }
-
-    /// Fires an armed crash once a new leader is established.
-    fn check_armed(&mut self) {
-        let Some(old) = self.armed else { return };
-        match self.leader() {
-            Some(l) if Some(l) != old => {
-                self.armed = None;
-                for s in self.servers() {
-                    self.crash(s);
-                }
-                let ms = self.sim.elapsed().as_millis() as u64;
-                self.late_log
-                    .push((ms, format!("leader {l} established: crashed every server")));
-            }
-            _ => {}
-        }
-    }
-}
-
-const NORMAL_LATENCY_MS: u64 = 5;
 
 /// The topology a configuration describes.
 pub fn topology(cfg: &RunConfig) -> Topology {
@@ -426,24 +184,13 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
             (cfg.voters + 1..=cfg.voters + cfg.observers).collect(),
         );
         node.bugs = cfg.bugs.clone();
-        node.snapshot_interval = 200;
-        node.committed_log_window = 100;
+        node.snapshot_interval = cfg.snapshot_interval;
+        node.committed_log_window = (cfg.snapshot_interval / 2) as usize;
         let mut shell = ShellConfig::new(node, hosts.clone());
         shell.fsync_latency = Duration::from_millis(cfg.fsync_ms);
         configs.insert(s, shell);
     }
-    let mut c = Cluster {
-        sim: build_sim(cfg),
-        probes: BTreeMap::new(),
-        configs,
-        started: BTreeSet::new(),
-        crashed: BTreeSet::new(),
-        cut: BTreeSet::new(),
-        add_voter: Rc::new(Cell::new(None)),
-        armed: None,
-        skew: None,
-        late_log: Vec::new(),
-    };
+    let mut c = Cluster::new(build_sim(cfg), configs);
     for &s in &topo.servers {
         c.start(s);
     }
@@ -492,11 +239,10 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
             return Err(Abort::Watchdog);
         }
         c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
-        c.check_armed();
-        c.check_skew();
+        c.after_step();
         Ok(())
     };
-    let ms = |c: &Cluster| c.sim.elapsed().as_millis() as u64;
+    let ms = |c: &Cluster| c.now_ms();
     // Warm-up.
     while ms(&c) < cfg.warmup_ms {
         step(&mut c)?;
@@ -515,8 +261,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         step(&mut c)?;
     }
     // Heal everything.
-    c.armed = None;
-    c.skew = None;
+    c.disarm();
     let heal_ns = c.sim.elapsed().as_nanos() as u64;
     for f in [
         nemesis::Fault::RepairNetwork,
