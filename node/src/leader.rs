@@ -191,15 +191,29 @@ impl Node {
                 }
                 self.check_syncs();
             }
-            PeerMsg::Request { session, seq, op } if self.leader_ref().established => {
+            // Client requests and syncs only from learners this leadership
+            // brought up to date: a server still following an earlier
+            // leadership of ours has not seen its commits, and confirming
+            // its sync would let it serve that stale state as linearizable.
+            PeerMsg::Request { session, seq, op } if self.serves_learner(from) => {
                 self.leader_submit(from, session, seq, op);
             }
-            PeerMsg::Sync { session, seq } if self.leader_ref().established => {
+            PeerMsg::Sync { session, seq } if self.serves_learner(from) => {
                 self.start_sync(from, session, seq);
             }
             // Messages meant for learners, or from a stale leadership.
             _ => {}
         }
+    }
+
+    /// Whether `s` is a learner of this leadership that was sent UPTODATE
+    /// (and the leadership is established).
+    fn serves_learner(&self, s: Sid) -> bool {
+        let l = self.leader_ref();
+        l.established
+            && l.learners
+                .get(&s)
+                .is_some_and(|p| p.phase == Phase::UpToDate)
     }
 
     fn on_learner_info(&mut self, from: Sid, accepted_epoch: u64, observer: bool) {

@@ -260,3 +260,68 @@ fn without_epoch_fencing_the_same_crash_fails_the_startup_check() {
     let msg = first.lock().unwrap().clone().unwrap_or_default();
     assert!(msg.contains("currentEpoch 1 < epoch of last zxid"), "{msg}");
 }
+
+/// A sync answered for a server that is not the leader's learner (found
+/// by the checker on a hot-key campaign, issue 17): the leader went LOOKING
+/// and came back leading a new epoch while a follower kept its link and
+/// still followed the old leadership, never synced with the new one. The
+/// follower forwarded a client's sync to it; if the leader confirms that
+/// sync, the follower serves its stale state as linearizable. A leader
+/// must only answer syncs (and requests) of learners it brought up to
+/// date: the follower's sync goes unanswered until it notices and re-syncs.
+#[test]
+fn a_sync_from_a_follower_of_an_old_leadership_is_not_confirmed() {
+    use faultline_node::client::Client;
+    use faultline_node::Outcome;
+    // A long syncLimit, so that server 1 does not time out on its own
+    // while the new leadership is set up.
+    let mut c = Cluster::with(23, 5, 0, |cfg| cfg.node.sync_limit = 50);
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    assert_eq!(leader, 5, "the highest id leads an empty ensemble");
+    let first = c.status(5).epoch;
+    c.sim.client("first", async move {
+        common::call_retrying(&[5], 1, 1, ClientOp::Write { key: 1, value: 1 }).await;
+        Ok(())
+    });
+    c.run_until(Duration::from_secs(5), "the first write commits", |c| {
+        [1, 2, 3, 4, 5]
+            .iter()
+            .all(|&s| c.status(s).last_committed.counter() >= 1)
+    });
+    // 5 loses its quorum at once and is elected again by 2, 3 and 4;
+    // server 1 keeps its link to 5 throughout.
+    for s in [2, 3, 4] {
+        c.crash(s);
+        c.restart(s);
+    }
+    c.run_until(Duration::from_secs(10), "5 leads a new epoch", |c| {
+        let s = c.status(5);
+        s.serving && s.role == Some(faultline_node::PeerState::Leading) && s.epoch > first
+    });
+    let f = c.status(1);
+    assert!(
+        f.role == Some(faultline_node::PeerState::Following) && f.leader == Some(5),
+        "server 1 still follows the old leadership: {f:?}"
+    );
+    let answer = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let got = answer.clone();
+    c.sim.client("second", async move {
+        common::call_retrying(&[5], 2, 1, ClientOp::Write { key: 1, value: 2 }).await;
+        // Acknowledged: a linearizable read must not return 1 now.
+        let mut cl = Client::connect(&common::host(1), 2181, 3, Duration::from_secs(1)).await?;
+        let r = cl
+            .call(ClientOp::SyncRead { key: 1 }, Duration::from_millis(300))
+            .await;
+        *got.borrow_mut() = Some(format!("{r:?}"));
+        if let Ok(r) = r {
+            assert_ne!(
+                r.outcome,
+                Outcome::Value(Some(1)),
+                "stale sync-read at {r:?}"
+            );
+        }
+        Ok(())
+    });
+    c.run_for(Duration::from_secs(2));
+    assert!(answer.borrow().is_some(), "the client finished");
+}
