@@ -76,6 +76,12 @@ pub struct CheckArgs {
     /// Also write an HTML report of the history and verdict to this file.
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
+    /// Search without the sound reductions (crashed ops placed just in
+    /// time, commuting reads, pruning of unobserved crashed writes): the
+    /// same verdict, found more slowly; for comparisons and as a
+    /// cross-check.
+    #[arg(long)]
+    pub no_reductions: bool,
 }
 
 /// Cache memory one key's search may use before it gives up as unknown
@@ -184,7 +190,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         deadline: a.timeout.map(|t| start + t),
         max_steps: None,
         max_bytes: Some(SEARCH_MEMORY_BYTES),
-        no_reductions: false,
+        no_reductions: a.no_reductions,
     };
     let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
     let elapsed = start.elapsed();

@@ -182,7 +182,7 @@ fn run_rounds<M: Model>(
     .max(1);
     let searches: Vec<Mutex<Search<'_, M>>> = parts
         .iter()
-        .map(|p| Mutex::new(Search::new(model, &p.items)))
+        .map(|p| Mutex::new(Search::new(model, &p.items, !budget.no_reductions)))
         .collect();
     let mut ends: Vec<Option<PartEnd<M::State>>> = parts.iter().map(|_| None).collect();
     let mut limit = FIRST_ROUND_STEPS;

@@ -54,6 +54,21 @@ pub trait Model: Sync {
         vec![false; ops.len()]
     }
 
+    /// Whether `op` is blind: legal in every state, and leaving a state
+    /// that does not depend on the one before (a write). The search uses it
+    /// to place crashed ops just in time: an optional op directly followed
+    /// by a blind one is never needed. Default: no op is blind.
+    fn blind(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
+    /// Whether `op` never changes the state, in any state where it is
+    /// legal (a read). The search linearizes such an op as soon as it is
+    /// legal, without trying alternatives. Default: none is.
+    fn read_only(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// A short human description of an op, e.g. `cas 1->2`, `read -> 3`.
     fn describe_op(&self, op: &Self::Op) -> String;
 
@@ -158,6 +173,18 @@ impl Model for Register {
             .collect()
     }
 
+    fn blind(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Write(_))
+    }
+
+    fn read_only(&self, op: &RegisterOp) -> bool {
+        match op {
+            RegisterOp::Read(_) => true,
+            RegisterOp::Cas(from, to) => from == to,
+            RegisterOp::Write(_) => false,
+        }
+    }
+
     fn describe_op(&self, op: &RegisterOp) -> String {
         match op {
             RegisterOp::Read(v) => format!("read -> {v}"),
@@ -233,6 +260,18 @@ impl Model for Kv {
                 s.push_str(v);
                 Some(s)
             }
+        }
+    }
+
+    fn blind(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Put(_))
+    }
+
+    fn read_only(&self, op: &KvOp) -> bool {
+        match op {
+            KvOp::Get(_) => true,
+            KvOp::Append(s) => s.is_empty(),
+            KvOp::Put(_) => false,
         }
     }
 

@@ -13,8 +13,25 @@
 //! completed) has no return event, so it never forces a backtrack; it is
 //! *optional* and may be linearized at any point after its call, or never.
 //! The search succeeds once every required (`ok`) op is linearized.
-//! Linearizing an optional op that leaves the state unchanged is skipped: it
-//! is equivalent to never linearizing it, which keeps strictly more options.
+//!
+//! Three sound reductions keep hot-key histories (one key, dozens of
+//! clients, many crashed ops) tractable; each keeps a linearization
+//! whenever one exists:
+//! * Linearizing an optional op that leaves the state unchanged is skipped:
+//!   it is equivalent to never linearizing it.
+//! * **Just in time** (Lowe): an optional op is only ever followed by an op
+//!   that is not blind (see [`Model::blind`]). An optional op followed by a
+//!   blind op (a write) has its effect overwritten at once, so the same
+//!   order without it is as legal; every linearization can be rewritten into
+//!   one where crashed ops come just before an op that needs them. Whether
+//!   the last linearized op is optional is part of the cached configuration.
+//! * **Commuting reads**: a required read-only op ([`Model::read_only`])
+//!   that is legal now is linearized at once, without trying alternatives:
+//!   moving it to the front of any linearization from here keeps that
+//!   linearization legal (the op is legal here, it changes nothing for the
+//!   ops after it, and every op that had to precede it already has). So when that branch fails (or
+//!   its configuration was already explored), the configuration it was
+//!   taken from fails too, and the search backs up past it.
 //!
 //! The linearized set is a bitset identified in the cache by an incremental
 //! Zobrist hash; cache entries live in flat arenas (no allocation per state).
@@ -46,9 +63,10 @@ pub struct Budget {
     pub max_steps: Option<u64>,
     /// Cap on the bytes of one partition's search cache (bounds memory).
     pub max_bytes: Option<usize>,
-    /// Skip the sound reductions made before the search (see
-    /// [`crate::Model::prunable`]); for side-by-side measurements only:
-    /// the verdict is the same either way.
+    /// Skip the sound reductions: the pruning before the search (see
+    /// [`crate::Model::prunable`]) and the just-in-time and commuting-read
+    /// rules inside it (see the module documentation); for side-by-side
+    /// measurements only: the verdict is the same either way.
     pub no_reductions: bool,
 }
 
@@ -84,6 +102,17 @@ pub enum Outcome<S> {
     NotLinearizable(Failure<S>),
     /// The budget ran out.
     Unknown(Exhausted),
+}
+
+/// One linearized op on the search stack.
+#[derive(Clone, Debug)]
+struct Frame<S> {
+    /// The item.
+    item: usize,
+    /// The state before it.
+    prev: S,
+    /// Taken as a commuting read: no alternative is tried in its place.
+    forced: bool,
 }
 
 /// Counters of one search.
@@ -252,8 +281,12 @@ pub struct Search<'a, M: Model> {
     bits: Vec<u64>,
     zob: u64,
     cache: Cache<M::State>,
-    stack: Vec<(usize, M::State)>,
+    stack: Vec<Frame<M::State>>,
     state: M::State,
+    /// Per item: whether it is blind ([`Model::blind`]).
+    blind: Vec<bool>,
+    /// Per item: whether it is read-only ([`Model::read_only`]).
+    read_only: Vec<bool>,
     remaining: usize,
     cur: u32,
     best: Option<Failure<M::State>>,
@@ -262,23 +295,35 @@ pub struct Search<'a, M: Model> {
 }
 
 impl<'a, M: Model> Search<'a, M> {
-    /// Prepares a search of `items` under `model`.
-    pub fn new(model: &'a M, items: &'a [Item<M::Op>]) -> Self {
+    /// Prepares a search of `items` under `model`, with the just-in-time
+    /// and commuting-read reductions unless `reductions` is false (for
+    /// side-by-side measurements: the verdict is the same either way).
+    pub fn new(model: &'a M, items: &'a [Item<M::Op>], reductions: bool) -> Self {
         assert!(items.len() < NONE as usize / 2, "partition too large");
         let list = List::new(items);
-        let words = items.len().div_ceil(64).max(1);
+        // One bit per item, and one (index `items.len()`) for "the last
+        // linearized op is optional" (the just-in-time restriction).
+        let words = (items.len() + 1).div_ceil(64);
         let remaining = items.iter().filter(|it| it.ret.is_some()).count();
         let cur = list.next[0];
         Search {
             model,
             items,
             list,
-            zobrist: (0..items.len() as u64).map(splitmix).collect(),
+            zobrist: (0..=items.len() as u64).map(splitmix).collect(),
             bits: vec![0u64; words],
             zob: 0,
             cache: Cache::new(words),
             stack: Vec::new(),
             state: model.init(),
+            blind: items
+                .iter()
+                .map(|it| reductions && model.blind(&it.op))
+                .collect(),
+            read_only: items
+                .iter()
+                .map(|it| reductions && model.read_only(&it.op))
+                .collect(),
             remaining,
             cur,
             best: None,
@@ -334,6 +379,14 @@ impl<'a, M: Model> Search<'a, M> {
         self.zob ^= self.zobrist[i];
     }
 
+    /// Whether the last linearized op is optional: then the next one must
+    /// not be blind (just in time).
+    fn restricted(&self) -> bool {
+        self.stack
+            .last()
+            .is_some_and(|f| self.items[f.item].ret.is_none())
+    }
+
     /// One position of the walk.
     fn step(&mut self) {
         let cur = self.cur;
@@ -342,53 +395,90 @@ impl<'a, M: Model> Search<'a, M> {
             "every required op's return precedes the tail"
         );
         let i = self.list.item[cur as usize] as usize;
-        if self.list.is_call[cur as usize] {
-            let it = &self.items[i];
-            if let Some(next) = self.model.step(&self.state, &it.op) {
-                let optional = it.ret.is_none();
-                if !(optional && next == self.state) {
-                    self.flip(i);
-                    if self
-                        .cache
-                        .insert(self.zob ^ state_hash(&next), &self.bits, &next)
-                    {
-                        let prev = std::mem::replace(&mut self.state, next);
-                        self.stack.push((i, prev));
-                        self.list.lift(i);
-                        if !optional {
-                            self.remaining -= 1;
-                            if self.remaining == 0 {
-                                self.done = Some(Outcome::Linearizable);
-                            }
-                        }
-                        self.cur = self.list.next[0];
-                        return;
-                    }
-                    self.flip(i);
+        if !self.list.is_call[cur as usize] {
+            // The return of an op not yet linearized: back up.
+            return self.back_up(i);
+        }
+        self.cur = self.list.next[cur as usize];
+        let it = &self.items[i];
+        let optional = it.ret.is_none();
+        if self.blind[i] && self.restricted() {
+            return;
+        }
+        let Some(next) = self.model.step(&self.state, &it.op) else {
+            return;
+        };
+        let unchanged = next == self.state;
+        if optional && unchanged {
+            return;
+        }
+        let forced = !optional && self.read_only[i];
+        let was = self.restricted();
+        self.flip(i);
+        if was != optional {
+            self.flip(self.items.len());
+        }
+        if self
+            .cache
+            .insert(self.zob ^ state_hash(&next), &self.bits, &next)
+        {
+            let prev = std::mem::replace(&mut self.state, next);
+            self.stack.push(Frame {
+                item: i,
+                prev,
+                forced,
+            });
+            self.list.lift(i);
+            if !optional {
+                self.remaining -= 1;
+                if self.remaining == 0 {
+                    self.done = Some(Outcome::Linearizable);
                 }
             }
-            self.cur = self.list.next[cur as usize];
-        } else {
-            // The return of an op not yet linearized: back up.
-            if self
-                .best
-                .as_ref()
-                .is_none_or(|b| self.stack.len() > b.prefix.len())
-            {
-                self.best = Some(failure(&self.stack, &self.state, i));
-            }
-            let Some((j, prev)) = self.stack.pop() else {
-                let f = self.best.take().expect("recorded at this return");
+            self.cur = self.list.next[0];
+            return;
+        }
+        self.flip(i);
+        if was != optional {
+            self.flip(self.items.len());
+        }
+        if forced {
+            // Its configuration was explored and failed, so this one has.
+            self.back_up(i);
+        }
+    }
+
+    /// Undoes linearizations until one whose alternatives are still worth
+    /// trying (a commuting read has none), and resumes after it. `blocked`
+    /// is the item that could not be placed, for the failure report.
+    fn back_up(&mut self, blocked: usize) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|b| self.stack.len() > b.prefix.len())
+        {
+            self.best = Some(failure(&self.stack, &self.state, blocked));
+        }
+        loop {
+            let was = self.restricted();
+            let Some(f) = self.stack.pop() else {
+                let f = self.best.take().expect("recorded above");
                 self.done = Some(Outcome::NotLinearizable(f));
                 return;
             };
-            self.state = prev;
-            self.flip(j);
-            self.list.unlift(j);
-            if self.items[j].ret.is_some() {
+            self.state = f.prev;
+            self.flip(f.item);
+            if was != self.restricted() {
+                self.flip(self.items.len());
+            }
+            self.list.unlift(f.item);
+            if self.items[f.item].ret.is_some() {
                 self.remaining += 1;
             }
-            self.cur = self.list.next[self.list.call_node[j] as usize];
+            self.cur = self.list.next[self.list.call_node[f.item] as usize];
+            if !f.forced {
+                return;
+            }
         }
     }
 }
@@ -400,7 +490,7 @@ pub fn search<M: Model>(
     items: &[Item<M::Op>],
     budget: &Budget,
 ) -> (Outcome<M::State>, Stats) {
-    Search::new(model, items).finish(budget)
+    Search::new(model, items, !budget.no_reductions).finish(budget)
 }
 
 fn exhausted<S>(b: &Budget, stats: &Stats, cache: &Cache<S>) -> Option<Exhausted> {
@@ -416,13 +506,13 @@ fn exhausted<S>(b: &Budget, stats: &Stats, cache: &Cache<S>) -> Option<Exhausted
     None
 }
 
-fn failure<S: Clone>(stack: &[(usize, S)], state: &S, blocked: usize) -> Failure<S> {
+fn failure<S: Clone>(stack: &[Frame<S>], state: &S, blocked: usize) -> Failure<S> {
     let prefix = stack
         .iter()
         .enumerate()
-        .map(|(k, (i, _))| {
-            let after = stack.get(k + 1).map(|(_, s)| s).unwrap_or(state);
-            (*i, after.clone())
+        .map(|(k, f)| {
+            let after = stack.get(k + 1).map(|g| &g.prev).unwrap_or(state);
+            (f.item, after.clone())
         })
         .collect();
     Failure {
@@ -503,10 +593,62 @@ mod tests {
     }
 
     #[test]
-    fn budget_gives_unknown() {
+    fn crashed_writes_are_placed_just_in_time() {
+        // Forty crashed writes nobody reads, then a read of a value none
+        // wrote: without the just-in-time rule the search tries every subset
+        // of the writes; with it, each write is tried only before a read of
+        // its value, and the verdict comes at once.
         let mut items = vec![];
         for k in 0..40 {
             items.push(it(w(k), k as usize, None));
+        }
+        items.push(it(r(-1), 100, Some(101)));
+        let b = Budget {
+            max_steps: Some(5000),
+            ..Budget::default()
+        };
+        let (o, stats) = search(&Register { cas: true }, &items, &b);
+        assert!(matches!(o, Outcome::NotLinearizable(_)), "{o:?}");
+        assert!(stats.states <= 41, "{stats:?}");
+        // A crashed write is still placed where a read needs it.
+        let items = [
+            it(w(1), 0, None),
+            it(w(2), 1, Some(3)),
+            it(r(2), 4, Some(5)),
+            it(r(1), 6, Some(7)),
+        ];
+        assert!(matches!(verdict(&items), Outcome::Linearizable));
+    }
+
+    #[test]
+    fn reads_of_the_current_value_commute() {
+        // Thirty concurrent reads of 1 around a write of 2 that one of them
+        // sees: trying the reads in every order before the write would take
+        // 2^30 configurations.
+        let mut items = vec![it(w(1), 0, Some(1)), it(w(2), 2, Some(200))];
+        for k in 0..30 {
+            items.push(it(r(1), 3 + k, Some(100 + k)));
+        }
+        items.push(it(r(2), 150, Some(151)));
+        let b = Budget {
+            max_steps: Some(5000),
+            ..Budget::default()
+        };
+        let (o, _) = search(&Register { cas: true }, &items, &b);
+        assert!(matches!(o, Outcome::Linearizable), "{o:?}");
+        // And a read that no order allows is still found.
+        items.push(it(r(1), 160, Some(161)));
+        let (o, _) = search(&Register { cas: true }, &items, &b);
+        assert!(matches!(o, Outcome::NotLinearizable(_)), "{o:?}");
+    }
+
+    #[test]
+    fn budget_gives_unknown() {
+        // Forty concurrent writes, all acknowledged, then a read of a value
+        // none wrote: every order of the writes is a dead end.
+        let mut items = vec![];
+        for k in 0..40 {
+            items.push(it(w(k), k as usize, Some(50 + k as usize)));
         }
         items.push(it(r(-1), 100, Some(101)));
         let b = Budget {
