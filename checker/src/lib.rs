@@ -1,6 +1,9 @@
 //! faultline's checker: pure functions from a [`History`] to a verdict.
 //!
-//! Linearizability is decided per partition (key) by a Wing–Gong–Lowe search
+//! Linearizability is decided per partition (key): a register whose values
+//! are unique is first tried in O(n log n) by its zones ([`zones`]), whose
+//! candidate order is verified before it counts; otherwise, or when that
+//! finds no order, by a Wing–Gong–Lowe search
 //! with a cache of (linearized set, state) ([`wgl`]), under Jepsen's
 //! semantics: `fail` did not happen; `info` may have happened at any time
 //! after its invocation, or never. A [`Budget`] turns an unfinished search
@@ -31,6 +34,7 @@ pub mod synth;
 pub mod verdict;
 pub mod wgl;
 pub mod zk;
+pub mod zones;
 
 pub use linearizability::{check, check_model, ModelError};
 pub use model::{Kv, KvOp, Model, ModelKind, Register, RegisterOp};

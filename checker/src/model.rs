@@ -69,6 +69,15 @@ pub trait Model: Sync {
         false
     }
 
+    /// A candidate linearization of one partition found without a search
+    /// (indices into `items`; optional ops left out never happened), or
+    /// `None`. The checker verifies it (model steps and real-time order)
+    /// before it counts, so a wrong candidate only costs the time it took.
+    /// Default: none.
+    fn certificate(&self, _items: &[crate::wgl::Item<Self::Op>]) -> Option<Vec<usize>> {
+        None
+    }
+
     /// A short human description of an op, e.g. `cas 1->2`, `read -> 3`.
     fn describe_op(&self, op: &Self::Op) -> String;
 
@@ -183,6 +192,11 @@ impl Model for Register {
             RegisterOp::Cas(from, to) => from == to,
             RegisterOp::Write(_) => false,
         }
+    }
+
+    /// The zones of a register with unique values (see [`crate::zones`]).
+    fn certificate(&self, items: &[crate::wgl::Item<RegisterOp>]) -> Option<Vec<usize>> {
+        crate::zones::candidate(items)
     }
 
     fn describe_op(&self, op: &RegisterOp) -> String {

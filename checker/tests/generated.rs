@@ -211,3 +211,86 @@ fn verdict_does_not_depend_on_threads() {
         assert_eq!(one, four, "seed {seed}");
     }
 }
+
+/// The zones fast path is complete on what it accepts: every generated
+/// history of a true register with unique values (linearizable by
+/// construction), crashed ops and cas included, gets a verified order
+/// without a search.
+#[test]
+fn zones_order_every_true_register_with_unique_values() {
+    use faultline_checker::wgl::Item;
+    use faultline_checker::zones;
+    let m = Register { cas: true };
+    let mut decided = 0;
+    for seed in 0..400 {
+        let cfg = SynthConfig {
+            seed,
+            processes: 1 + (seed % 40) as usize,
+            keys: (seed % 3) as usize,
+            ops: 50 + (seed % 400) as usize,
+            cas: !seed.is_multiple_of(3),
+            values: 1 << 40,
+            fail_probability: 0.05,
+            info_probability: [0.0, 0.01, 0.1, 0.3][(seed % 4) as usize],
+        };
+        let h = register_history(&cfg);
+        for ops in definition_ops(&h) {
+            let items: Vec<Item<RegisterOp>> = ops
+                .iter()
+                .map(|d| Item {
+                    op: d.op.clone(),
+                    call: d.call,
+                    ret: d.ret,
+                })
+                .collect();
+            let order = zones::candidate(&items)
+                .unwrap_or_else(|| panic!("seed {seed}: no candidate for {cfg:?}"));
+            assert!(zones::verify(&m, &items, &order), "seed {seed}: {cfg:?}");
+            decided += 1;
+        }
+    }
+    assert!(decided >= 400, "{decided}");
+}
+
+/// With unique values, altered reads still get the exhaustive search's
+/// verdict (the zones decide the valid ones, the search the rest).
+#[test]
+fn altered_reads_with_unique_values_match_exhaustive_search() {
+    let (mut valid, mut invalid) = (0, 0);
+    for seed in 0..1500 {
+        let mut cfg = small_config_with(seed, 0.25);
+        cfg.values = 1 << 40;
+        let h = register_history(&cfg);
+        let mut ops: Vec<Op> = h.ops().to_vec();
+        // Written values, to alter a read into another written value (or
+        // nil): a read at the wrong time, not of a value never written.
+        let written: Vec<Value> = ops
+            .iter()
+            .filter(|o| o.kind == OpType::Invoke && o.f == faultline_history::Fun::Write)
+            .map(|o| o.value.clone())
+            .collect();
+        let reads: Vec<usize> = (0..ops.len())
+            .filter(|&i| ops[i].kind == OpType::Ok && ops[i].f == faultline_history::Fun::Read)
+            .collect();
+        if reads.is_empty() || written.is_empty() {
+            continue;
+        }
+        let i = reads[seed as usize % reads.len()];
+        let old = ops[i].value.clone();
+        let mut candidates: Vec<Value> = written.into_iter().filter(|v| *v != old).collect();
+        candidates.push(Value::Nil);
+        candidates.retain(|v| *v != old);
+        ops[i].value = candidates[(seed / 7) as usize % candidates.len()].clone();
+        let altered = History::new(ops).unwrap();
+        let want = definition_verdict(&altered);
+        assert_eq!(wgl_verdict(&altered), want, "seed {seed}: read at op {i}");
+        match want {
+            Validity::Valid => valid += 1,
+            _ => invalid += 1,
+        }
+    }
+    assert!(
+        valid > 100 && invalid > 100,
+        "valid {valid}, invalid {invalid}"
+    );
+}

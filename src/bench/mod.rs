@@ -182,8 +182,18 @@ struct Summary<'a> {
     invalid: usize,
     unknown: usize,
     wall_s: f64,
+    /// The check that took longest over every run (wall time; for figures
+    /// only).
+    slowest_check: Option<SlowestCheck<'a>>,
     config: &'a RunConfig,
     seeds: Vec<SeedLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct SlowestCheck<'a> {
+    seed: u64,
+    check: &'a str,
+    ms: f64,
 }
 
 #[derive(Serialize)]
@@ -703,6 +713,7 @@ fn aborted(
             protocol_errors: 0,
             sim_s: 0.0,
             wall_s: started.elapsed().as_secs_f64(),
+            check_ms: Vec::new(),
             history_hash: String::new(),
             nemesis_log: Vec::new(),
             latency_ms: (0.0, 0.0),
@@ -858,6 +869,11 @@ fn summarize(
         invalid,
         unknown,
         wall_s,
+        slowest_check: slowest_check(results).map(|(seed, check, ms)| SlowestCheck {
+            seed,
+            check,
+            ms,
+        }),
         config: base,
         seeds: results
             .iter()
@@ -903,6 +919,9 @@ fn summarize(
         results.len(),
         out.display()
     );
+    if let Some((seed, name, ms)) = slowest_check(results) {
+        eprintln!("slowest check: {name} {ms:.0} ms (seed {seed})");
+    }
     for r in results.iter().filter(|r| r.result != Validity::Valid) {
         for c in r.checks.iter().filter(|c| c.result != Validity::Valid) {
             eprintln!(
@@ -919,6 +938,14 @@ fn summarize(
         println!("{json}");
     }
     Ok(result.exit_code() as u8)
+}
+
+/// The check that took longest over every run: (seed, check, ms).
+fn slowest_check(results: &[RunResult]) -> Option<(u64, &str, f64)> {
+    results
+        .iter()
+        .flat_map(|r| r.check_ms.iter().map(|(n, ms)| (r.seed, n.as_str(), *ms)))
+        .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
 /// Arguments of `faultline matrix`.

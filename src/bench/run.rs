@@ -91,6 +91,10 @@ pub struct RunResult {
     pub sim_s: f64,
     /// Wall seconds.
     pub wall_s: f64,
+    /// Wall milliseconds each check took, in check order (for figures
+    /// only: wall time never reaches a verdict).
+    #[serde(default)]
+    pub check_ms: Vec<(String, f64)>,
     /// Hash of the history (FNV-1a of its JSON lines): equal runs, equal
     /// hashes.
     pub history_hash: String,
@@ -632,6 +636,13 @@ fn judge(
     ends: &[ReplicaEnd],
 ) -> RunResult {
     let mut checks = Vec::new();
+    let mut check_ms = Vec::new();
+    let mut timed = |checks: &mut Vec<CheckOutcome>, f: &mut dyn FnMut() -> CheckOutcome| {
+        let t = Instant::now();
+        let o = f();
+        check_ms.push((o.name.clone(), t.elapsed().as_secs_f64() * 1000.0));
+        checks.push(o);
+    };
     let history = History::new(ops.to_vec());
     let mut leaders = Vec::new();
     let mut leader_changes = 0;
@@ -692,7 +703,7 @@ fn judge(
     let last = dh.keys().next_back().copied().unwrap_or(0);
     match &history {
         Ok(h) => {
-            checks.push(linearizable(ops, cfg.workload));
+            timed(&mut checks, &mut || linearizable(ops, cfg.workload));
             // What leaders reported fills the gaps in the logs; without
             // the reports, reads that depend on a gap are not judged.
             let gaps = if reported.is_some() {
@@ -700,14 +711,12 @@ fn judge(
             } else {
                 durable::gaps(&files)
             };
-            checks.push(zk::read_guarantees(h, &committed, &gaps));
-            checks.push(durable::durability(
-                h,
-                &files,
-                &dh,
-                &conflicts,
-                &final_voters,
-            ));
+            timed(&mut checks, &mut || {
+                zk::read_guarantees(h, &committed, &gaps)
+            });
+            timed(&mut checks, &mut || {
+                durable::durability(h, &files, &dh, &conflicts, &final_voters)
+            });
         }
         Err(e) => checks.push(CheckOutcome {
             name: "history".into(),
@@ -717,7 +726,9 @@ fn judge(
             ops: vec![],
         }),
     }
-    checks.push(durable::quorum_acks(&journals, &dh, &topo.voters));
+    timed(&mut checks, &mut || {
+        durable::quorum_acks(&journals, &dh, &topo.voters)
+    });
     if let Some((map, report_conflicts)) = &reported {
         let mut o = durable::leader_reports(map, &files, &dh);
         if !report_conflicts.is_empty() {
@@ -726,16 +737,13 @@ fn judge(
         }
         checks.push(o);
     }
-    checks.push(zk::convergence(ends, last));
+    timed(&mut checks, &mut || zk::convergence(ends, last));
     if let Ok(h) = &history {
-        checks.push(zk::liveness(
-            h,
-            &leaders,
-            heal_ns,
-            cfg.liveness_ms * 1_000_000,
-        ));
+        timed(&mut checks, &mut || {
+            zk::liveness(h, &leaders, heal_ns, cfg.liveness_ms * 1_000_000)
+        });
     }
-    checks.push(zk::leadership(&leaders));
+    timed(&mut checks, &mut || zk::leadership(&leaders));
     let result = Validity::combine(checks.iter().map(|c| c.result));
     let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
     let latencies = ok_latencies(ops);
@@ -756,6 +764,7 @@ fn judge(
             .count(),
         sim_s,
         wall_s,
+        check_ms,
         history_hash: history_hash(ops),
         nemesis_log,
         latency_ms: percentiles(&latencies),
