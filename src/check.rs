@@ -191,6 +191,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         max_steps: None,
         max_bytes: Some(SEARCH_MEMORY_BYTES),
         no_reductions: a.no_reductions,
+        no_certificates: false,
     };
     let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
     let elapsed = start.elapsed();

@@ -37,6 +37,11 @@ pub struct PerfArgs {
     /// skips them).
     #[arg(long, default_value_t = 10_000)]
     pub hot_ops: usize,
+    /// Seeds of each hot-key bench campaign (`--keys 1 --clients 50`, and
+    /// `--keys 1 --clients 20 --workload strict`) simulated here and
+    /// checked with and without the reductions (0 skips them).
+    #[arg(long, default_value_t = 3)]
+    pub hot_seeds: u64,
     /// Threads for the per-key searches (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
@@ -222,19 +227,50 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
         big(a)?;
     }
     // 4. One hot key, with and without the reductions.
-    if a.hot_ops > 0 {
+    if a.hot_ops > 0 || a.hot_seeds > 0 {
         hot_key(a)?;
     }
     Ok(())
 }
 
-/// A single-key history of 100 processes with 1% crashed ops and values
-/// unique per write, checked side by side with and without the sound
-/// reductions made before the search (30 s and a 1 GiB search cache each
-/// at most).
+/// Checks `h` side by side: without any reduction, with the search's
+/// reductions but no zones, and with everything (30 s and a 1 GiB search
+/// cache each at most), one line each.
+fn side_by_side(h: &History, model: ModelKind, jobs: usize) {
+    let runs = [
+        ("  without reductions", true, true),
+        ("  search reductions, no zones", false, true),
+        ("  with reductions", false, false),
+    ];
+    for (label, no_reductions, no_certificates) in runs {
+        let budget = Budget {
+            deadline: Some(Instant::now() + Duration::from_secs(30)),
+            max_bytes: Some(1 << 30),
+            no_reductions,
+            no_certificates,
+            ..Budget::default()
+        };
+        let t = Instant::now();
+        let r = check(h, model, &budget, jobs).expect("fits its model");
+        let d = t.elapsed();
+        println!(
+            "{label:<34} {:>10.2} ms   verdict {}, {} ops searched, {} states",
+            ms(d),
+            r.result,
+            r.ops,
+            r.states_explored
+        );
+    }
+}
+
+/// One hot key: generated single-key histories of 100 processes with 1%
+/// crashed ops and values unique per write, then the histories of the
+/// hot-key bench campaigns, each checked side by side with and without the
+/// sound reductions.
 fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
     println!();
-    for (model, cas) in [(ModelKind::Register, false), (ModelKind::CasRegister, true)] {
+    let models = [(ModelKind::Register, false), (ModelKind::CasRegister, true)];
+    for (model, cas) in models.into_iter().filter(|_| a.hot_ops > 0) {
         let cfg = SynthConfig {
             seed: 1,
             processes: 100,
@@ -251,28 +287,23 @@ fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
             model.name(),
             a.hot_ops
         );
-        for no_reductions in [true, false] {
-            let budget = Budget {
-                deadline: Some(Instant::now() + Duration::from_secs(30)),
-                max_bytes: Some(1 << 30),
-                no_reductions,
-                ..Budget::default()
-            };
+        side_by_side(&h, model, a.jobs);
+    }
+    let campaigns: [&[&str]; 2] = [
+        &["--keys", "1", "--clients", "50"],
+        &["--keys", "1", "--clients", "20", "--workload", "strict"],
+    ];
+    for flags in campaigns {
+        for seed in 1..=a.hot_seeds {
             let t = Instant::now();
-            let r = check(&h, model, &budget, a.jobs).expect("fits its model");
-            let d = t.elapsed();
-            let label = if no_reductions {
-                "  without reductions"
-            } else {
-                "  with reductions"
-            };
+            let h = crate::bench::linearizable_history(flags, seed)?;
             println!(
-                "{label:<34} {:>10.2} ms   verdict {}, {} ops searched, {} states",
-                ms(d),
-                r.result,
-                r.ops,
-                r.states_explored
+                "bench {} --seed {seed}: {} events on one key, simulated in {:.0} ms",
+                flags.join(" "),
+                h.len(),
+                ms(t.elapsed())
             );
+            side_by_side(&h, ModelKind::CasRegister, a.jobs);
         }
     }
     Ok(())

@@ -189,6 +189,7 @@ fn run_rounds<M: Model>(
         .iter()
         .map(|p| {
             let proven = !budget.no_reductions
+                && !budget.no_certificates
                 && model
                     .certificate(&p.items)
                     .is_some_and(|order| crate::zones::verify(model, &p.items, &order));

@@ -68,6 +68,10 @@ pub struct Budget {
     /// rules inside it (see the module documentation); for side-by-side
     /// measurements only: the verdict is the same either way.
     pub no_reductions: bool,
+    /// Skip the certificates found without a search (see
+    /// [`crate::Model::certificate`], the zones of a register): every
+    /// partition is searched. For side-by-side measurements only.
+    pub no_certificates: bool,
 }
 
 /// Why a search stopped without a verdict.

@@ -604,6 +604,20 @@ fn watched(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResult> {
     }
 }
 
+/// Runs one seed of the campaign these `bench` flags describe, in this
+/// thread, and returns the history the linearizability check reads (client
+/// local reads left out), for `perf`.
+pub(crate) fn linearizable_history(
+    flags: &[&str],
+    seed: u64,
+) -> anyhow::Result<faultline_history::History> {
+    let a = BenchArgs::from_flags(flags)?;
+    let cfg = config(&a, seed)?;
+    let schedule = Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg));
+    let (_, art) = run::run(&cfg, &schedule).map_err(|e| anyhow::anyhow!(e.message()))?;
+    Ok(run::linearizable_part(&art.history).0?)
+}
+
 /// Runs one seed in this thread, catching node assertion failures, and
 /// writes its run directory.
 fn one(

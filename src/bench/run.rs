@@ -500,8 +500,12 @@ fn leader_reported(c: &Cluster) -> (BTreeMap<u64, CommittedTxn>, Vec<String>) {
 
 /// The linearizability check: writes and cas (and sync-reads); local reads
 /// are checked by `read-guarantees` instead.
-fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
-    // Indices in the filtered history -> indices in the full history.
+/// The part of a history the linearizability check reads: everything but
+/// the clients' local reads (sequentially consistent in ZooKeeper, judged
+/// by read-guarantees instead), with each op's index in the full history.
+pub(crate) fn linearizable_part(
+    ops: &[Op],
+) -> (Result<History, faultline_history::HistoryError>, Vec<usize>) {
     let index_map: Vec<usize> = ops
         .iter()
         .enumerate()
@@ -509,11 +513,16 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
         .map(|(i, _)| i)
         .collect();
     let keep: Vec<Op> = index_map.iter().map(|&i| ops[i].clone()).collect();
+    (History::new(keep), index_map)
+}
+
+fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
+    let (h, index_map) = linearizable_part(ops);
     let summary = match kind {
         WorkloadKind::Register => "writes and cas, per key (cas-register model)",
         WorkloadKind::Strict => "sync-reads, writes and cas, per key (cas-register model)",
     };
-    let h = match History::new(keep) {
+    let h = match h {
         Ok(h) => h,
         Err(e) => {
             return CheckOutcome {
@@ -530,6 +539,7 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
         max_steps: Some(20_000_000),
         max_bytes: Some(1 << 30),
         no_reductions: false,
+        no_certificates: false,
     };
     match check(&h, ModelKind::CasRegister, &budget, 1) {
         Ok(r) => CheckOutcome {
