@@ -143,9 +143,35 @@ fn altered_reads_with_many_crashed_ops_match_exhaustive_search() {
 }
 
 fn altered_reads_agree(info_probability: f64) {
+    altered_agree(
+        |seed| small_config_with(seed, info_probability),
+        |_, old| {
+            // Any other value (or nil): a read of something never written,
+            // or a value that was written but at the wrong time.
+            [
+                Value::Nil,
+                Value::Int(0),
+                Value::Int(1),
+                Value::Int(2),
+                Value::Int(3),
+            ]
+            .into_iter()
+            .filter(|v| v != old)
+            .collect()
+        },
+    );
+}
+
+/// Alters one ok read per generated history (seeds 0..1500) into one of
+/// `alternatives(ops, old value)` and requires the checker's verdict to be
+/// the exhaustive search's; both answers must occur often.
+fn altered_agree(
+    config: impl Fn(u64) -> SynthConfig,
+    alternatives: impl Fn(&[Op], &Value) -> Vec<Value>,
+) {
     let (mut valid, mut invalid) = (0, 0);
     for seed in 0..1500 {
-        let h = register_history(&small_config_with(seed, info_probability));
+        let h = register_history(&config(seed));
         let mut ops: Vec<Op> = h.ops().to_vec();
         let reads: Vec<usize> = (0..ops.len())
             .filter(|&i| ops[i].kind == OpType::Ok && ops[i].f == faultline_history::Fun::Read)
@@ -154,19 +180,11 @@ fn altered_reads_agree(info_probability: f64) {
             continue;
         }
         let i = reads[seed as usize % reads.len()];
-        // Any other value (or nil): a read of something never written, or a
-        // value that was written but at the wrong time.
         let old = ops[i].value.clone();
-        let candidates: Vec<Value> = [
-            Value::Nil,
-            Value::Int(0),
-            Value::Int(1),
-            Value::Int(2),
-            Value::Int(3),
-        ]
-        .into_iter()
-        .filter(|v| *v != old)
-        .collect();
+        let candidates = alternatives(&ops, &old);
+        if candidates.is_empty() {
+            continue;
+        }
         ops[i].value = candidates[(seed / 7) as usize % candidates.len()].clone();
         let altered = History::new(ops).unwrap();
         let want = definition_verdict(&altered);
@@ -256,41 +274,20 @@ fn zones_order_every_true_register_with_unique_values() {
 /// verdict (the zones decide the valid ones, the search the rest).
 #[test]
 fn altered_reads_with_unique_values_match_exhaustive_search() {
-    let (mut valid, mut invalid) = (0, 0);
-    for seed in 0..1500 {
-        let mut cfg = small_config_with(seed, 0.25);
-        cfg.values = 1 << 40;
-        let h = register_history(&cfg);
-        let mut ops: Vec<Op> = h.ops().to_vec();
-        // Written values, to alter a read into another written value (or
-        // nil): a read at the wrong time, not of a value never written.
-        let written: Vec<Value> = ops
-            .iter()
-            .filter(|o| o.kind == OpType::Invoke && o.f == faultline_history::Fun::Write)
-            .map(|o| o.value.clone())
-            .collect();
-        let reads: Vec<usize> = (0..ops.len())
-            .filter(|&i| ops[i].kind == OpType::Ok && ops[i].f == faultline_history::Fun::Read)
-            .collect();
-        if reads.is_empty() || written.is_empty() {
-            continue;
-        }
-        let i = reads[seed as usize % reads.len()];
-        let old = ops[i].value.clone();
-        let mut candidates: Vec<Value> = written.into_iter().filter(|v| *v != old).collect();
-        candidates.push(Value::Nil);
-        candidates.retain(|v| *v != old);
-        ops[i].value = candidates[(seed / 7) as usize % candidates.len()].clone();
-        let altered = History::new(ops).unwrap();
-        let want = definition_verdict(&altered);
-        assert_eq!(wgl_verdict(&altered), want, "seed {seed}: read at op {i}");
-        match want {
-            Validity::Valid => valid += 1,
-            _ => invalid += 1,
-        }
-    }
-    assert!(
-        valid > 100 && invalid > 100,
-        "valid {valid}, invalid {invalid}"
+    altered_agree(
+        |seed| SynthConfig {
+            values: 1 << 40,
+            ..small_config_with(seed, 0.25)
+        },
+        |ops, old| {
+            // Another written value, or nil: a read at the wrong time, not
+            // of a value never written.
+            ops.iter()
+                .filter(|o| o.kind == OpType::Invoke && o.f == faultline_history::Fun::Write)
+                .map(|o| o.value.clone())
+                .chain([Value::Nil])
+                .filter(|v| v != old)
+                .collect()
+        },
     );
 }
