@@ -491,7 +491,15 @@ impl Node {
     /// Drops log entries after `to` and rebuilds the applied state from the
     /// snapshot and what is left of the log (a learner told to TRUNC).
     pub(crate) fn truncate(&mut self, to: Zxid) {
-        assert!(to >= self.base.applied, "cannot truncate into the snapshot");
+        assert!(
+            to >= self.base.applied,
+            "server {}: cannot truncate to {} into the snapshot at {} (certain {}, applied {})",
+            self.cfg.sid,
+            to,
+            self.base.applied,
+            self.certain,
+            self.store.applied
+        );
         self.log.retain(|t| t.zxid <= to);
         self.synced = self.synced.min(to);
         let applied = self.store.applied.min(to);

@@ -324,9 +324,14 @@ impl Node {
                 (PeerMsg::Trunc { to, committed }, to)
             }
         } else {
+            // A snapshot holds only what we know committed: before
+            // establishment the rest of our initial history may still be
+            // truncated by a later leader if we never establish, and a
+            // learner cannot truncate into its snapshot. The rest follows
+            // as PROPOSALs (and COMMITs), into the learner's log.
             let mut snap = self.base.clone();
-            let committed = self.sync_committed();
-            for t in self.log.iter().take_while(|t| t.zxid <= committed) {
+            let cut = self.certain.max(min_c).min(committed);
+            for t in self.log.iter().take_while(|t| t.zxid <= cut) {
                 snap.apply(t);
             }
             let at = snap.applied;
@@ -791,5 +796,96 @@ impl Node {
         let l = self.lead();
         l.learners.remove(&peer);
         l.syncs.retain(|s| s.origin != peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Durable, Input, Output};
+    use crate::types::Store;
+    use crate::NodeConfig;
+
+    fn txn(c: u64) -> Txn {
+        Txn {
+            zxid: Zxid::new(1, c),
+            origin: None,
+            op: TxnOp::Set {
+                key: 1,
+                value: c as i64,
+            },
+        }
+    }
+
+    /// Seed 1436 of the default campaign: a prospective leader synced a
+    /// lagging learner by SNAP with its whole initial history in the
+    /// snapshot, never established, and a later leader without that
+    /// history's tail told the learner to TRUNC into its snapshot. A
+    /// snapshot sent in SNAP must hold only what the leader knows
+    /// committed; the rest goes into the learner's log as PROPOSALs.
+    #[test]
+    fn a_snap_before_establishment_holds_only_known_committed_txns() {
+        // Server 3 restarts holding a snapshot at 1:10 (committed) and
+        // 1:11..1:20 in its log, of which it knows none committed.
+        let mut snapshot = Store::default();
+        for c in 1..=10 {
+            snapshot.apply(&txn(c));
+        }
+        let mut n = Node::new(NodeConfig::new(3, vec![1, 2, 3], vec![]));
+        n.step(Input::Recover(Durable {
+            accepted_epoch: 1,
+            current_epoch: 1,
+            snapshot,
+            log: (11..=20).map(txn).collect(),
+        }));
+        n.role = Role::Leading(Leader::new(n.now));
+        n.leader_start();
+        for s in [1, 2] {
+            n.step(Input::Recv {
+                from: s,
+                msg: PeerMsg::LearnerInfo {
+                    accepted_epoch: 1,
+                    observer: false,
+                },
+            });
+        }
+        // Server 1 is behind the snapshot; server 2 is not.
+        n.step(Input::Recv {
+            from: 2,
+            msg: PeerMsg::AckEpoch {
+                last_zxid: Zxid::new(1, 20),
+                current_epoch: Some(1),
+            },
+        });
+        let out = n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::AckEpoch {
+                last_zxid: Zxid::new(1, 5),
+                current_epoch: Some(1),
+            },
+        });
+        let to_1: Vec<&PeerMsg> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { to: 1, msg } => Some(msg),
+                _ => None,
+            })
+            .collect();
+        let Some(PeerMsg::Snap { store }) = to_1.first() else {
+            panic!("a SNAP first: {to_1:?}")
+        };
+        assert_eq!(store.applied, Zxid::new(1, 10), "only the committed part");
+        let proposed: Vec<Zxid> = to_1
+            .iter()
+            .filter_map(|m| match m {
+                PeerMsg::Proposal { txn } => Some(txn.zxid),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            proposed,
+            (11..=20).map(|c| Zxid::new(1, c)).collect::<Vec<_>>()
+        );
+        assert!(matches!(to_1.last(), Some(PeerMsg::NewLeader { .. })));
     }
 }
