@@ -535,8 +535,11 @@ impl Node {
             return;
         }
         // Only a durable prefix may be snapshotted: the snapshot must never
-        // hold a txn that a crash could remove from the log.
-        if self.store.applied > self.synced {
+        // hold a txn that a crash could remove from the log. Nor one not
+        // known committed (a prospective leader's initial history, applied
+        // at NEWLEADER before UPTODATE): a later leader may TRUNC it, and
+        // a truncation cannot reach into a snapshot on disk.
+        if self.store.applied > self.synced || self.store.applied > self.certain {
             return;
         }
         self.applied_since_snapshot = 0;

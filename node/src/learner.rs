@@ -552,6 +552,66 @@ mod tests {
         gives_up_while_pinged(&mut n);
     }
 
+    /// Seed 42 of `mixes` (packet-loss): a learner applies a prospective
+    /// leader's initial history at NEWLEADER, before UPTODATE says it is
+    /// committed; a snapshot written then held txns a later leader
+    /// truncated, and the server's files recovered them after a restart.
+    /// No snapshot may hold a txn not known committed.
+    #[test]
+    fn no_snapshot_before_the_initial_history_is_known_committed() {
+        let mut cfg = NodeConfig::new(2, vec![1, 2, 3], vec![]);
+        cfg.snapshot_interval = 2;
+        let mut n = Node::new(cfg);
+        n.step(Input::Recover(Durable::default()));
+        n.role = Role::Learning(Learner::new(1, false, 0));
+        n.learner().phase = Phase::Discovered { epoch: 2 };
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::Diff {
+                committed: Zxid::new(1, 3),
+            },
+        });
+        for c in 1..=3 {
+            proposal(&mut n, txn(1, c));
+            n.step(Input::Recv {
+                from: 1,
+                msg: PeerMsg::Commit {
+                    zxid: Zxid::new(1, c),
+                },
+            });
+        }
+        let mut out = n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::NewLeader {
+                epoch: 2,
+                voters: vec![1, 2, 3],
+                observers: vec![],
+            },
+        });
+        out.extend(n.step(Input::Synced(Zxid::new(1, 3))));
+        assert_eq!(n.store.applied, Zxid::new(1, 3), "applied at NEWLEADER");
+        let snapshots = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Persist(crate::core::Persist::Snapshot(_))))
+                .count()
+        };
+        assert_eq!(snapshots(&out), 0, "not known committed yet");
+        n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::UpToDate,
+        });
+        // Committed now: the next commit may snapshot.
+        proposal(&mut n, txn(2, 1));
+        n.step(Input::Synced(Zxid::new(2, 1)));
+        let out = n.step(Input::Recv {
+            from: 1,
+            msg: PeerMsg::Commit {
+                zxid: Zxid::new(2, 1),
+            },
+        });
+        assert_eq!(snapshots(&out), 1);
+    }
+
     /// (c) §3.3: during sync each PROPOSAL must be the last one + 1 (or a
     /// new epoch's first txn); a gap means a lost frame.
     #[test]
