@@ -478,7 +478,12 @@ mod tests {
 
     /// Server 2, following server 1, told to sync by DIFF from scratch.
     fn syncing_learner() -> Node {
-        let mut n = Node::new(NodeConfig::new(2, vec![1, 2, 3], vec![]));
+        syncing_learner_with(NodeConfig::new(2, vec![1, 2, 3], vec![]))
+    }
+
+    /// The same with this configuration.
+    fn syncing_learner_with(cfg: NodeConfig) -> Node {
+        let mut n = Node::new(cfg);
         n.step(Input::Recover(Durable::default()));
         n.role = Role::Learning(Learner::new(1, false, 0));
         n.learner().phase = Phase::Discovered { epoch: 2 };
@@ -561,16 +566,7 @@ mod tests {
     fn no_snapshot_before_the_initial_history_is_known_committed() {
         let mut cfg = NodeConfig::new(2, vec![1, 2, 3], vec![]);
         cfg.snapshot_interval = 2;
-        let mut n = Node::new(cfg);
-        n.step(Input::Recover(Durable::default()));
-        n.role = Role::Learning(Learner::new(1, false, 0));
-        n.learner().phase = Phase::Discovered { epoch: 2 };
-        n.step(Input::Recv {
-            from: 1,
-            msg: PeerMsg::Diff {
-                committed: Zxid::new(1, 3),
-            },
-        });
+        let mut n = syncing_learner_with(cfg);
         for c in 1..=3 {
             proposal(&mut n, txn(1, c));
             n.step(Input::Recv {
