@@ -72,6 +72,9 @@ pub enum Record {
     /// The host sent its first COMMIT (or INFORM) for this zxid outside a
     /// learner's synchronization.
     Commit(u64),
+    /// The host, as leader, sent this learner a DIFF, TRUNC or SNAP (for
+    /// the epoch it last accepted).
+    SyncSent(u64),
     /// The host, as leader, established this epoch (its first UPTODATE),
     /// committing its initial history: every txn of an older epoch in its
     /// log.
@@ -97,6 +100,13 @@ pub enum DiskEvent {
     Truncated(u64),
     /// A snapshot at this zxid replaced the state; the log is empty.
     Installed(u64),
+    /// The epoch file now holds (acceptedEpoch, currentEpoch), durably.
+    Epochs {
+        /// acceptedEpoch.
+        accepted: u64,
+        /// currentEpoch.
+        current: u64,
+    },
 }
 
 /// What one server's host wrote and sent, with simulated times (ns).
@@ -400,6 +410,7 @@ impl DiskState {
                 self.chain.clear();
                 self.durable = *base;
             }
+            DiskEvent::Epochs { .. } => {}
         }
     }
 

@@ -27,6 +27,7 @@
 //!
 //! [`History`]: faultline_history::History
 
+pub mod discovery;
 pub mod durable;
 pub mod linearizability;
 pub mod model;

@@ -110,6 +110,13 @@ pub enum DiskEvent {
         /// The snapshot's zxid.
         base: Zxid,
     },
+    /// The epoch file was replaced, durably.
+    Epochs {
+        /// acceptedEpoch written.
+        accepted: u64,
+        /// currentEpoch written.
+        current: u64,
+    },
 }
 
 /// One server's files.
@@ -299,7 +306,9 @@ impl Disk {
 
     /// Writes the epoch files atomically.
     pub fn write_epochs(&mut self, accepted: u64, current: u64) -> io::Result<()> {
-        self.write_atomic("epochs", &record(&(accepted, current)))
+        self.write_atomic("epochs", &record(&(accepted, current)))?;
+        self.journal.push(DiskEvent::Epochs { accepted, current });
+        Ok(())
     }
 
     /// Writes a snapshot of this server's own state atomically. The log is

@@ -21,6 +21,9 @@ pub enum Record {
     /// NEWLEADER that ends it carry the initial history, which is
     /// committed by establishment instead.
     Commit(Zxid),
+    /// The host, as leader, sent this learner a DIFF, TRUNC or SNAP: the
+    /// start of a synchronization for the epoch the host last accepted.
+    SyncSent(Sid),
     /// The host sent its first UPTODATE of this epoch: as leader, it
     /// established the epoch, committing its initial history.
     Established(u64),

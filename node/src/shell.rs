@@ -492,7 +492,8 @@ impl Shell {
         }
     }
 
-    /// Records the ACKs and first COMMIT/INFORM per zxid the host sends.
+    /// Records the ACKs, the sync starts and the first COMMIT/INFORM per zxid
+    /// the host sends.
     fn record_send(&mut self, to: Sid, msg: &PeerMsg) {
         let t = sim_time();
         match msg {
@@ -501,6 +502,8 @@ impl Shell {
                 .update(|d| d.records.push((t, Record::Ack(*zxid)))),
             PeerMsg::Diff { .. } | PeerMsg::Trunc { .. } | PeerMsg::Snap { .. } => {
                 self.syncing.insert(to, None);
+                self.probe
+                    .update(|d| d.records.push((t, Record::SyncSent(to))));
             }
             PeerMsg::NewLeader { epoch, .. } => {
                 self.syncing.insert(to, Some(*epoch));

@@ -108,6 +108,7 @@ pub fn journals(evidence: &BTreeMap<Sid, Evidence>) -> Vec<Journal> {
         shell::Record::AckReceived(from, z) => Record::AckReceived(*from, z.0),
         shell::Record::Commit(z) => Record::Commit(z.0),
         shell::Record::Established(e) => Record::Established(*e),
+        shell::Record::SyncSent(to) => Record::SyncSent(*to),
         shell::Record::Disk(e) => Record::Disk(match e {
             disk::DiskEvent::Opened { log, base } => DiskEvent::Opened {
                 log: zs(log),
@@ -117,6 +118,10 @@ pub fn journals(evidence: &BTreeMap<Sid, Evidence>) -> Vec<Journal> {
             disk::DiskEvent::Synced { through } => DiskEvent::Synced(through.0),
             disk::DiskEvent::Truncated { to } => DiskEvent::Truncated(to.0),
             disk::DiskEvent::Installed { base } => DiskEvent::Installed(base.0),
+            disk::DiskEvent::Epochs { accepted, current } => DiskEvent::Epochs {
+                accepted: *accepted,
+                current: *current,
+            },
         }),
     };
     evidence

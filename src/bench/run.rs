@@ -4,9 +4,9 @@
 
 use super::cluster::{host, Cluster, NORMAL_LATENCY_MS};
 use super::evidence;
-use faultline_checker::durable;
 use faultline_checker::zk::{self, CheckOutcome, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::{check, Budget, ModelKind, Validity};
+use faultline_checker::{discovery, durable};
 use faultline_history::{Fun, History, Op, OpType};
 use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
 use faultline_node::shell::ShellConfig;
@@ -738,6 +738,11 @@ fn judge(
     }
     timed(&mut checks, &mut || {
         durable::quorum_acks(&journals, &dh, &topo.voters)
+    });
+    let mut voter_sets = vec![topo.voters.clone()];
+    voter_sets.extend(dh.values().filter_map(|t| t.reconfig.clone()));
+    timed(&mut checks, &mut || {
+        discovery::discovery(&journals, &voter_sets)
     });
     if let Some((map, report_conflicts)) = &reported {
         let mut o = durable::leader_reports(map, &files, &dh);
