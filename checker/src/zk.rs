@@ -12,8 +12,8 @@
 //!   [`crate::durable`]).
 //! * `convergence`: after healing and quiescence every live replica has the
 //!   same last committed zxid and state digest (I10).
-//! * `liveness`: after healing, a leader is established and a write
-//!   succeeds within a bound (I12).
+//! * `liveness`: after healing, every kind of operation the clients issue
+//!   (write, local read, sync-read) succeeds within a bound (I12).
 //! * `leadership`: at most one leader is established per epoch (I1).
 
 use crate::verdict::Validity;
@@ -314,48 +314,91 @@ pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome 
     )
 }
 
-/// `liveness`: after the heal at `heal_ns`, a leader is established and a
-/// write succeeds within `bound_ns`.
-pub fn liveness(h: &History, leaders: &[LeaderEntry], heal_ns: u64, bound_ns: u64) -> CheckOutcome {
+/// The operation kinds `liveness` asks of a healed cluster: a name and
+/// which ops are of that kind.
+const LIVE_KINDS: [(&str, &[Fun]); 3] = [
+    ("write", &[Fun::Write, Fun::Cas]),
+    ("local read", &[Fun::Read]),
+    ("sync-read", &[Fun::SyncRead]),
+];
+
+/// `liveness`: after the heal at `heal_ns`, every kind of operation the
+/// clients issue (a write or cas, a local read, a sync-read) succeeds
+/// within `bound_ns` and before the workload stops at `stop_ns` (I12). A
+/// cluster that elects a leader but never answers one kind (sync-reads
+/// that wait forever, say) is not live: failed and timed-out reads
+/// constrain nothing in the other checks, so this one must count them.
+/// A kind no client invoked after the heal is not judged (named in the
+/// summary).
+pub fn liveness(
+    h: &History,
+    leaders: &[LeaderEntry],
+    heal_ns: u64,
+    bound_ns: u64,
+    stop_ns: u64,
+) -> CheckOutcome {
     let mut anomalies = Vec::new();
     let leader_at = leaders
         .iter()
         .map(|l| l.time_ns)
         .filter(|t| *t >= heal_ns)
         .min();
-    // A leader established before the heal that still leads also counts:
-    // use the first ok write after the heal as the real test.
-    let write_at = h
-        .ops()
-        .iter()
-        .filter(|o| {
-            o.kind == OpType::Ok && matches!(o.f, Fun::Write | Fun::Cas) && o.time >= heal_ns
-        })
-        .map(|o| o.time)
-        .min();
-    match write_at {
-        Some(t) if t - heal_ns <= bound_ns => {}
-        Some(t) => anomalies.push(format!(
-            "the first write after healing succeeded only {:.2} s later (bound {:.2} s)",
-            (t - heal_ns) as f64 / 1e9,
-            bound_ns as f64 / 1e9
-        )),
-        None => anomalies.push(format!(
-            "no write succeeded after healing (leader established after the heal: {})",
-            leader_at.map_or("none".into(), |t| format!(
-                "{:.2} s later",
-                (t - heal_ns) as f64 / 1e9
-            ))
-        )),
+    let deadline = stop_ns.min(heal_ns + bound_ns);
+    let mut judged = Vec::new();
+    let mut unjudged = Vec::new();
+    let client = |o: &&faultline_history::Op| {
+        o.process.is_client() && o.time >= heal_ns && o.time <= stop_ns
+    };
+    for (name, funs) in LIVE_KINDS {
+        let of_kind = |o: &&faultline_history::Op| funs.contains(&o.f);
+        let invoked = h
+            .ops()
+            .iter()
+            .filter(client)
+            .filter(of_kind)
+            .filter(|o| o.kind == OpType::Invoke)
+            .count();
+        if invoked == 0 {
+            unjudged.push(name);
+            continue;
+        }
+        judged.push(name);
+        let first_ok = h
+            .ops()
+            .iter()
+            .filter(client)
+            .filter(of_kind)
+            .filter(|o| o.kind == OpType::Ok)
+            .map(|o| o.time)
+            .min();
+        match first_ok {
+            Some(t) if t <= deadline => {}
+            Some(t) => anomalies.push(format!(
+                "the first {name} after healing succeeded only {:.2} s later (bound {:.2} s)",
+                (t - heal_ns) as f64 / 1e9,
+                (deadline - heal_ns) as f64 / 1e9
+            )),
+            None => anomalies.push(format!(
+                "no {name} succeeded after healing ({invoked} invoked; leader established after the heal: {})",
+                leader_at.map_or("none".into(), |t| format!(
+                    "{:.2} s later",
+                    (t - heal_ns) as f64 / 1e9
+                ))
+            )),
+        }
     }
-    outcome(
-        "liveness",
-        format!(
-            "a successful write within {:.1} s of healing",
-            bound_ns as f64 / 1e9
-        ),
-        anomalies,
-    )
+    let mut summary = format!(
+        "a successful {} within {:.1} s of healing",
+        judged.join(", a "),
+        deadline.saturating_sub(heal_ns) as f64 / 1e9
+    );
+    if !unjudged.is_empty() {
+        summary.push_str(&format!(
+            " (not judged, none invoked after healing: {})",
+            unjudged.join(", ")
+        ));
+    }
+    outcome("liveness", summary, anomalies)
 }
 
 /// `leadership`: at most one server establishes leadership per epoch.
@@ -543,12 +586,43 @@ mod tests {
         w.time = 150;
         let mut i = op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(1), None);
         i.time = 120;
-        let h = History::new(vec![i, w]).unwrap();
-        assert_eq!(liveness(&h, &[], 100, 100).result, Validity::Valid);
-        assert_eq!(liveness(&h, &[], 100, 10).result, Validity::Invalid);
-        assert_eq!(
-            liveness(&History::default(), &[], 100, 10).result,
-            Validity::Invalid
-        );
+        let h = History::new(vec![i.clone(), w.clone()]).unwrap();
+        assert_eq!(liveness(&h, &[], 100, 100, 1000).result, Validity::Valid);
+        assert_eq!(liveness(&h, &[], 100, 10, 1000).result, Validity::Invalid);
+        // The workload stopped before the write succeeded.
+        assert_eq!(liveness(&h, &[], 100, 100, 140).result, Validity::Invalid);
+        // Nothing invoked after the heal: nothing to judge.
+        let o = liveness(&History::default(), &[], 100, 10, 1000);
+        assert_eq!(o.result, Validity::Valid);
+        assert!(o.summary.contains("none invoked"), "{}", o.summary);
+    }
+
+    #[test]
+    fn liveness_asks_every_kind_the_clients_issue() {
+        let at = |kind, p, f: Fun, t: u64| {
+            let mut o = op(kind, p, f, 0, Value::Nil, None);
+            o.time = t;
+            o
+        };
+        // Writes succeed; sync-reads are invoked but never answered.
+        let mut ops = vec![
+            at(OpType::Invoke, 0, Fun::Write, 120),
+            at(OpType::Ok, 0, Fun::Write, 130),
+            at(OpType::Invoke, 1, Fun::SyncRead, 120),
+            at(OpType::Fail, 1, Fun::SyncRead, 150),
+        ];
+        let o = liveness(&History::new(ops.clone()).unwrap(), &[], 100, 100, 1000);
+        assert_eq!(o.anomalies.len(), 1, "{:?}", o.anomalies);
+        assert!(o.anomalies[0].contains("no sync-read succeeded"));
+        assert!(o
+            .summary
+            .contains("not judged, none invoked after healing: local read"));
+        // One answered in time: live.
+        ops.extend([
+            at(OpType::Invoke, 1, Fun::SyncRead, 160),
+            at(OpType::Ok, 1, Fun::SyncRead, 170),
+        ]);
+        let o = liveness(&History::new(ops).unwrap(), &[], 100, 100, 1000);
+        assert_eq!(o.result, Validity::Valid, "{:?}", o.anomalies);
     }
 }

@@ -286,6 +286,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         }
     }
     control.stop();
+    let stop_ns = c.sim.elapsed().as_nanos() as u64;
     // Wait for the replicas to converge (bounded), then read everything.
     let converge_end = ms(&c) + 10_000;
     while ms(&c) < converge_end && !converged(&c) {
@@ -307,7 +308,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         cfg,
         &c,
         &ops,
-        heal_ns,
+        (heal_ns, stop_ns),
         log.clone(),
         (sim_s, wall.elapsed().as_secs_f64()),
         &ends,
@@ -519,7 +520,7 @@ pub(crate) fn linearizable_part(
 fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
     let (h, index_map) = linearizable_part(ops);
     let summary = match kind {
-        WorkloadKind::Register => "writes and cas, per key (cas-register model)",
+        WorkloadKind::Register => "writes, cas and sync-reads, per key (cas-register model)",
         WorkloadKind::Strict => "sync-reads, writes and cas, per key (cas-register model)",
     };
     let h = match h {
@@ -640,7 +641,7 @@ fn judge(
     cfg: &RunConfig,
     c: &Cluster,
     ops: &[Op],
-    heal_ns: u64,
+    (heal_ns, stop_ns): (u64, u64),
     nemesis_log: Vec<(u64, String)>,
     (sim_s, wall_s): (f64, f64),
     ends: &[ReplicaEnd],
@@ -755,7 +756,7 @@ fn judge(
     timed(&mut checks, &mut || zk::convergence(ends, last));
     if let Ok(h) = &history {
         timed(&mut checks, &mut || {
-            zk::liveness(h, &leaders, heal_ns, cfg.liveness_ms * 1_000_000)
+            zk::liveness(h, &leaders, heal_ns, cfg.liveness_ms * 1_000_000, stop_ns)
         });
     }
     timed(&mut checks, &mut || zk::leadership(&leaders));
