@@ -29,6 +29,7 @@
 
 pub mod discovery;
 pub mod durable;
+pub mod health;
 pub mod linearizability;
 pub mod model;
 pub mod synth;

@@ -34,6 +34,11 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
+    /// Requests held, pending or blocked.
+    pub(crate) fn len(&self) -> usize {
+        self.held.len() + self.pending.len() + self.blocked_reads.len()
+    }
+
     /// Drops everything of a closed connection.
     pub(crate) fn forget_conn(&mut self, conn: u64) {
         self.held.retain(|h| h.conn != conn);

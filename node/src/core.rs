@@ -648,6 +648,9 @@ impl Node {
             Role::Learning(_) => self.learner_synced(),
             _ => {}
         }
+        // A snapshot put off because the applied state was not yet durable
+        // (an observer applies each INFORM before its fsync) is due now.
+        self.maybe_snapshot();
     }
 
     /// Leaves any role for a new election. Clients are held (or failed with

@@ -77,6 +77,11 @@ pub(crate) struct Leader {
 }
 
 impl Leader {
+    /// Outstanding proposals and syncs awaiting a ping round.
+    pub(crate) fn backlog(&self) -> usize {
+        self.proposals.len() + self.syncs.len()
+    }
+
     pub(crate) fn new(now: u64) -> Leader {
         Leader {
             epoch: 0,

@@ -596,15 +596,15 @@ mod tests {
             from: 1,
             msg: PeerMsg::UpToDate,
         });
-        // Committed now: the next commit may snapshot.
+        // Committed now: the next fsync or commit may snapshot.
         proposal(&mut n, txn(2, 1));
-        n.step(Input::Synced(Zxid::new(2, 1)));
-        let out = n.step(Input::Recv {
+        let mut out = n.step(Input::Synced(Zxid::new(2, 1)));
+        out.extend(n.step(Input::Recv {
             from: 1,
             msg: PeerMsg::Commit {
                 zxid: Zxid::new(2, 1),
             },
-        });
+        }));
         assert_eq!(snapshots(&out), 1);
     }
 

@@ -15,6 +15,7 @@ mod core;
 pub mod disk;
 mod election;
 pub mod evidence;
+mod footprint;
 mod leader;
 mod learner;
 pub mod msg;
@@ -24,5 +25,6 @@ pub mod wire;
 
 pub use crate::core::{Durable, Input, Node, Output, Persist, ProtocolEvent, SyncMode, TraceEvent};
 pub use config::{Bugs, NodeConfig};
+pub use footprint::Footprint;
 pub use msg::{PeerMsg, PeerState, Vote};
 pub use types::{ClientOp, ClientRequest, ClientResponse, Outcome, Sid, Store, Txn, TxnOp, Zxid};

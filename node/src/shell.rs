@@ -93,6 +93,8 @@ pub struct Status {
     pub voters: Vec<Sid>,
     /// Its current epoch (for a leader: the epoch it leads, once decided).
     pub epoch: u64,
+    /// The sizes of its in-memory tables.
+    pub footprint: crate::Footprint,
 }
 
 /// Shared view of one server, written by its host and read by the harness.
@@ -642,6 +644,7 @@ impl Shell {
             digest: n.store().digest(),
             epoch: n.current_epoch(),
             voters: n.voters(),
+            footprint: n.footprint(),
         };
         self.probe.update(|d| d.status = status);
     }

@@ -367,6 +367,32 @@ fn observer_follows_but_never_votes() {
     assert_eq!(c.status(4).role, Some(PeerState::Observing));
 }
 
+/// An observer logs each INFORM and applies it at once, before the
+/// fsync: it must still snapshot and trim its in-memory log once the fsync
+/// lands (it once never did, and kept every txn in memory).
+#[test]
+fn an_observer_snapshots_and_trims_its_log() {
+    let mut c = Cluster::with(9, 3, 1, |s| {
+        s.node.snapshot_interval = 20;
+        s.node.committed_log_window = 10;
+        s.fsync_latency = Duration::from_millis(5);
+    });
+    c.wait_for_leader(Duration::from_secs(10));
+    c.run_until(Duration::from_secs(5), "the observer serves", |c| {
+        c.status(4).serving
+    });
+    write_all(&mut c, 1, 1, 1, 0..120);
+    c.run_until(Duration::from_secs(5), "convergence", |c| c.converged());
+    for sid in 1..=4 {
+        let f = c.status(sid).footprint;
+        assert!(
+            f.log_entries <= 30,
+            "server {sid} keeps {} entries in memory (interval 20 + window 10)",
+            f.log_entries
+        );
+    }
+}
+
 /// §5: requests that arrive during an election are held and executed
 /// exactly once after it.
 #[test]

@@ -4,6 +4,7 @@
 
 use super::cluster::{host, Cluster, NORMAL_LATENCY_MS};
 use super::evidence;
+use faultline_checker::health::{self, ServerFootprint, Window};
 use faultline_checker::zk::{self, CheckOutcome, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_checker::{discovery, durable};
@@ -248,9 +249,14 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     };
     let ms = |c: &Cluster| c.now_ms();
     // Warm-up.
+    let mut warm_ns = None;
     while ms(&c) < cfg.warmup_ms {
         step(&mut c)?;
+        if warm_ns.is_none() && all_serving(&c) {
+            warm_ns = Some(c.sim.elapsed().as_nanos() as u64);
+        }
     }
+    let chaos_ns = c.sim.elapsed().as_nanos() as u64;
     // Chaos.
     let chaos_start = ms(&c);
     let mut log = Vec::new();
@@ -279,14 +285,31 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     let quiesce_end = ms(&c) + cfg.quiesce_ms;
     let healed_at = ms(&c);
     let mut recovery_ms = None;
+    let mut recovered_ns = None;
     while ms(&c) < quiesce_end {
         step(&mut c)?;
         if recovery_ms.is_none() && all_serving(&c) {
             recovery_ms = Some(ms(&c) - healed_at);
+            recovered_ns = Some(c.sim.elapsed().as_nanos() as u64);
         }
     }
     control.stop();
     let stop_ns = c.sim.elapsed().as_nanos() as u64;
+    let mut windows = Vec::new();
+    if let Some(start_ns) = warm_ns {
+        windows.push(Window {
+            name: "warm-up",
+            start_ns,
+            end_ns: chaos_ns,
+        });
+    }
+    if let Some(start_ns) = recovered_ns {
+        windows.push(Window {
+            name: "after healing",
+            start_ns,
+            end_ns: stop_ns,
+        });
+    }
     // Wait for the replicas to converge (bounded), then read everything.
     let converge_end = ms(&c) + 10_000;
     while ms(&c) < converge_end && !converged(&c) {
@@ -298,6 +321,12 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     while !done.get() && ms(&c) < finals_end {
         step(&mut c)?;
     }
+    // Let the servers notice the clients are gone, then read their tables.
+    let drain_end = ms(&c) + 500;
+    while ms(&c) < drain_end {
+        step(&mut c)?;
+    }
+    let footprints = footprints(&c, cfg);
     let sim_s = c.sim.elapsed().as_secs_f64();
     log.append(&mut c.late_log);
     log.sort_by_key(|(t, _)| *t);
@@ -308,7 +337,12 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         cfg,
         &c,
         &ops,
-        (heal_ns, stop_ns),
+        Phases {
+            heal_ns,
+            stop_ns,
+            windows,
+            footprints,
+        },
         log.clone(),
         (sim_s, wall.elapsed().as_secs_f64()),
         &ends,
@@ -372,6 +406,24 @@ async fn admin_loop(wl: WorkloadConfig, add_voter: Rc<Cell<Option<Sid>>>) {
 }
 
 /// The live replicas' last committed zxid and digest, as they serve.
+/// Every running server's in-memory tables, with the log bound its
+/// configuration implies.
+fn footprints(c: &Cluster, cfg: &RunConfig) -> Vec<ServerFootprint> {
+    let log_bound = (cfg.snapshot_interval + cfg.snapshot_interval / 2) as usize;
+    c.started
+        .iter()
+        .map(|s| (*s, c.probes[s].status()))
+        .filter(|(_, st)| st.up)
+        .map(|(sid, st)| ServerFootprint {
+            sid,
+            client_requests: st.footprint.client_requests,
+            log_entries: st.footprint.log_entries,
+            log_bound,
+            leader_backlog: st.footprint.leader_backlog,
+        })
+        .collect()
+}
+
 fn replica_ends(c: &Cluster) -> Vec<ReplicaEnd> {
     c.started
         .iter()
@@ -637,11 +689,34 @@ pub fn history_hash(ops: &[Op]) -> String {
     format!("{h:016x}")
 }
 
+/// The run's phase boundaries the checks use (simulated ns).
+struct Phases {
+    /// Everything was healed.
+    heal_ns: u64,
+    /// The workload was told to stop.
+    stop_ns: u64,
+    /// The fault-free windows once every server served.
+    windows: Vec<Window>,
+    /// The servers' in-memory tables at the end.
+    footprints: Vec<ServerFootprint>,
+}
+
+/// How far behind the committed head a local read may be (see
+/// `health::timeliness`): five times syncLimit (100 ms), after which a
+/// follower cut off from its leader has long stopped serving. The worst
+/// lag measured on correct runs is ~105 ms (1,200 runs of the default,
+/// strict and mixed campaigns).
+const TIMELINESS_MS: u64 = 500;
+
+/// The least throughput after healing, as a fraction of the warm-up's
+/// (measured on correct runs: at least 0.89).
+const THROUGHPUT_FLOOR: f64 = 0.5;
+
 fn judge(
     cfg: &RunConfig,
     c: &Cluster,
     ops: &[Op],
-    (heal_ns, stop_ns): (u64, u64),
+    phases: Phases,
     nemesis_log: Vec<(u64, String)>,
     (sim_s, wall_s): (f64, f64),
     ends: &[ReplicaEnd],
@@ -756,10 +831,26 @@ fn judge(
     timed(&mut checks, &mut || zk::convergence(ends, last));
     if let Ok(h) = &history {
         timed(&mut checks, &mut || {
-            zk::liveness(h, &leaders, heal_ns, cfg.liveness_ms * 1_000_000, stop_ns)
+            zk::liveness(
+                h,
+                &leaders,
+                phases.heal_ns,
+                cfg.liveness_ms * 1_000_000,
+                phases.stop_ns,
+            )
         });
     }
     timed(&mut checks, &mut || zk::leadership(&leaders));
+    if let Ok(h) = &history {
+        let (commits, established, syncs) = evidence::protocol_records(&journals);
+        timed(&mut checks, &mut || {
+            health::timeliness(h, &commits, TIMELINESS_MS * 1_000_000)
+        });
+        timed(&mut checks, &mut || {
+            health::stability(h, &phases.windows, &established, &syncs, THROUGHPUT_FLOOR)
+        });
+    }
+    timed(&mut checks, &mut || health::hygiene(&phases.footprints));
     let result = Validity::combine(checks.iter().map(|c| c.result));
     let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
     let latencies = ok_latencies(ops);
