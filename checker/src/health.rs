@@ -329,7 +329,10 @@ mod tests {
             log_bound: 30,
             leader_backlog: 0,
         };
-        assert_eq!(hygiene(&[clean.clone()]).result, crate::Validity::Valid);
+        assert_eq!(
+            hygiene(std::slice::from_ref(&clean)).result,
+            crate::Validity::Valid
+        );
         let dirty = ServerFootprint {
             client_requests: 2,
             log_entries: 31,

@@ -1,7 +1,8 @@
 //! The simulation as the nemesis sees it: [`Cluster`] implements the
 //! nemesis's [`Target`] over turmoil, and carries out the choreographies
 //! that unfold over time (an armed crash at the next establishment, the
-//! epoch skew, a crash in the middle of a sync), checked after every step.
+//! epoch skew, a crash in the middle of a sync, a prospective leader cut
+//! off in discovery), checked after every step.
 
 use faultline_nemesis::{Sid, Target};
 use faultline_node::disk::DiskEvent;
@@ -39,6 +40,8 @@ pub(crate) struct Cluster<'a> {
     skew: Option<Skew>,
     /// The crash in the middle of a sync, armed or carried out.
     sync_crash: Option<SyncCrash>,
+    /// The cut in discovery, armed or carried out.
+    discovery_cut: Option<DiscoveryCut>,
     /// Fault actions the runner took on its own (armed crashes).
     pub(crate) late_log: Vec<(u64, String)>,
 }
@@ -58,6 +61,7 @@ impl<'a> Cluster<'a> {
             armed: None,
             skew: None,
             sync_crash: None,
+            discovery_cut: None,
             late_log: Vec::new(),
         }
     }
@@ -72,6 +76,7 @@ impl<'a> Cluster<'a> {
         self.check_armed();
         self.check_skew();
         self.check_sync_crash();
+        self.check_discovery_cut();
     }
 
     /// Ends every choreography in progress (at the heal).
@@ -79,6 +84,7 @@ impl<'a> Cluster<'a> {
         self.armed = None;
         self.skew = None;
         self.sync_crash = None;
+        self.discovery_cut = None;
     }
 
     /// Starts (or restarts after a crash) server `s`'s host.
@@ -167,6 +173,15 @@ impl Target for Cluster<'_> {
         self.sync_crash = Some(SyncCrash::Armed {
             since_ms: self.now_ms(),
             restart_after_ms,
+        });
+    }
+
+    fn cut_in_discovery(&mut self, delay_ms: u64, heal_after_ms: u64) {
+        self.discovery_cut = Some(DiscoveryCut::Armed {
+            since_ms: self.now_ms(),
+            delay_ms,
+            heal_after_ms,
+            chosen: None,
         });
     }
 
@@ -426,5 +441,131 @@ fn label(e: &DiskEvent) -> String {
             [a, .., b] => format!("{} txns {a}..{b} appended, not synced", zxids.len()),
         },
         other => format!("{other:?}"),
+    }
+}
+
+/// The cut in discovery (see `Fault::CutInDiscovery`).
+#[derive(Clone, Debug)]
+enum DiscoveryCut {
+    /// Waiting for a prospective leader to choose an epoch, then for the
+    /// delay to pass.
+    Armed {
+        since_ms: u64,
+        delay_ms: u64,
+        heal_after_ms: u64,
+        /// The prospective leader seen choosing, its epoch, and when.
+        chosen: Option<(Sid, u64, u64)>,
+    },
+    /// The server is cut off until `until_ms`; `links` are the links this
+    /// cut took down (others were down already, for another fault).
+    Cut {
+        sid: Sid,
+        links: Vec<(Sid, Sid)>,
+        until_ms: u64,
+    },
+}
+
+/// How long an armed cut in discovery waits for a prospective leader.
+const DISCOVERY_CUT_PATIENCE_MS: u64 = 3000;
+
+impl Cluster<'_> {
+    /// A server leading an epoch it chose but has not established, per its
+    /// latest trace event: `(server, epoch)`.
+    fn prospective_leader(&self) -> Option<(Sid, u64)> {
+        self.probes.iter().find_map(|(&s, p)| {
+            if self.crashed.contains(&s) || !p.status().up {
+                return None;
+            }
+            let (_, tr) = p.last_trace()?;
+            (tr.role == PeerState::Leading && tr.epoch > 0 && !tr.serving).then_some((s, tr.epoch))
+        })
+    }
+
+    /// Cuts `sid` off from every other server; returns the links cut now
+    /// (those not cut already).
+    fn isolate(&mut self, sid: Sid) -> Vec<(Sid, Sid)> {
+        let others: Vec<Sid> = self.servers().into_iter().filter(|&s| s != sid).collect();
+        let fresh: Vec<(Sid, Sid)> = others
+            .iter()
+            .map(|&o| (sid.min(o), sid.max(o)))
+            .filter(|l| !self.cut.contains(l))
+            .collect();
+        self.partition(&[sid], &others);
+        fresh
+    }
+
+    /// Advances the cut in discovery.
+    fn check_discovery_cut(&mut self) {
+        let Some(k) = self.discovery_cut.clone() else {
+            return;
+        };
+        let ms = self.now_ms();
+        match k {
+            DiscoveryCut::Armed {
+                since_ms,
+                delay_ms,
+                heal_after_ms,
+                chosen,
+            } => {
+                let now = self.prospective_leader();
+                let chosen = match (chosen, now) {
+                    // Still the same prospective leader in the same epoch.
+                    (Some((s, e, at)), Some((s2, e2))) if (s, e) == (s2, e2) => Some((s, e, at)),
+                    (_, Some((s, e))) => Some((s, e, ms)),
+                    (_, None) => None,
+                };
+                match chosen {
+                    Some((sid, epoch, at)) if ms >= at + delay_ms => {
+                        let links = self.isolate(sid);
+                        self.discovery_cut = Some(DiscoveryCut::Cut {
+                            sid,
+                            links,
+                            until_ms: ms + heal_after_ms,
+                        });
+                        self.late_log.push((
+                            ms,
+                            format!(
+                                "cut off prospective leader {sid} {} ms after it chose epoch {epoch}",
+                                ms - at
+                            ),
+                        ));
+                    }
+                    _ if ms >= since_ms + DISCOVERY_CUT_PATIENCE_MS => {
+                        self.discovery_cut = None;
+                        self.late_log.push((
+                            ms,
+                            "cut in discovery: no prospective leader in 3 s, given up".into(),
+                        ));
+                    }
+                    _ => {
+                        self.discovery_cut = Some(DiscoveryCut::Armed {
+                            since_ms,
+                            delay_ms,
+                            heal_after_ms,
+                            chosen,
+                        });
+                    }
+                }
+            }
+            DiscoveryCut::Cut {
+                sid,
+                links,
+                until_ms,
+            } if ms >= until_ms => {
+                self.discovery_cut = None;
+                // Only what this cut took down, and only if no repair of
+                // the whole network came first.
+                for l in links {
+                    if self.cut.remove(&l) {
+                        self.sim.repair(host(l.0), host(l.1));
+                    }
+                }
+                self.late_log.push((
+                    ms,
+                    format!("repaired the links of prospective leader {sid}"),
+                ));
+            }
+            DiscoveryCut::Cut { .. } => {}
+        }
     }
 }
