@@ -103,8 +103,12 @@ pub fn timeliness(h: &History, commits: &[(u64, u64)], bound_ns: u64) -> CheckOu
 pub struct Window {
     /// What it is ("warm-up", "after healing").
     pub name: &'static str,
-    /// From when (ns): every server serves.
-    pub start_ns: u64,
+    /// The phase it lies in starts here (ns).
+    pub phase_ns: u64,
+    /// From when (ns): every server serves, under one established leader.
+    /// `None`: that never happened in the phase, itself a failure (a
+    /// correct cluster gets there within a second).
+    pub start_ns: Option<u64>,
     /// Until when (ns).
     pub end_ns: u64,
 }
@@ -113,7 +117,7 @@ pub struct Window {
 /// epoch) of every establishment, `syncs` (time, leader, learner) of every
 /// synchronization started; `floor` is the least throughput after healing,
 /// as a fraction of the warm-up's (both in successful client ops per
-/// second over their windows; a window missing means not judged).
+/// second over their windows).
 pub fn stability(
     h: &History,
     windows: &[Window],
@@ -124,13 +128,22 @@ pub fn stability(
     let mut anomalies = Vec::new();
     let mut rates = Vec::new();
     for w in windows {
-        let inside = |t: u64| t > w.start_ns && t < w.end_ns;
+        let Some(start_ns) = w.start_ns else {
+            anomalies.push(format!(
+                "{}: never did every server serve under one established leader ({:.3}-{:.3} s)",
+                w.name,
+                secs(w.phase_ns),
+                secs(w.end_ns)
+            ));
+            continue;
+        };
+        let inside = |t: u64| t > start_ns && t < w.end_ns;
         for (t, sid, epoch) in established.iter().filter(|e| inside(e.0)) {
             anomalies.push(format!(
                 "server {sid} established epoch {epoch} at {:.3} s, in the fault-free window {} ({:.3}-{:.3} s)",
                 secs(*t),
                 w.name,
-                secs(w.start_ns),
+                secs(start_ns),
                 secs(w.end_ns)
             ));
         }
@@ -139,7 +152,7 @@ pub fn stability(
                 "leader {leader} started a synchronization of server {to} at {:.3} s, in the fault-free window {} ({:.3}-{:.3} s)",
                 secs(*t),
                 w.name,
-                secs(w.start_ns),
+                secs(start_ns),
                 secs(w.end_ns)
             ));
         }
@@ -148,7 +161,7 @@ pub fn stability(
             .iter()
             .filter(|o| o.kind == OpType::Ok && o.process.is_client() && inside(o.time))
             .count();
-        let len = w.end_ns.saturating_sub(w.start_ns);
+        let len = w.end_ns.saturating_sub(start_ns);
         if len > 0 {
             rates.push((w.name, ok as f64 / secs(len)));
         }
@@ -273,12 +286,14 @@ mod tests {
         vec![
             Window {
                 name: "warm-up",
-                start_ns: 0,
+                phase_ns: 0,
+                start_ns: Some(0),
                 end_ns: 1_000_000_000,
             },
             Window {
                 name: "after healing",
-                start_ns: 5_000_000_000,
+                phase_ns: 4_000_000_000,
+                start_ns: Some(5_000_000_000),
                 end_ns: 6_000_000_000,
             },
         ]
@@ -318,6 +333,12 @@ mod tests {
             "{:?}",
             o.anomalies
         );
+        // A cluster that never had every server serving after healing.
+        let mut w = windows();
+        w[1].start_ns = None;
+        let o = stability(&h, &w, &[], &[], 0.5);
+        assert_eq!(o.anomalies.len(), 1, "{:?}", o.anomalies);
+        assert!(o.anomalies[0].starts_with("after healing: never did every server serve"));
     }
 
     #[test]

@@ -295,21 +295,20 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     }
     control.stop();
     let stop_ns = c.sim.elapsed().as_nanos() as u64;
-    let mut windows = Vec::new();
-    if let Some(start_ns) = warm_ns {
-        windows.push(Window {
+    let windows = vec![
+        Window {
             name: "warm-up",
-            start_ns,
+            phase_ns: 0,
+            start_ns: warm_ns,
             end_ns: chaos_ns,
-        });
-    }
-    if let Some(start_ns) = recovered_ns {
-        windows.push(Window {
+        },
+        Window {
             name: "after healing",
-            start_ns,
+            phase_ns: heal_ns,
+            start_ns: recovered_ns,
             end_ns: stop_ns,
-        });
-    }
+        },
+    ];
     // Wait for the replicas to converge (bounded), then read everything.
     let converge_end = ms(&c) + 10_000;
     while ms(&c) < converge_end && !converged(&c) {
