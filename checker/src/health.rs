@@ -15,6 +15,12 @@
 //!   clients' throughput after healing is at least a floor relative to
 //!   the warm-up's.
 //!
+//! * `holding`: a server that cannot serve a request holds it until it can
+//!   (ZAB.md §9), for up to the hold timeout (5 s, longer than any client
+//!   waits): the only `not-ready` answers a client may see are those of a
+//!   server behind what the session already saw (the reply's zxid is then
+//!   below the session's), or of a full hold queue (not judged when the
+//!   clients could fill it).
 //! * `hygiene`: at the end of the run, once every client is gone and the
 //!   cluster is quiet, no server still holds client requests, no leader
 //!   has outstanding proposals or syncs, and every in-memory log is within
@@ -23,7 +29,8 @@
 //! Plain data in, no turmoil, no node crate.
 
 use crate::zk::{outcome, CheckOutcome};
-use faultline_history::{Fun, History, OpType};
+use faultline_history::{Fun, History, OpType, Process};
+use std::collections::BTreeMap;
 
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
@@ -184,6 +191,68 @@ pub fn stability(
     outcome("stability", summary, anomalies)
 }
 
+/// The session a client process id belongs to: a read pipelined behind a
+/// write is recorded as `process + PIPELINED_READ_OFFSET` on the same
+/// session.
+fn session_of(p: &Process) -> Option<u64> {
+    use faultline_history::PIPELINED_READ_OFFSET;
+    match p {
+        Process::Client(c) if (PIPELINED_READ_OFFSET..2 * PIPELINED_READ_OFFSET).contains(c) => {
+            Some(c - PIPELINED_READ_OFFSET)
+        }
+        Process::Client(c) => Some(*c),
+        _ => None,
+    }
+}
+
+/// `holding`: see the module docs. `judged`: false when the clients could
+/// have more requests outstanding than the hold queue takes, or wait
+/// longer than the hold timeout (legal `not-ready` answers of another
+/// kind).
+pub fn holding(h: &History, judged: bool) -> CheckOutcome {
+    let mut anomalies = Vec::new();
+    let mut involved = Vec::new();
+    let mut not_ready = 0;
+    // Highest zxid each session had been answered with so far (every
+    // reply the client read is recorded, in the order it arrived).
+    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    for (i, op) in h.ops().iter().enumerate() {
+        let (Some(session), Some(z)) = (session_of(&op.process), op.zxid) else {
+            continue;
+        };
+        if op.kind == OpType::Invoke {
+            continue;
+        }
+        let before = seen.get(&session).copied().unwrap_or(0);
+        if op.error.as_deref() == Some("not-ready") {
+            not_ready += 1;
+            if judged && z >= before {
+                involved.push(i);
+                anomalies.push(format!(
+                    "op {i}: server {} answered process {} not-ready at zxid {}, not behind its session (which had seen {}): the request was not held",
+                    op.node.map_or("?".into(), |n| n.to_string()),
+                    op.process,
+                    zx(z),
+                    zx(before)
+                ));
+            }
+        }
+        seen.insert(session, before.max(z));
+    }
+    let mut o = outcome(
+        "holding",
+        if !judged {
+            format!("not judged: the clients could fill the hold queue or outwait its timeout ({not_ready} not-ready answers)")
+        } else {
+            format!("{not_ready} not-ready answers, each from a server behind its session")
+        },
+        anomalies,
+    );
+    involved.truncate(400);
+    o.ops = involved;
+    o
+}
+
 /// A server's in-memory tables at the end of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerFootprint {
@@ -339,6 +408,43 @@ mod tests {
         let o = stability(&h, &w, &[], &[], 0.5);
         assert_eq!(o.anomalies.len(), 1, "{:?}", o.anomalies);
         assert!(o.anomalies[0].starts_with("after healing: never did every server serve"));
+    }
+
+    #[test]
+    fn only_a_server_behind_the_session_may_answer_not_ready() {
+        let reply = |kind, p: u64, t: u64, z: u64, err: Option<&str>| {
+            let mut o = op(kind, p, Fun::Read, t, Some(z));
+            o.error = err.map(str::to_string);
+            o
+        };
+        let h = |z: u64| {
+            History::new(vec![
+                op(OpType::Invoke, 0, Fun::Read, 1, None),
+                reply(OpType::Ok, 0, 2, 5, None),
+                op(OpType::Invoke, 0, Fun::Read, 3, None),
+                reply(OpType::Fail, 0, 4, z, Some("not-ready")),
+            ])
+            .unwrap()
+        };
+        // Behind the session's zxid 5: legal.
+        assert_eq!(holding(&h(4), true).result, crate::Validity::Valid);
+        // Not behind: the request should have been held.
+        let o = holding(&h(5), true);
+        assert_eq!(o.result, crate::Validity::Invalid);
+        assert!(o.anomalies[0].contains("was not held"), "{:?}", o.anomalies);
+        assert_eq!(o.ops, vec![3]);
+        // A queue the clients could fill: not judged.
+        assert_eq!(holding(&h(5), false).result, crate::Validity::Valid);
+        // The pipelined read's session is its writer's.
+        let pipe = faultline_history::PIPELINED_READ_OFFSET;
+        let hp = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Read, 1, None),
+            reply(OpType::Ok, 0, 2, 5, None),
+            op(OpType::Invoke, pipe, Fun::Read, 3, None),
+            reply(OpType::Fail, pipe, 4, 4, Some("not-ready")),
+        ])
+        .unwrap();
+        assert_eq!(holding(&hp, true).result, crate::Validity::Valid);
     }
 
     #[test]

@@ -849,6 +849,14 @@ fn judge(
             health::stability(h, &phases.windows, &established, &syncs, THROUGHPUT_FLOOR)
         });
     }
+    if let Ok(h) = &history {
+        // A process has at most a write and a pipelined read outstanding,
+        // and gives up on an op long before a held request times out.
+        let n = NodeConfig::new(1, vec![1], vec![]);
+        let hold_ms = n.hold_timeout * n.tick.as_millis() as u64;
+        let judged = 2 * cfg.processes < n.hold_queue_max && cfg.op_timeout_ms < hold_ms;
+        timed(&mut checks, &mut || health::holding(h, judged));
+    }
     timed(&mut checks, &mut || health::hygiene(&phases.footprints));
     let result = Validity::combine(checks.iter().map(|c| c.result));
     let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
