@@ -350,24 +350,20 @@ pub fn liveness(
         o.process.is_client() && o.time >= heal_ns && o.time <= stop_ns
     };
     for (name, funs) in LIVE_KINDS {
-        let of_kind = |o: &&faultline_history::Op| funs.contains(&o.f);
-        let invoked = h
-            .ops()
-            .iter()
-            .filter(client)
-            .filter(of_kind)
-            .filter(|o| o.kind == OpType::Invoke)
-            .count();
+        // This kind's client ops after the heal, before the workload stopped.
+        let of_kind = || {
+            h.ops()
+                .iter()
+                .filter(client)
+                .filter(|o| funs.contains(&o.f))
+        };
+        let invoked = of_kind().filter(|o| o.kind == OpType::Invoke).count();
         if invoked == 0 {
             unjudged.push(name);
             continue;
         }
         judged.push(name);
-        let first_ok = h
-            .ops()
-            .iter()
-            .filter(client)
-            .filter(of_kind)
+        let first_ok = of_kind()
             .filter(|o| o.kind == OpType::Ok)
             .map(|o| o.time)
             .min();
