@@ -3,6 +3,7 @@
 
 mod cluster;
 mod evidence;
+mod judge;
 mod mixes;
 mod run;
 
@@ -615,7 +616,7 @@ pub(crate) fn linearizable_history(
     let cfg = config(&a, seed)?;
     let schedule = Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg));
     let (_, art) = run::run(&cfg, &schedule).map_err(|e| anyhow::anyhow!(e.message()))?;
-    Ok(run::linearizable_part(&art.history).0?)
+    Ok(judge::linearizable_part(&art.history).0?)
 }
 
 /// Runs one seed in this thread, catching node assertion failures, and
