@@ -137,7 +137,7 @@ fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> Str
             ops.extend(op.complete_index);
         }
     }
-    let check = faultline_checker::zk::CheckOutcome {
+    let check = faultline_checker::CheckOutcome {
         name: "linearizable".into(),
         result: r.result,
         summary: format!(

@@ -21,7 +21,7 @@
 //! reconfig committed), so it never calls a correct run invalid.
 
 use crate::durable::{DiskEvent, Journal, Record};
-use crate::zk::{outcome, CheckOutcome};
+use crate::verdict::{outcome, CheckOutcome};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Something that needs epoch `epoch` promised by a quorum first.

@@ -18,7 +18,8 @@
 //!   and a leader sends COMMIT for `z` only when `z` is durable on a
 //!   majority of the voters (I5).
 
-use crate::zk::{CheckOutcome, CommittedTxn};
+use crate::verdict::CheckOutcome;
+use crate::zk::CommittedTxn;
 use faultline_history::{Fun, History, OpType, Value};
 use std::collections::BTreeMap;
 
@@ -368,7 +369,7 @@ pub fn durability(
         }
     }
     let unverified = files.iter().filter(|f| f.replayed.is_none()).count();
-    let mut o = crate::zk::outcome(
+    let mut o = crate::verdict::outcome(
         "durability",
         format!(
             "{acked} acknowledged writes against the {} txns in {} servers' durable logs ({beyond_logs} older than every log); \
@@ -435,7 +436,7 @@ pub fn quorum_acks(
     let mut anomalies = Vec::new();
     let acks = acks_after_fsync(journals, &mut anomalies);
     let commits = commits_on_quorum(journals, dh, initial, &mut anomalies);
-    crate::zk::outcome(
+    crate::verdict::outcome(
         "quorum-acks",
         format!(
             "{acks} ACKs against the disks' fsync records; {commits} commits (first COMMITs and initial histories at establishment) against the voters' durable logs"
@@ -629,7 +630,7 @@ pub fn leader_reports(
             _ => {}
         }
     }
-    crate::zk::outcome(
+    crate::verdict::outcome(
         "leader-reports",
         format!(
             "{} txns leaders reported committed, against the durable history",

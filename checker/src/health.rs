@@ -28,7 +28,7 @@
 //!
 //! Plain data in, no turmoil, no node crate.
 
-use crate::zk::{outcome, CheckOutcome};
+use crate::verdict::{outcome, CheckOutcome};
 use faultline_history::{Fun, History, OpType, Process};
 use std::collections::BTreeMap;
 

@@ -40,5 +40,5 @@ pub mod zones;
 
 pub use linearizability::{check, check_model, ModelError};
 pub use model::{Kv, KvOp, Model, ModelKind, Register, RegisterOp};
-pub use verdict::{Candidate, LinReport, OpRef, Step, UnknownKey, Validity, Witness};
+pub use verdict::{Candidate, CheckOutcome, LinReport, OpRef, Step, UnknownKey, Validity, Witness};
 pub use wgl::Budget;

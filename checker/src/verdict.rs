@@ -279,3 +279,45 @@ mod tests {
         );
     }
 }
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// The check's name.
+    pub name: String,
+    /// Valid, invalid or unknown.
+    pub result: Validity,
+    /// One line on what was checked.
+    pub summary: String,
+    /// Each violation, readably (at most 20).
+    pub anomalies: Vec<String>,
+    /// History indices of the operations the violations involve (for
+    /// highlighting in reports).
+    #[serde(default)]
+    pub ops: Vec<usize>,
+}
+
+const ANOMALIES_KEPT: usize = 20;
+
+/// A check's outcome from its anomalies: valid when there are none, else
+/// invalid with at most 20 of them kept (and a count of the rest).
+pub(crate) fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome {
+    let result = if anomalies.is_empty() {
+        Validity::Valid
+    } else {
+        Validity::Invalid
+    };
+    let mut anomalies = anomalies;
+    let total = anomalies.len();
+    anomalies.truncate(ANOMALIES_KEPT);
+    if total > ANOMALIES_KEPT {
+        anomalies.push(format!("... and {} more", total - ANOMALIES_KEPT));
+    }
+    CheckOutcome {
+        name: name.to_string(),
+        result,
+        summary,
+        anomalies,
+        ops: Vec::new(),
+    }
+}

@@ -16,9 +16,9 @@
 //!   (write, local read, sync-read) succeeds within a bound (I12).
 //! * `leadership`: at most one leader is established per epoch (I1).
 
-use crate::verdict::Validity;
+use crate::verdict::{outcome, CheckOutcome};
 use faultline_history::{Fun, History, OpType, Process, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// A committed txn as the checks need it.
@@ -59,46 +59,6 @@ pub struct ReplicaEnd {
     pub last_committed: u64,
     /// Its state digest.
     pub digest: u64,
-}
-
-/// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckOutcome {
-    /// The check's name.
-    pub name: String,
-    /// Valid, invalid or unknown.
-    pub result: Validity,
-    /// One line on what was checked.
-    pub summary: String,
-    /// Each violation, readably (at most 20).
-    pub anomalies: Vec<String>,
-    /// History indices of the operations the violations involve (for
-    /// highlighting in reports).
-    #[serde(default)]
-    pub ops: Vec<usize>,
-}
-
-const ANOMALIES_KEPT: usize = 20;
-
-pub(crate) fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> CheckOutcome {
-    let result = if anomalies.is_empty() {
-        Validity::Valid
-    } else {
-        Validity::Invalid
-    };
-    let mut anomalies = anomalies;
-    let total = anomalies.len();
-    anomalies.truncate(ANOMALIES_KEPT);
-    if total > ANOMALIES_KEPT {
-        anomalies.push(format!("... and {} more", total - ANOMALIES_KEPT));
-    }
-    CheckOutcome {
-        name: name.to_string(),
-        result,
-        summary,
-        anomalies,
-        ops: Vec::new(),
-    }
 }
 
 fn zx(z: u64) -> String {

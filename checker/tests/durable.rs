@@ -2,7 +2,7 @@
 //! left on disk and what their hosts recorded (see `checker::durable`).
 
 use faultline_checker::durable::*;
-use faultline_checker::zk::CheckOutcome;
+use faultline_checker::CheckOutcome;
 use faultline_checker::Validity;
 use faultline_history::{Fun, History, Op, OpType, Process, Value};
 use std::collections::BTreeMap;

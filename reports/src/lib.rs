@@ -15,7 +15,7 @@
 
 pub mod plots;
 
-use faultline_checker::zk::CheckOutcome;
+use faultline_checker::CheckOutcome;
 use faultline_checker::Validity;
 use faultline_history::History;
 use std::collections::BTreeSet;

@@ -479,7 +479,7 @@ fn deterministic(a: &BenchArgs, seed: u64, out: &Path) -> anyhow::Result<RunResu
     }
     let second = watched(a, seed, out)?;
     let same = first.history_hash == second.history_hash;
-    first.checks.push(faultline_checker::zk::CheckOutcome {
+    first.checks.push(faultline_checker::CheckOutcome {
         name: "determinism".into(),
         result: if same {
             Validity::Valid
@@ -709,7 +709,7 @@ fn aborted(
             "the bench ran the seed to the end",
         ),
     };
-    let check = faultline_checker::zk::CheckOutcome {
+    let check = faultline_checker::CheckOutcome {
         name: name.into(),
         result,
         summary: summary.into(),

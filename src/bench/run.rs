@@ -5,7 +5,8 @@
 use super::cluster::{host, Cluster, NORMAL_LATENCY_MS};
 use super::judge::{judge, Phases};
 use faultline_checker::health::{ServerFootprint, Window};
-use faultline_checker::zk::{CheckOutcome, ReplicaEnd};
+use faultline_checker::zk::ReplicaEnd;
+use faultline_checker::CheckOutcome;
 use faultline_checker::Validity;
 use faultline_history::Op;
 use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
