@@ -175,8 +175,10 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
-#[derive(Serialize)]
-struct Summary<'a> {
+/// `summary.json`: one schema, written by `bench` and by `merge` (which
+/// reads the shards' summaries back with it).
+#[derive(Serialize, serde::Deserialize)]
+struct Summary {
     result: Validity,
     runs: usize,
     valid: usize,
@@ -185,23 +187,24 @@ struct Summary<'a> {
     wall_s: f64,
     /// The check that took longest over every run (wall time; for figures
     /// only).
-    slowest_check: Option<SlowestCheck<'a>>,
-    config: &'a RunConfig,
-    seeds: Vec<SeedLine<'a>>,
+    slowest_check: Option<SlowestCheck>,
+    /// The campaign's configuration (the first seed's `RunConfig`).
+    config: serde_json::Value,
+    seeds: Vec<SeedLine>,
 }
 
-#[derive(Serialize)]
-struct SlowestCheck<'a> {
+#[derive(Clone, Serialize, serde::Deserialize)]
+struct SlowestCheck {
     seed: u64,
-    check: &'a str,
+    check: String,
     ms: f64,
 }
 
-#[derive(Serialize)]
-struct SeedLine<'a> {
+#[derive(Clone, Serialize, serde::Deserialize)]
+struct SeedLine {
     seed: u64,
     result: Validity,
-    failed_checks: Vec<&'a str>,
+    failed_checks: Vec<String>,
     ops: usize,
     ok: usize,
     faults: usize,
@@ -211,7 +214,7 @@ struct SeedLine<'a> {
     latency_p99_ms: f64,
     sim_s: f64,
     wall_s: f64,
-    history_hash: &'a str,
+    history_hash: String,
     reproduce: Option<String>,
 }
 
@@ -886,10 +889,10 @@ fn summarize(
         wall_s,
         slowest_check: slowest_check(results).map(|(seed, check, ms)| SlowestCheck {
             seed,
-            check,
+            check: check.to_string(),
             ms,
         }),
-        config: base,
+        config: serde_json::to_value(base)?,
         seeds: results
             .iter()
             .map(|r| SeedLine {
@@ -899,7 +902,7 @@ fn summarize(
                     .checks
                     .iter()
                     .filter(|c| c.result != Validity::Valid)
-                    .map(|c| c.name.as_str())
+                    .map(|c| c.name.clone())
                     .collect(),
                 ops: r.ops,
                 ok: r.ok,
@@ -910,7 +913,7 @@ fn summarize(
                 latency_p99_ms: r.latency_ms.1,
                 sim_s: r.sim_s,
                 wall_s: r.wall_s,
-                history_hash: &r.history_hash,
+                history_hash: r.history_hash.clone(),
                 reproduce: (r.result != Validity::Valid).then(|| reproduce(a, r.seed)),
             })
             .collect(),
@@ -1145,27 +1148,28 @@ pub struct MergeArgs {
 /// file, and the exit code of the whole campaign.
 pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     let mut results: std::collections::BTreeMap<u64, RunResult> = Default::default();
-    let mut lines: std::collections::BTreeMap<u64, serde_json::Value> = Default::default();
+    let mut lines: std::collections::BTreeMap<u64, SeedLine> = Default::default();
     let mut config = serde_json::Value::Null;
     let mut wall_s = 0.0;
+    let mut slowest: Option<SlowestCheck> = None;
     for d in &a.dirs {
         let dir = Path::new(d);
         let sp = dir.join("summary.json");
         let text = std::fs::read_to_string(&sp)
             .with_context(|| format!("{}: cannot read", sp.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
+        let v: Summary = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a bench summary", sp.display()))?;
-        let seeds = v["seeds"]
-            .as_array()
-            .with_context(|| format!("{}: not a bench summary (no seeds)", sp.display()))?;
         if config.is_null() {
-            config = v["config"].clone();
+            config = v.config;
         }
-        wall_s += v["wall_s"].as_f64().unwrap_or(0.0);
-        for line in seeds {
-            let seed = line["seed"]
-                .as_u64()
-                .with_context(|| format!("{}: a seed line has no seed", sp.display()))?;
+        wall_s += v.wall_s;
+        if let Some(c) = v.slowest_check {
+            if slowest.as_ref().is_none_or(|s| c.ms > s.ms) {
+                slowest = Some(c);
+            }
+        }
+        for line in v.seeds {
+            let seed = line.seed;
             let vp = dir
                 .join("runs")
                 .join(format!("seed-{seed}"))
@@ -1175,7 +1179,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
             let r: RunResult = serde_json::from_str(&vt)
                 .with_context(|| format!("{}: not a run verdict", vp.display()))?;
             results.insert(seed, r);
-            lines.insert(seed, line.clone());
+            lines.insert(seed, line);
         }
     }
     let results: Vec<RunResult> = results.into_values().collect();
@@ -1186,16 +1190,17 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         count(Validity::Unknown),
     );
     let result = Validity::combine(results.iter().map(|r| r.result));
-    let merged = serde_json::json!({
-        "result": result,
-        "runs": results.len(),
-        "valid": valid,
-        "invalid": invalid,
-        "unknown": unknown,
-        "wall_s": wall_s,
-        "config": config,
-        "seeds": lines.into_values().collect::<Vec<_>>(),
-    });
+    let merged = Summary {
+        result,
+        runs: results.len(),
+        valid,
+        invalid,
+        unknown,
+        wall_s,
+        slowest_check: slowest,
+        config: config.clone(),
+        seeds: lines.into_values().collect(),
+    };
     let out = PathBuf::from(&a.out);
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     write(
