@@ -14,7 +14,7 @@ use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_checker::{discovery, durable};
 use faultline_history::{Fun, History, Op, OpType};
 use faultline_nemesis::Sid;
-use faultline_node::{NodeConfig, PeerState, ProtocolEvent};
+use faultline_node::{PeerState, ProtocolEvent};
 use faultline_workload::WorkloadKind;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -188,6 +188,9 @@ pub(crate) struct Phases {
     pub(crate) windows: Vec<Window>,
     /// The servers' in-memory tables at the end.
     pub(crate) footprints: Vec<ServerFootprint>,
+    /// Whether the servers' hold settings let `holding` judge (see
+    /// `health::holding`).
+    pub(crate) holding_judged: bool,
 }
 
 /// How far behind the committed head a local read may be (see
@@ -340,12 +343,9 @@ pub(crate) fn judge(
         });
     }
     if let Ok(h) = &history {
-        // A process has at most a write and a pipelined read outstanding,
-        // and gives up on an op long before a held request times out.
-        let n = NodeConfig::new(1, vec![1], vec![]);
-        let hold_ms = n.hold_timeout * n.tick.as_millis() as u64;
-        let judged = 2 * cfg.processes < n.hold_queue_max && cfg.op_timeout_ms < hold_ms;
-        timed(&mut checks, &mut || health::holding(h, judged));
+        timed(&mut checks, &mut || {
+            health::holding(h, phases.holding_judged)
+        });
     }
     timed(&mut checks, &mut || health::hygiene(&phases.footprints));
     let result = Validity::combine(checks.iter().map(|c| c.result));

@@ -193,6 +193,30 @@ struct Summary {
     seeds: Vec<SeedLine>,
 }
 
+impl Summary {
+    /// The summary of `results` (their verdicts counted and combined).
+    fn new(
+        results: &[RunResult],
+        wall_s: f64,
+        slowest_check: Option<SlowestCheck>,
+        config: serde_json::Value,
+        seeds: Vec<SeedLine>,
+    ) -> Summary {
+        let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
+        Summary {
+            result: Validity::combine(results.iter().map(|r| r.result)),
+            runs: results.len(),
+            valid: count(Validity::Valid),
+            invalid: count(Validity::Invalid),
+            unknown: count(Validity::Unknown),
+            wall_s,
+            slowest_check,
+            config,
+            seeds,
+        }
+    }
+}
+
 #[derive(Clone, Serialize, serde::Deserialize)]
 struct SlowestCheck {
     seed: u64,
@@ -873,27 +897,16 @@ fn summarize(
     out: &Path,
     wall_s: f64,
 ) -> anyhow::Result<u8> {
-    let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
-    let (valid, invalid, unknown) = (
-        count(Validity::Valid),
-        count(Validity::Invalid),
-        count(Validity::Unknown),
-    );
-    let result = Validity::combine(results.iter().map(|r| r.result));
-    let summary = Summary {
-        result,
-        runs: results.len(),
-        valid,
-        invalid,
-        unknown,
+    let summary = Summary::new(
+        results,
         wall_s,
-        slowest_check: slowest_check(results).map(|(seed, check, ms)| SlowestCheck {
+        slowest_check(results).map(|(seed, check, ms)| SlowestCheck {
             seed,
             check: check.to_string(),
             ms,
         }),
-        config: serde_json::to_value(base)?,
-        seeds: results
+        serde_json::to_value(base)?,
+        results
             .iter()
             .map(|r| SeedLine {
                 seed: r.seed,
@@ -917,7 +930,13 @@ fn summarize(
                 reproduce: (r.result != Validity::Valid).then(|| reproduce(a, r.seed)),
             })
             .collect(),
-    };
+    );
+    let (result, valid, invalid, unknown) = (
+        summary.result,
+        summary.valid,
+        summary.invalid,
+        summary.unknown,
+    );
     let json = serde_json::to_string_pretty(&summary)?;
     write(&out.join("summary.json"), json.as_bytes())?;
     write(
@@ -1183,24 +1202,15 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         }
     }
     let results: Vec<RunResult> = results.into_values().collect();
-    let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
-    let (valid, invalid, unknown) = (
-        count(Validity::Valid),
-        count(Validity::Invalid),
-        count(Validity::Unknown),
-    );
-    let result = Validity::combine(results.iter().map(|r| r.result));
-    let merged = Summary {
-        result,
-        runs: results.len(),
-        valid,
-        invalid,
-        unknown,
+    let merged = Summary::new(
+        &results,
         wall_s,
-        slowest_check: slowest,
-        config: config.clone(),
-        seeds: lines.into_values().collect(),
-    };
+        slowest,
+        config.clone(),
+        lines.into_values().collect(),
+    );
+    let (result, valid, invalid, unknown) =
+        (merged.result, merged.valid, merged.invalid, merged.unknown);
     let out = PathBuf::from(&a.out);
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     write(

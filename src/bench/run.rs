@@ -195,6 +195,14 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         shell.fsync_latency = Duration::from_millis(cfg.fsync_ms);
         configs.insert(s, shell);
     }
+    // `holding` is judged only when the clients can neither fill a hold
+    // queue (a process has at most a write and a pipelined read
+    // outstanding) nor outwait a held request's timeout.
+    let holding_judged = configs.values().all(|sc: &ShellConfig| {
+        let n = &sc.node;
+        let hold_ms = n.hold_timeout * n.tick.as_millis() as u64;
+        2 * cfg.processes < n.hold_queue_max && cfg.op_timeout_ms < hold_ms
+    });
     let mut c = Cluster::new(build_sim(cfg), configs);
     for &s in &topo.servers {
         c.start(s);
@@ -341,6 +349,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
             stop_ns,
             windows,
             footprints,
+            holding_judged,
         },
         log.clone(),
         (sim_s, wall.elapsed().as_secs_f64()),
