@@ -18,6 +18,7 @@ pub mod evidence;
 mod footprint;
 mod leader;
 mod learner;
+mod log;
 pub mod msg;
 pub mod shell;
 pub mod types;
