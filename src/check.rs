@@ -197,8 +197,7 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
     let elapsed = start.elapsed();
     if let Some(path) = &a.html {
         let page = html_report(&a.file, &history, &report);
-        crate::convert::write_atomically(path, page.as_bytes())
-            .with_context(|| format!("{path}: cannot write"))?;
+        faultline_bench::output::write(std::path::Path::new(path), page.as_bytes())?;
     }
     if a.json {
         let v = JsonVerdict {

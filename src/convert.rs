@@ -1,7 +1,6 @@
 //! `faultline convert FILE --to jsonl|edn`: rewrite a history in another
 //! format, after reading and validating it like `check` does.
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use faultline_history::{edn, jsonl, read_file, ReadOptions};
 use std::io::Write as _;
@@ -51,20 +50,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<u8> {
     }
     match a.output {
         None => std::io::stdout().lock().write_all(&buf)?,
-        Some(path) => {
-            write_atomically(&path, &buf).with_context(|| format!("{path}: cannot write"))?
-        }
+        Some(path) => faultline_bench::output::write(std::path::Path::new(&path), &buf)?,
     }
     Ok(0)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into
-/// place, so that a failure never leaves a partial file that looks complete.
-pub fn write_atomically(path: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!("{path}.tmp-{}", std::process::id());
-    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }

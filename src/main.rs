@@ -1,11 +1,10 @@
 //! The `faultline` command line. See the README for every command, flag,
 //! format and exit code.
 
-mod bench;
 mod check;
 mod convert;
-mod perf;
-mod perf_node;
+
+use faultline_bench as bench;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,7 +42,7 @@ enum Command {
     /// Rewrite a history as JSON lines or Jepsen EDN.
     Convert(convert::ConvertArgs),
     /// Benchmark the checker: Porcupine's corpus and a generated history.
-    Perf(perf::PerfArgs),
+    Perf(bench::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,12 +55,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Bench(a) => bench::run(*a),
+        Command::Bench(a) => bench::bench(*a),
         Command::Merge(a) => bench::merge(a),
         Command::Matrix(a) => bench::matrix(a),
         Command::Mixes(a) => bench::mixes_cmd(a),
         Command::Check(a) => check::run(a),
-        Command::Perf(a) => perf::run(a),
+        Command::Perf(a) => bench::perf(a),
         Command::Convert(a) => convert::run(a),
     };
     match result {

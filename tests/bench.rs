@@ -412,3 +412,42 @@ fn the_nemesis_matrix_runs_every_single_kind_and_pair() {
         assert_eq!(r["invalid"], 0, "{r}");
     }
 }
+
+#[test]
+fn without_out_each_campaign_gets_a_new_folder_under_target() {
+    let target = dir("default-out");
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args([
+                "bench",
+                "--seed",
+                "2",
+                "--duration",
+                "1s",
+                "--nemesis",
+                "none",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read_link(format!("{target}/faultline/latest")).unwrap()
+    };
+    let first = run();
+    let second = run();
+    assert_ne!(
+        first, second,
+        "a second campaign never writes into the first"
+    );
+    for f in [&first, &second] {
+        let name = f.to_string_lossy();
+        assert!(name.starts_with("bench-"), "{name}");
+        let summary = json(&format!("{target}/faultline/{name}/summary.json"));
+        assert_eq!(summary["runs"], 1);
+    }
+}

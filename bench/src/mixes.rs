@@ -4,15 +4,13 @@
 //! violations, unknowns, leader changes and the time the ensemble took to
 //! serve again after healing.
 
-use super::{parse_duration_ms, parse_seeds, reproduce, watched, BenchArgs, SeedRange};
-use anyhow::Context as _;
-use clap::{Args, FromArgMatches as _};
+use crate::campaign::run_seeds;
+use crate::flags::{self, parse_duration_ms, parse_seeds, RunFlags, SeedRange};
+use crate::output::{campaign_dir, write};
+use clap::Args;
 use faultline_checker::Validity;
 use faultline_nemesis::NemesisKind;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Arguments of `faultline mixes`.
@@ -33,9 +31,9 @@ pub struct MixesArgs {
     /// Runs in parallel (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Where the runs go.
-    #[arg(long, default_value = "reports/mixes")]
-    pub out: String,
+    /// Where the runs go (default: a new folder under target/faultline/).
+    #[arg(long)]
+    pub out: Option<String>,
 }
 
 /// One line of the nemesis matrix.
@@ -71,34 +69,6 @@ fn mixes(kinds: &[NemesisKind], singles: bool) -> Vec<String> {
     out
 }
 
-/// Runs `seeds` of `a` in child processes, `jobs` at a time.
-fn run_seeds(
-    a: &BenchArgs,
-    seeds: &[u64],
-    out: &Path,
-    jobs: usize,
-) -> anyhow::Result<Vec<super::RunResult>> {
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.min(seeds.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else { break };
-                let r = watched(a, seed, out);
-                results.lock().expect("no panics").push(r);
-            });
-        }
-    });
-    let mut v = results
-        .into_inner()
-        .expect("no panics")
-        .into_iter()
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    v.sort_by_key(|r| r.seed);
-    Ok(v)
-}
-
 /// `faultline mixes`: see the module docs. Exit 1 on any violation, else 3
 /// on any unknown, else 0.
 pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
@@ -106,10 +76,8 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
         Some(list) => NemesisKind::parse_list(list).map_err(anyhow::Error::msg)?,
         None => NemesisKind::parse_list("all").map_err(anyhow::Error::msg)?,
     };
-    let jobs = m
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = flags::jobs(m.jobs);
+    let root = campaign_dir("mixes", m.out.as_deref())?;
     let seeds: Vec<u64> = m.seeds.iter().collect();
     let all = mixes(&kinds, m.singles);
     eprintln!(
@@ -128,12 +96,11 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
     let mut rows = Vec::new();
     for mix in &all {
         let flags = ["--nemesis", mix, "--duration", &format!("{}ms", m.duration)];
-        let a = BenchArgs::from_flags(&flags)?;
-        let out = PathBuf::from(&m.out).join(mix.replace(',', "+"));
-        std::fs::create_dir_all(out.join("runs"))
-            .with_context(|| format!("{}: cannot create", out.display()))?;
+        let a = RunFlags::from_flags(&flags)?;
+        let dir = root.join(mix.replace(',', "+"));
+        let out = campaign_dir("mixes", Some(&dir.display().to_string()))?;
         let t = Instant::now();
-        let results = run_seeds(&a, &seeds, &out, jobs)?;
+        let results = run_seeds(&a, &seeds, &out, jobs, false, &|_| {})?;
         let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
         let mut rec: Vec<u64> = results.iter().filter_map(|r| r.recovery_ms).collect();
         rec.sort_unstable();
@@ -151,7 +118,7 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
             failures: results
                 .iter()
                 .filter(|r| r.result != Validity::Valid)
-                .map(|r| reproduce(&a, r.seed))
+                .map(|r| a.reproduce(r.seed))
                 .collect(),
         };
         eprintln!(
@@ -175,11 +142,8 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
     let invalid: usize = rows.iter().map(|r| r.invalid).sum();
     let unknown: usize = rows.iter().map(|r| r.unknown).sum();
     let runs: usize = rows.iter().map(|r| r.runs).sum();
-    std::fs::write(
-        PathBuf::from(&m.out).join("mixes.json"),
-        serde_json::to_string_pretty(&rows)?,
-    )
-    .with_context(|| format!("{}: cannot write mixes.json", m.out))?;
+    let json = root.join("mixes.json");
+    write(&json, serde_json::to_string_pretty(&rows)?.as_bytes())?;
     let verdict = if invalid > 0 {
         Validity::Invalid
     } else if unknown > 0 {
@@ -188,23 +152,11 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
         Validity::Valid
     };
     eprintln!(
-        "\n{}: {} mixes, {runs} runs: {invalid} invalid, {unknown} unknown in {:.1} s; {}/mixes.json",
+        "\n{}: {} mixes, {runs} runs: {invalid} invalid, {unknown} unknown in {:.1} s; {}",
         verdict.to_string().to_uppercase(),
         rows.len(),
         start.elapsed().as_secs_f64(),
-        m.out
+        json.display()
     );
     Ok(verdict.exit_code() as u8)
-}
-
-impl BenchArgs {
-    /// `bench` arguments from these flags, every other one at its default
-    /// (the defaults live in one place: the clap definition).
-    pub fn from_flags(flags: &[&str]) -> anyhow::Result<BenchArgs> {
-        let cmd = <BenchArgs as clap::Args>::augment_args(clap::Command::new("bench"));
-        let matches = cmd
-            .try_get_matches_from(std::iter::once("bench").chain(flags.iter().copied()))
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("")))?;
-        Ok(BenchArgs::from_arg_matches(&matches)?)
-    }
 }

@@ -296,7 +296,7 @@ fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
     for flags in campaigns {
         for seed in 1..=a.hot_seeds {
             let t = Instant::now();
-            let h = crate::bench::linearizable_history(flags, seed)?;
+            let h = crate::campaign::linearizable_history(flags, seed)?;
             println!(
                 "bench {} --seed {seed}: {} events on one key, simulated in {:.0} ms",
                 flags.join(" "),

@@ -2,8 +2,8 @@
 //! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
 //! committed txns -> checks -> verdict.
 
-use super::cluster::{host, Cluster, NORMAL_LATENCY_MS};
-use super::judge::{judge, Phases};
+use crate::cluster::{host, Cluster, NORMAL_LATENCY_MS};
+use crate::judge::{judge, Phases};
 use faultline_checker::health::{ServerFootprint, Window};
 use faultline_checker::zk::ReplicaEnd;
 use faultline_checker::CheckOutcome;
@@ -111,6 +111,13 @@ pub struct RunResult {
     /// under one established leader (`None`: not within the quiesce phase).
     #[serde(default)]
     pub recovery_ms: Option<u64>,
+}
+
+impl RunResult {
+    /// The checks that did not find the run valid, in check order.
+    pub fn failed_checks(&self) -> impl Iterator<Item = &CheckOutcome> {
+        self.checks.iter().filter(|c| c.result != Validity::Valid)
+    }
 }
 
 /// Files a run leaves behind, in memory.

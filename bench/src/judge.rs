@@ -4,9 +4,9 @@
 //! health checks), with the run's figures (latencies, op counts, the
 //! history hash).
 
-use super::cluster::Cluster;
-use super::evidence;
-use super::run::{topology, RunConfig, RunResult};
+use crate::cluster::Cluster;
+use crate::evidence;
+use crate::run::{topology, RunConfig, RunResult};
 use faultline_checker::health::{self, ServerFootprint, Window};
 use faultline_checker::zk::{self, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::CheckOutcome;

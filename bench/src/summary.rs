@@ -1,0 +1,198 @@
+//! The campaign's verdict files: `summary.json` (one typed schema, written
+//! by `bench` and read back and written by `merge`) and `junit.xml`.
+
+use crate::run::RunResult;
+use faultline_checker::Validity;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// `summary.json`: one schema, written by `bench` and by `merge` (which
+/// reads the shards' summaries back with it).
+#[derive(Serialize, Deserialize)]
+pub struct Summary {
+    /// The verdict of every run combined.
+    pub result: Validity,
+    /// Runs.
+    pub runs: usize,
+    /// Valid runs.
+    pub valid: usize,
+    /// Invalid runs.
+    pub invalid: usize,
+    /// Runs without a verdict.
+    pub unknown: usize,
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// The check that took longest over every run (wall time; for figures
+    /// only).
+    pub slowest_check: Option<SlowestCheck>,
+    /// The campaign's configuration (the first seed's `RunConfig`).
+    pub config: serde_json::Value,
+    /// One line per run, by seed.
+    pub seeds: Vec<SeedLine>,
+}
+
+impl Summary {
+    /// The summary of `results` (their verdicts counted and combined).
+    pub fn new(
+        results: &[RunResult],
+        wall_s: f64,
+        slowest_check: Option<SlowestCheck>,
+        config: serde_json::Value,
+        seeds: Vec<SeedLine>,
+    ) -> Summary {
+        let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
+        Summary {
+            result: Validity::combine(results.iter().map(|r| r.result)),
+            runs: results.len(),
+            valid: count(Validity::Valid),
+            invalid: count(Validity::Invalid),
+            unknown: count(Validity::Unknown),
+            wall_s,
+            slowest_check,
+            config,
+            seeds,
+        }
+    }
+}
+
+/// The check that took longest over a campaign.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SlowestCheck {
+    /// The seed.
+    pub seed: u64,
+    /// The check.
+    pub check: String,
+    /// Its wall milliseconds.
+    pub ms: f64,
+}
+
+/// One run in `summary.json`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SeedLine {
+    /// The seed.
+    pub seed: u64,
+    /// The run's verdict.
+    pub result: Validity,
+    /// The checks not valid.
+    pub failed_checks: Vec<String>,
+    /// Ops invoked.
+    pub ops: usize,
+    /// Ops ok.
+    pub ok: usize,
+    /// Faults applied.
+    pub faults: usize,
+    /// Leader changes.
+    pub leader_changes: usize,
+    /// Learner protocol errors.
+    pub protocol_errors: usize,
+    /// Median latency of ok ops, ms.
+    pub latency_p50_ms: f64,
+    /// 99th percentile latency of ok ops, ms.
+    pub latency_p99_ms: f64,
+    /// Simulated seconds.
+    pub sim_s: f64,
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// FNV-1a of the history.
+    pub history_hash: String,
+    /// The command that replays a failing run.
+    pub reproduce: Option<String>,
+}
+
+pub fn slowest_check(results: &[RunResult]) -> Option<(u64, &str, f64)> {
+    results
+        .iter()
+        .flat_map(|r| r.check_ms.iter().map(|(n, ms)| (r.seed, n.as_str(), *ms)))
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+}
+
+/// One test case per (seed, check).
+pub fn junit_xml(results: &[RunResult]) -> String {
+    let cases: usize = results.iter().map(|r| r.checks.len()).sum();
+    let failures: usize = results
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter(|c| c.result == Validity::Invalid)
+        .count();
+    let skipped: usize = results
+        .iter()
+        .flat_map(|r| &r.checks)
+        .filter(|c| c.result == Validity::Unknown)
+        .count();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        s,
+        "<testsuites name=\"faultline bench\" tests=\"{cases}\" failures=\"{failures}\" skipped=\"{skipped}\">"
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"seed-{}\" tests=\"{}\" time=\"{:.3}\">",
+            r.seed,
+            r.checks.len(),
+            r.wall_s
+        );
+        for c in &r.checks {
+            let _ = write!(
+                s,
+                "    <testcase classname=\"seed-{}\" name=\"{}\"",
+                r.seed,
+                faultline_reports::esc(&c.name)
+            );
+            match c.result {
+                Validity::Valid => s.push_str("/>\n"),
+                Validity::Invalid => {
+                    let _ = writeln!(
+                        s,
+                        "><failure message=\"{}\">{}</failure></testcase>",
+                        faultline_reports::esc(c.anomalies.first().map_or("", |a| a.as_str())),
+                        faultline_reports::esc(&c.anomalies.join("\n"))
+                    );
+                }
+                Validity::Unknown => {
+                    let _ = writeln!(
+                        s,
+                        "><skipped message=\"{}\"/></testcase>",
+                        faultline_reports::esc(
+                            c.anomalies.first().map_or("unknown", |a| a.as_str())
+                        )
+                    );
+                }
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}
+
+impl SeedLine {
+    /// The line of `r`, with its reproduce command when it failed.
+    pub fn of(r: &RunResult, reproduce: String) -> SeedLine {
+        SeedLine {
+            seed: r.seed,
+            result: r.result,
+            failed_checks: r.failed_checks().map(|c| c.name.clone()).collect(),
+            ops: r.ops,
+            ok: r.ok,
+            faults: r.faults,
+            leader_changes: r.leader_changes,
+            protocol_errors: r.protocol_errors,
+            latency_p50_ms: r.latency_ms.0,
+            latency_p99_ms: r.latency_ms.1,
+            sim_s: r.sim_s,
+            wall_s: r.wall_s,
+            history_hash: r.history_hash.clone(),
+            reproduce: (r.result != Validity::Valid).then_some(reproduce),
+        }
+    }
+}
+
+/// The slowest check of `results` as the summary records it.
+pub fn slowest(results: &[RunResult]) -> Option<SlowestCheck> {
+    slowest_check(results).map(|(seed, check, ms)| SlowestCheck {
+        seed,
+        check: check.to_string(),
+        ms,
+    })
+}
