@@ -85,7 +85,7 @@ fn log_has(v: &Value, what: &str) -> bool {
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e[1].as_str().unwrap().contains(what))
+        .any(|e| e["what"].as_str().unwrap().contains(what))
 }
 
 fn troubled_ops(h: &[Value]) -> usize {
@@ -113,10 +113,11 @@ fn every_nemesis_acts() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e[1].as_str().unwrap().contains("in the middle of its sync"))
+        .find(|e| e["what"].as_str().unwrap().contains("in the middle of its sync"))
         .unwrap_or_else(|| panic!("no crash mid-sync: {v:#}"));
-    let at_ns = mid_sync[0].as_u64().unwrap() * 1_000_000;
-    let sid: u64 = mid_sync[1].as_str().unwrap()["crashed server ".len()..]
+    assert_eq!(mid_sync["effect"], "fault");
+    let at_ns = mid_sync["at_ms"].as_u64().unwrap() * 1_000_000;
+    let sid: u64 = mid_sync["what"].as_str().unwrap()["crashed server ".len()..]
         .split(' ')
         .next()
         .unwrap()

@@ -4,41 +4,19 @@
 //! health checks), with the run's figures (latencies, op counts, the
 //! history hash).
 
-use crate::cluster::Cluster;
-use crate::evidence;
 use crate::run::{topology, RunConfig, RunResult};
+use crate::system::{Durable, Evidence, RoleChange};
+use faultline_checker::durable::{Journal, Record};
 use faultline_checker::health::{self, ServerFootprint, Window};
 use faultline_checker::zk::{self, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::CheckOutcome;
 use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_checker::{discovery, durable};
 use faultline_history::{Fun, History, Op, OpType};
-use faultline_nemesis::Sid;
-use faultline_node::{PeerState, ProtocolEvent};
+use faultline_nemesis::{Entry, Sid};
 use faultline_workload::WorkloadKind;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// What leaders reported committed (with the ACK sets they counted), by
-/// zxid, and the violations in those reports themselves (I2, I5).
-fn leader_reported(c: &Cluster) -> (BTreeMap<u64, CommittedTxn>, Vec<String>) {
-    let mut committed = Vec::new();
-    for p in c.probes.values() {
-        for (_, ev) in p.events() {
-            if let ProtocolEvent::Committed { txn, acks, voters } = ev {
-                committed.push(CommittedTxn {
-                    zxid: txn.zxid.0,
-                    set: evidence::sets(&txn),
-                    origin: txn.origin,
-                    acks,
-                    voters,
-                    describe: evidence::describe(&txn),
-                });
-            }
-        }
-    }
-    zk::committed_history(&committed)
-}
 
 /// The linearizability check: writes and cas (and sync-reads); local reads
 /// are checked by `read-guarantees` instead.
@@ -188,9 +166,6 @@ pub(crate) struct Phases {
     pub(crate) windows: Vec<Window>,
     /// The servers' in-memory tables at the end.
     pub(crate) footprints: Vec<ServerFootprint>,
-    /// Whether the servers' hold settings let `holding` judge (see
-    /// `health::holding`).
-    pub(crate) holding_judged: bool,
 }
 
 /// How far behind the committed head a local read may be (see
@@ -204,61 +179,157 @@ const TIMELINESS_MS: u64 = 500;
 /// (measured on correct runs: at least 0.89).
 const THROUGHPUT_FLOOR: f64 = 0.5;
 
+/// The checks run so far, with the wall time each took.
+#[derive(Default)]
+struct Checks {
+    list: Vec<CheckOutcome>,
+    ms: Vec<(String, f64)>,
+}
+
+impl Checks {
+    /// Runs one check and keeps its outcome and wall time.
+    fn run(&mut self, f: impl FnOnce() -> CheckOutcome) {
+        let t = Instant::now();
+        let o = f();
+        self.ms
+            .push((o.name.clone(), t.elapsed().as_secs_f64() * 1000.0));
+        self.list.push(o);
+    }
+}
+
+/// Every check of one run, from the history, the run's phases and the
+/// system's evidence; the checks the evidence cannot support are listed as
+/// not applicable rather than passed.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn judge(
     cfg: &RunConfig,
-    c: &Cluster,
     ops: &[Op],
     phases: Phases,
-    nemesis_log: Vec<(u64, String)>,
+    ev: &Evidence,
+    roles: &[RoleChange],
+    nemesis_log: Vec<Entry>,
     (sim_s, wall_s): (f64, f64),
     ends: &[ReplicaEnd],
 ) -> RunResult {
-    let mut checks = Vec::new();
-    let mut check_ms = Vec::new();
-    let mut timed = |checks: &mut Vec<CheckOutcome>, f: &mut dyn FnMut() -> CheckOutcome| {
-        let t = Instant::now();
-        let o = f();
-        check_ms.push((o.name.clone(), t.elapsed().as_secs_f64() * 1000.0));
-        checks.push(o);
-    };
+    let mut checks = Checks::default();
+    let mut not_applicable = Vec::new();
     let history = History::new(ops.to_vec());
-    let mut leaders = Vec::new();
-    let mut leader_changes = 0;
-    for (s, p) in &c.probes {
-        for (t, ev) in p.trace() {
-            if ev.role == PeerState::Leading && ev.serving {
-                leaders.push(LeaderEntry {
-                    time_ns: t.as_nanos() as u64,
-                    sid: *s,
-                    epoch: ev.epoch,
-                });
-                leader_changes += 1;
-            }
-        }
-    }
-    leaders.sort_by_key(|l| (l.time_ns, l.sid));
-    // The evidence: files, disk journals, ACK and COMMIT records.
-    let ev: BTreeMap<Sid, _> = c
-        .started
+    let leaders: Vec<LeaderEntry> = roles
         .iter()
-        .map(|s| (*s, c.probes[s].evidence()))
+        .filter(|r| r.leads)
+        .map(|r| LeaderEntry {
+            time_ns: r.time_ns,
+            sid: r.sid,
+            epoch: r.epoch,
+        })
         .collect();
-    let files = evidence::server_files(&ev);
-    let (dh, conflicts) = durable::durable_history(&files);
-    let journals = evidence::journals(&ev);
-    let topo = topology(cfg);
+    let h = match &history {
+        Ok(h) => Some(h),
+        Err(e) => {
+            checks.list.push(CheckOutcome {
+                name: "history".into(),
+                result: Validity::Invalid,
+                summary: "the recorded history is well-formed".into(),
+                anomalies: vec![e.to_string()],
+                ops: vec![],
+            });
+            None
+        }
+    };
+    if h.is_some() {
+        checks.run(|| linearizable(ops, cfg.workload));
+    }
+    let mut last = ends.iter().map(|e| e.last_committed).max().unwrap_or(0);
+    match &ev.durable {
+        Some(d) => {
+            let topo = topology(cfg);
+            last = durable_checks(h, d, ev, &topo.voters, &mut checks);
+        }
+        None => not_applicable.extend(
+            [
+                "read-guarantees",
+                "durability",
+                "quorum-acks",
+                "discovery",
+                "timeliness",
+                "stability",
+            ]
+            .map(String::from),
+        ),
+    }
+    checks.run(|| zk::convergence(ends, last));
+    if let Some(h) = h {
+        checks.run(|| {
+            zk::liveness(
+                h,
+                &leaders,
+                phases.heal_ns,
+                cfg.liveness_ms * 1_000_000,
+                phases.stop_ns,
+            )
+        });
+    }
+    checks.run(|| zk::leadership(&leaders));
+    if let (Some(h), Some(d)) = (h, &ev.durable) {
+        let (commits, established, syncs) = evidence_records(&d.journals);
+        checks.run(|| health::timeliness(h, &commits, TIMELINESS_MS * 1_000_000));
+        checks
+            .run(|| health::stability(h, &phases.windows, &established, &syncs, THROUGHPUT_FLOOR));
+    }
+    match (h, ev.holding) {
+        (Some(h), Some(judged)) => checks.run(|| health::holding(h, judged)),
+        (_, None) => not_applicable.push("holding".into()),
+        _ => {}
+    }
+    checks.run(|| health::hygiene(&phases.footprints));
+    let Checks {
+        list: checks,
+        ms: check_ms,
+    } = checks;
+    let result = Validity::combine(checks.iter().map(|c| c.result));
+    let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
+    let latencies = ok_latencies(ops);
+    let ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
+    RunResult {
+        seed: cfg.seed,
+        result,
+        checks,
+        not_applicable,
+        ops: invoked,
+        ok,
+        faults: nemesis_log.len(),
+        leader_changes: leaders.len(),
+        protocol_errors: ev.protocol_errors,
+        sim_s,
+        wall_s,
+        check_ms,
+        history_hash: history_hash(ops),
+        nemesis_log,
+        latency_ms: percentiles(&latencies),
+        latency_hist: histogram(&latencies),
+        recovery_ms: None,
+    }
+}
+
+/// The checks that read the durable evidence: ZooKeeper's read guarantees
+/// (against the committed history: the durable one, with what leaders
+/// reported below every server's log when the reports are used),
+/// durability, quorum ACKs, discovery and the cross-check of the leaders'
+/// reports. Returns the last committed position, for convergence.
+fn durable_checks(
+    h: Option<&History>,
+    d: &Durable,
+    ev: &Evidence,
+    initial_voters: &[Sid],
+    checks: &mut Checks,
+) -> u64 {
+    let files = &d.files;
+    let (dh, conflicts) = durable::durable_history(files);
     let final_voters = dh
         .values()
         .rev()
         .find_map(|t| t.reconfig.clone())
-        .unwrap_or_else(|| topo.voters.clone());
-    // The committed history the reads are judged against: the durable one,
-    // with (when used) what leaders reported below every server's log.
-    let reported = if cfg.leader_reports {
-        Some(leader_reported(c))
-    } else {
-        None
-    };
+        .unwrap_or_else(|| initial_voters.to_vec());
     let mut committed: BTreeMap<u64, CommittedTxn> = dh
         .values()
         .map(|t| {
@@ -273,106 +344,54 @@ pub(crate) fn judge(
             (t.zxid, c)
         })
         .collect();
-    if let Some((map, _)) = &reported {
+    if let Some((map, _)) = &ev.reported {
         for (z, t) in map {
             committed.entry(*z).or_insert_with(|| t.clone());
         }
     }
-    let last = dh.keys().next_back().copied().unwrap_or(0);
-    match &history {
-        Ok(h) => {
-            timed(&mut checks, &mut || linearizable(ops, cfg.workload));
-            // What leaders reported fills the gaps in the logs; without
-            // the reports, reads that depend on a gap are not judged.
-            let gaps = if reported.is_some() {
-                vec![]
-            } else {
-                durable::gaps(&files)
-            };
-            timed(&mut checks, &mut || {
-                zk::read_guarantees(h, &committed, &gaps)
-            });
-            timed(&mut checks, &mut || {
-                durable::durability(h, &files, &dh, &conflicts, &final_voters)
-            });
-        }
-        Err(e) => checks.push(CheckOutcome {
-            name: "history".into(),
-            result: Validity::Invalid,
-            summary: "the recorded history is well-formed".into(),
-            anomalies: vec![e.to_string()],
-            ops: vec![],
-        }),
+    if let Some(h) = h {
+        // What leaders reported fills the gaps in the logs; without the
+        // reports, reads that depend on a gap are not judged.
+        let gaps = if ev.reported.is_some() {
+            vec![]
+        } else {
+            durable::gaps(files)
+        };
+        checks.run(|| zk::read_guarantees(h, &committed, &gaps));
+        checks.run(|| durable::durability(h, files, &dh, &conflicts, &final_voters));
     }
-    timed(&mut checks, &mut || {
-        durable::quorum_acks(&journals, &dh, &topo.voters)
-    });
-    let mut voter_sets = vec![topo.voters.clone()];
+    checks.run(|| durable::quorum_acks(&d.journals, &dh, initial_voters));
+    let mut voter_sets = vec![initial_voters.to_vec()];
     voter_sets.extend(dh.values().filter_map(|t| t.reconfig.clone()));
-    timed(&mut checks, &mut || {
-        discovery::discovery(&journals, &voter_sets)
-    });
-    if let Some((map, report_conflicts)) = &reported {
-        let mut o = durable::leader_reports(map, &files, &dh);
+    checks.run(|| discovery::discovery(&d.journals, &voter_sets));
+    if let Some((map, report_conflicts)) = &ev.reported {
+        let mut o = durable::leader_reports(map, files, &dh);
         if !report_conflicts.is_empty() {
             o.anomalies.extend(report_conflicts.iter().cloned());
             o.result = Validity::Invalid;
         }
-        checks.push(o);
+        checks.list.push(o);
     }
-    timed(&mut checks, &mut || zk::convergence(ends, last));
-    if let Ok(h) = &history {
-        timed(&mut checks, &mut || {
-            zk::liveness(
-                h,
-                &leaders,
-                phases.heal_ns,
-                cfg.liveness_ms * 1_000_000,
-                phases.stop_ns,
-            )
-        });
+    dh.keys().next_back().copied().unwrap_or(0)
+}
+
+/// Per-protocol records from the journals: (time, zxid) of every COMMIT a
+/// leader sent, (time, server, epoch) of every establishment and (time,
+/// leader, learner) of every synchronization started.
+#[allow(clippy::type_complexity)]
+fn evidence_records(
+    journals: &[Journal],
+) -> (Vec<(u64, u64)>, Vec<(u64, u64, u64)>, Vec<(u64, u64, u64)>) {
+    let (mut commits, mut established, mut syncs) = (Vec::new(), Vec::new(), Vec::new());
+    for j in journals {
+        for (t, r) in &j.records {
+            match r {
+                Record::Commit(z) => commits.push((*t, *z)),
+                Record::Established(e) => established.push((*t, j.sid, *e)),
+                Record::SyncSent(to) => syncs.push((*t, j.sid, *to)),
+                _ => {}
+            }
+        }
     }
-    timed(&mut checks, &mut || zk::leadership(&leaders));
-    if let Ok(h) = &history {
-        let (commits, established, syncs) = evidence::protocol_records(&journals);
-        timed(&mut checks, &mut || {
-            health::timeliness(h, &commits, TIMELINESS_MS * 1_000_000)
-        });
-        timed(&mut checks, &mut || {
-            health::stability(h, &phases.windows, &established, &syncs, THROUGHPUT_FLOOR)
-        });
-    }
-    if let Ok(h) = &history {
-        timed(&mut checks, &mut || {
-            health::holding(h, phases.holding_judged)
-        });
-    }
-    timed(&mut checks, &mut || health::hygiene(&phases.footprints));
-    let result = Validity::combine(checks.iter().map(|c| c.result));
-    let invoked = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
-    let latencies = ok_latencies(ops);
-    let ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
-    RunResult {
-        seed: cfg.seed,
-        result,
-        checks,
-        ops: invoked,
-        ok,
-        faults: nemesis_log.len(),
-        leader_changes,
-        protocol_errors: c
-            .probes
-            .values()
-            .flat_map(|p| p.events())
-            .filter(|(_, e)| matches!(e, ProtocolEvent::ProtocolError { .. }))
-            .count(),
-        sim_s,
-        wall_s,
-        check_ms,
-        history_hash: history_hash(ops),
-        nemesis_log,
-        latency_ms: percentiles(&latencies),
-        latency_hist: histogram(&latencies),
-        recovery_ms: None,
-    }
+    (commits, established, syncs)
 }

@@ -6,7 +6,7 @@
 
 mod campaign;
 mod cluster;
-mod evidence;
+
 pub mod flags;
 mod judge;
 mod matrix;
@@ -18,6 +18,8 @@ mod perf_node;
 pub mod run;
 mod seed;
 pub mod summary;
+pub mod system;
+pub mod zab;
 
 pub use campaign::{bench, linearizable_history};
 pub use flags::{BenchArgs, RunFlags, SeedRange};

@@ -7,6 +7,7 @@
 use crate::run::{RunArtifacts, RunConfig, RunResult};
 use anyhow::Context as _;
 use faultline_checker::Validity;
+use faultline_nemesis::{Effect, Entry};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -155,27 +156,25 @@ pub fn write_run_dir(
     Ok(())
 }
 
-/// Fault intervals from the applied log: a fault opens an interval, the
-/// next repair closes it; adding a node is a moment.
-fn fault_spans(log: &[(u64, String)]) -> Vec<faultline_reports::Span> {
+/// Fault intervals from the nemesis log: a fault opens an interval, the
+/// next repair closes every open one; a moment is drawn as a short span;
+/// notes (a reaction armed or given up) change nothing.
+fn fault_spans(log: &[Entry]) -> Vec<faultline_reports::Span> {
     let mut spans: Vec<faultline_reports::Span> = Vec::new();
-    for (ms, what) in log {
-        let ns = ms * 1_000_000;
-        let repair = what.starts_with("heal:")
-            || what.starts_with("repaired")
-            || what.starts_with("normal network")
-            || what.starts_with("restarted");
-        if repair {
-            for s in spans.iter_mut().filter(|s| s.end_ns.is_none()) {
-                s.end_ns = Some(ns);
+    for e in log {
+        let ns = e.at_ms * 1_000_000;
+        match e.effect {
+            Effect::Repair => {
+                for s in spans.iter_mut().filter(|s| s.end_ns.is_none()) {
+                    s.end_ns = Some(ns);
+                }
             }
-        } else {
-            let moment = what.starts_with("started joiner") || what.starts_with("no leader");
-            spans.push(faultline_reports::Span {
+            Effect::Fault | Effect::Moment => spans.push(faultline_reports::Span {
                 start_ns: ns,
-                end_ns: moment.then_some(ns + 100_000_000),
-                label: what.clone(),
-            });
+                end_ns: (e.effect == Effect::Moment).then_some(ns + 100_000_000),
+                label: e.what.clone(),
+            }),
+            Effect::Note => {}
         }
     }
     spans
@@ -265,6 +264,27 @@ mod tests {
         assert_eq!(at(0), "19700101-000000");
         assert_eq!(at(951_782_400), "20000229-000000");
         assert_eq!(at(1_795_000_000), "20261118-110640");
+    }
+
+    #[test]
+    fn spans_come_from_the_typed_log() {
+        let e = |at_ms, effect, what: &str| Entry {
+            at_ms,
+            effect,
+            what: what.into(),
+        };
+        let spans = fault_spans(&[
+            e(1, Effect::Note, "armed"),
+            e(2, Effect::Fault, "crashed leader 1"),
+            e(3, Effect::Moment, "started joiner 7"),
+            e(5, Effect::Repair, "restarted crashed servers"),
+            e(6, Effect::Fault, "packet loss 5%"),
+        ]);
+        let got: Vec<_> = spans
+            .iter()
+            .map(|s| (s.start_ns / 1_000_000, s.end_ns.map(|e| e / 1_000_000)))
+            .collect();
+        assert_eq!(got, vec![(2, Some(5)), (3, Some(103)), (6, None)]);
     }
 
     #[test]

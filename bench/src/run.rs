@@ -2,20 +2,20 @@
 //! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
 //! committed txns -> checks -> verdict.
 
-use crate::cluster::{host, Cluster, NORMAL_LATENCY_MS};
+use crate::cluster::{Cluster, NORMAL_LATENCY_MS};
 use crate::judge::{judge, Phases};
-use faultline_checker::health::{ServerFootprint, Window};
+use crate::system::{host, RoleChange, ServerView, System, CLIENT_PORT};
+use crate::zab::Zab;
+use faultline_checker::health::Window;
 use faultline_checker::zk::ReplicaEnd;
 use faultline_checker::CheckOutcome;
 use faultline_checker::Validity;
 use faultline_history::Op;
-use faultline_nemesis::{self as nemesis, NemesisKind, Schedule, Sid, Target, Topology};
-use faultline_node::shell::ShellConfig;
-use faultline_node::{Bugs, NodeConfig, PeerState, ProtocolEvent};
+use faultline_nemesis::{Entry, Nemesis, NemesisKind, Schedule, Sid, Target, Topology};
+use faultline_node::Bugs;
 use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, WorkloadKind};
 use serde::Serialize;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,6 +76,10 @@ pub struct RunResult {
     pub result: Validity,
     /// Every check.
     pub checks: Vec<CheckOutcome>,
+    /// The checks that do not apply to the system under test (it keeps no
+    /// evidence they could read), by name: not run, and not passed.
+    #[serde(default)]
+    pub not_applicable: Vec<String>,
     /// Client ops invoked.
     pub ops: usize,
     /// Ops that completed ok.
@@ -99,8 +103,8 @@ pub struct RunResult {
     /// Hash of the history (FNV-1a of its JSON lines): equal runs, equal
     /// hashes.
     pub history_hash: String,
-    /// What each applied fault did, with its simulated time (ms).
-    pub nemesis_log: Vec<(u64, String)>,
+    /// What the nemesis did, in time order.
+    pub nemesis_log: Vec<Entry>,
     /// Latency percentiles of ok ops, ms (p50, p99).
     pub latency_ms: (f64, f64),
     /// Counts of ok-op latencies per bucket of
@@ -180,37 +184,23 @@ impl Abort {
     }
 }
 
-/// Runs one seed. Panics of the simulation (node assertions) are caught by
-/// the caller.
+/// Runs one seed against the ZAB node. Panics of the simulation (node
+/// assertions) are caught by the caller.
 pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifacts), Abort> {
+    run_system(cfg, schedule, Box::new(Zab::new(cfg)))
+}
+
+/// Runs one seed against `system`: warm-up, chaos (the schedule applied by
+/// the nemesis), heal, quiesce, convergence, final reads, a power cycle of
+/// every server, then the checks on the history and the system's evidence.
+pub fn run_system<'a>(
+    cfg: &RunConfig,
+    schedule: &Schedule,
+    system: Box<dyn System + 'a>,
+) -> Result<(RunResult, RunArtifacts), Abort> {
     let wall = Instant::now();
     let topo = topology(cfg);
-    let mut all: Vec<Sid> = topo.servers.clone();
-    all.extend(topo.joiner);
-    let hosts: BTreeMap<Sid, String> = all.iter().map(|s| (*s, host(*s))).collect();
-    let mut configs = BTreeMap::new();
-    for &s in &all {
-        let mut node = NodeConfig::new(
-            s,
-            topo.voters.clone(),
-            (cfg.voters + 1..=cfg.voters + cfg.observers).collect(),
-        );
-        node.bugs = cfg.bugs.clone();
-        node.snapshot_interval = cfg.snapshot_interval;
-        node.committed_log_window = (cfg.snapshot_interval / 2) as usize;
-        let mut shell = ShellConfig::new(node, hosts.clone());
-        shell.fsync_latency = Duration::from_millis(cfg.fsync_ms);
-        configs.insert(s, shell);
-    }
-    // `holding` is judged only when the clients can neither fill a hold
-    // queue (a process has at most a write and a pipelined read
-    // outstanding) nor outwait a held request's timeout.
-    let holding_judged = configs.values().all(|sc: &ShellConfig| {
-        let n = &sc.node;
-        let hold_ms = n.hold_timeout * n.tick.as_millis() as u64;
-        2 * cfg.processes < n.hold_queue_max && cfg.op_timeout_ms < hold_ms
-    });
-    let mut c = Cluster::new(build_sim(cfg), configs);
+    let mut c = Cluster::new(build_sim(cfg), system);
     for &s in &topo.servers {
         c.start(s);
     }
@@ -226,7 +216,7 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         think: Duration::from_millis(cfg.think_ms),
         op_timeout: Duration::from_millis(cfg.op_timeout_ms),
         servers: topo.servers.iter().map(|s| (*s, host(*s))).collect(),
-        port: 2181,
+        port: CLIENT_PORT,
         seed: cfg.seed,
     };
     {
@@ -238,15 +228,17 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
             done.clone(),
         );
         let final_servers = final_servers.clone();
-        let add_voter = c.add_voter.clone();
+        let admin = c.system.admin();
         let first_final = 1_000_000_000;
         c.sim.client("clients", async move {
-            let admin = tokio::task::spawn_local(admin_loop(wl.clone(), add_voter));
+            let admin = admin.map(tokio::task::spawn_local);
             workload::run(wl.clone(), rec.clone(), control).await;
             while !finals.get() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            admin.abort();
+            if let Some(a) = admin {
+                a.abort();
+            }
             let servers = final_servers.borrow().clone();
             workload::final_reads(wl, servers, rec, first_final).await;
             done.set(true);
@@ -254,19 +246,21 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
         });
     }
     let watchdog = Duration::from_secs(cfg.watchdog_s);
-    let step = |c: &mut Cluster| -> Result<(), Abort> {
+    let step = |c: &mut Cluster, n: &mut Nemesis| -> Result<(), Abort> {
         if wall.elapsed() > watchdog {
             return Err(Abort::Watchdog);
         }
         c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
-        c.after_step();
+        n.step(c);
         Ok(())
     };
+    let mut nemesis = Nemesis::new();
+    let n = &mut nemesis;
     let ms = |c: &Cluster| c.now_ms();
     // Warm-up.
     let mut warm_ns = None;
     while ms(&c) < cfg.warmup_ms {
-        step(&mut c)?;
+        step(&mut c, n)?;
         if warm_ns.is_none() && all_serving(&c) {
             warm_ns = Some(c.sim.elapsed().as_nanos() as u64);
         }
@@ -274,35 +268,25 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     let chaos_ns = c.sim.elapsed().as_nanos() as u64;
     // Chaos.
     let chaos_start = ms(&c);
-    let mut log = Vec::new();
     for ev in &schedule.events {
         while ms(&c) < chaos_start + ev.at_ms {
-            step(&mut c)?;
+            step(&mut c, n)?;
         }
-        let what = nemesis::apply(&mut c, &ev.fault);
-        log.push((ms(&c), what));
+        n.apply(&mut c, &ev.fault);
     }
     while ms(&c) < chaos_start + cfg.chaos_ms {
-        step(&mut c)?;
+        step(&mut c, n)?;
     }
     // Heal everything.
-    c.disarm();
     let heal_ns = c.sim.elapsed().as_nanos() as u64;
-    for f in [
-        nemesis::Fault::RepairNetwork,
-        nemesis::Fault::NormalNetwork,
-        nemesis::Fault::RestartCrashed,
-    ] {
-        let what = nemesis::apply(&mut c, &f);
-        log.push((ms(&c), format!("heal: {what}")));
-    }
+    n.heal(&mut c);
     // Quiesce: the workload goes on (liveness), then stops.
     let quiesce_end = ms(&c) + cfg.quiesce_ms;
     let healed_at = ms(&c);
     let mut recovery_ms = None;
     let mut recovered_ns = None;
     while ms(&c) < quiesce_end {
-        step(&mut c)?;
+        step(&mut c, n)?;
         if recovery_ms.is_none() && all_serving(&c) {
             recovery_ms = Some(ms(&c) - healed_at);
             recovered_ns = Some(c.sim.elapsed().as_nanos() as u64);
@@ -327,127 +311,69 @@ pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifa
     // Wait for the replicas to converge (bounded), then read everything.
     let converge_end = ms(&c) + 10_000;
     while ms(&c) < converge_end && !converged(&c) {
-        step(&mut c)?;
+        step(&mut c, n)?;
     }
     *final_servers.borrow_mut() = c.started.iter().map(|s| (*s, host(*s))).collect();
     finals.set(true);
     let finals_end = ms(&c) + 60_000;
     while !done.get() && ms(&c) < finals_end {
-        step(&mut c)?;
+        step(&mut c, n)?;
     }
     // Let the servers notice the clients are gone, then read their tables.
     let drain_end = ms(&c) + 500;
     while ms(&c) < drain_end {
-        step(&mut c)?;
+        step(&mut c, n)?;
     }
-    let footprints = footprints(&c, cfg);
+    let footprints: Vec<_> = c
+        .started
+        .iter()
+        .filter_map(|s| c.system.footprint(*s))
+        .collect();
     let sim_s = c.sim.elapsed().as_secs_f64();
-    log.append(&mut c.late_log);
-    log.sort_by_key(|(t, _)| *t);
     let ops = rec.ops();
     let ends = replica_ends(&c);
-    power_cycle(&mut c, step)?;
+    power_cycle(&mut c, |c| step(c, &mut Nemesis::new()))?;
+    let started: Vec<Sid> = c.started.iter().copied().collect();
+    let evidence = c.system.evidence(&started);
+    let roles = c.system.role_changes();
     let mut result = judge(
         cfg,
-        &c,
         &ops,
         Phases {
             heal_ns,
             stop_ns,
             windows,
             footprints,
-            holding_judged,
         },
-        log.clone(),
+        &evidence,
+        &roles,
+        nemesis.into_log(),
         (sim_s, wall.elapsed().as_secs_f64()),
         &ends,
     );
     result.recovery_ms = recovery_ms;
-    let trace = trace_lines(&c);
-    let leaders = leader_spans(&c);
-    let mut messages: BTreeMap<u64, u64> = BTreeMap::new();
-    for p in c.probes.values() {
-        for (s, n) in p.messages_by_second() {
-            *messages.entry(s).or_default() += n;
-        }
-    }
     Ok((
         result,
         RunArtifacts {
             history: ops,
             schedule: schedule.clone(),
-            trace,
-            leaders,
-            messages_per_second: messages.into_iter().collect(),
+            trace: evidence.trace,
+            leaders: leader_spans(&roles),
+            messages_per_second: evidence.messages_per_second,
         },
     ))
 }
 
-async fn admin_loop(wl: WorkloadConfig, add_voter: Rc<Cell<Option<Sid>>>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let Some(sid) = add_voter.get() else { continue };
-        let mut seq = 1;
-        'retry: loop {
-            for (_, h) in &wl.servers {
-                let Ok(mut cl) = faultline_node::client::Client::connect(
-                    h,
-                    wl.port,
-                    999_999_999,
-                    Duration::from_millis(300),
-                )
-                .await
-                else {
-                    continue;
-                };
-                if let Ok(r) = cl
-                    .call_seq(
-                        seq,
-                        faultline_node::ClientOp::AddVoter { sid },
-                        Duration::from_secs(1),
-                    )
-                    .await
-                {
-                    if r.outcome == faultline_node::Outcome::Written {
-                        break 'retry;
-                    }
-                    seq += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        add_voter.set(None);
-    }
-}
-
-/// The live replicas' last committed zxid and digest, as they serve.
-/// Every running server's in-memory tables, with the log bound its
-/// configuration implies.
-fn footprints(c: &Cluster, cfg: &RunConfig) -> Vec<ServerFootprint> {
-    let log_bound = (cfg.snapshot_interval + cfg.snapshot_interval / 2) as usize;
-    c.started
-        .iter()
-        .map(|s| (*s, c.probes[s].status()))
-        .filter(|(_, st)| st.up)
-        .map(|(sid, st)| ServerFootprint {
-            sid,
-            client_requests: st.footprint.client_requests,
-            log_entries: st.footprint.log_entries,
-            log_bound,
-            leader_backlog: st.footprint.leader_backlog,
-        })
-        .collect()
-}
-
+/// The live replicas' last committed position and digest, as they serve.
 fn replica_ends(c: &Cluster) -> Vec<ReplicaEnd> {
     c.started
         .iter()
-        .map(|s| (s, c.probes[s].status()))
-        .filter(|(_, st)| st.up)
-        .map(|(s, st)| ReplicaEnd {
+        .map(|s| (s, c.view(*s)))
+        .filter(|(_, v)| v.up)
+        .map(|(s, v)| ReplicaEnd {
             sid: *s,
-            last_committed: st.last_committed.0,
-            digest: st.digest,
+            last_committed: v.position,
+            digest: v.digest,
         })
         .collect()
 }
@@ -457,21 +383,11 @@ fn replica_ends(c: &Cluster) -> Vec<ReplicaEnd> {
 /// does: the durable evidence the run is judged on.
 fn power_cycle(
     c: &mut Cluster,
-    step: impl Fn(&mut Cluster) -> Result<(), Abort>,
+    mut step: impl FnMut(&mut Cluster) -> Result<(), Abort>,
 ) -> Result<(), Abort> {
     let at = c.sim.elapsed();
-    for s in c.started.clone() {
-        c.sim.crash(host(s));
-        c.probes[&s].mark_down();
-    }
-    for s in c.started.clone() {
-        c.sim.bounce(host(s));
-    }
-    let read_back = |c: &Cluster| {
-        c.started
-            .iter()
-            .all(|s| c.probes[s].image_time().is_some_and(|t| t >= at))
-    };
+    c.power_cycle();
+    let read_back = |c: &Cluster| c.started.iter().all(|s| c.system.read_back_since(*s, at));
     while !read_back(c) {
         step(c)?;
     }
@@ -482,64 +398,30 @@ fn power_cycle(
 fn all_serving(c: &Cluster) -> bool {
     c.leader().is_some()
         && c.started.iter().all(|s| {
-            let st = c.probes[s].status();
-            st.up && st.serving
+            let v = c.view(*s);
+            v.up && v.serving
         })
 }
 
 fn converged(c: &Cluster) -> bool {
-    let st: Vec<_> = c.started.iter().map(|s| c.probes[s].status()).collect();
-    st.iter().all(|s| s.up && s.serving)
-        && st
-            .windows(2)
-            .all(|w| w[0].last_committed == w[1].last_committed && w[0].digest == w[1].digest)
-}
-
-fn trace_lines(c: &Cluster) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (s, p) in &c.probes {
-        for (t, ev) in p.trace() {
-            lines.push((
-                t,
-                *s,
-                serde_json::json!({"t_ns": t.as_nanos() as u64, "trace": ev}).to_string(),
-            ));
-        }
-        for (t, ev) in p.events() {
-            if let ProtocolEvent::Sync { .. } | ProtocolEvent::ProtocolError { .. } = ev {
-                lines.push((
-                    t,
-                    *s,
-                    serde_json::json!({"t_ns": t.as_nanos() as u64, "sid": s, "event": ev})
-                        .to_string(),
-                ));
-            }
-        }
-    }
-    lines.sort_by_key(|l| (l.0, l.1));
-    lines.into_iter().map(|l| l.2).collect()
+    let v: Vec<ServerView> = c.started.iter().map(|s| c.view(*s)).collect();
+    v.iter().all(|s| s.up && s.serving)
+        && v.windows(2)
+            .all(|w| w[0].position == w[1].position && w[0].digest == w[1].digest)
 }
 
 /// Each established leadership, from its establishment to the leader's next
 /// change of role (or the next leader's establishment).
-fn leader_spans(c: &Cluster) -> Vec<(u64, Option<u64>, Sid, u64)> {
-    let mut events: Vec<(u64, Sid, bool, u64)> = Vec::new();
-    for (s, p) in &c.probes {
-        for (t, ev) in p.trace() {
-            let leads = ev.role == PeerState::Leading && ev.serving;
-            events.push((t.as_nanos() as u64, *s, leads, ev.epoch));
-        }
-    }
-    events.sort();
+fn leader_spans(roles: &[RoleChange]) -> Vec<(u64, Option<u64>, Sid, u64)> {
     let mut spans: Vec<(u64, Option<u64>, Sid, u64)> = Vec::new();
-    for (t, s, leads, epoch) in events {
+    for r in roles {
         if let Some(open) = spans.last_mut().filter(|o| o.1.is_none()) {
-            if open.2 == s || leads {
-                open.1 = Some(t);
+            if open.2 == r.sid || r.leads {
+                open.1 = Some(r.time_ns);
             }
         }
-        if leads {
-            spans.push((t, None, s, epoch));
+        if r.leads {
+            spans.push((r.time_ns, None, r.sid, r.epoch));
         }
     }
     spans

@@ -139,6 +139,7 @@ pub fn aborted(
             seed: cfg.seed,
             result: check.result,
             checks: vec![check],
+            not_applicable: Vec::new(),
             ops: 0,
             ok: 0,
             faults: 0,

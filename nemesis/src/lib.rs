@@ -1,446 +1,65 @@
 //! The nemesis: fault schedules as plain data, drawn from the seed before a
-//! run starts, and the logic that applies them through a [`Target`] (the
-//! runner implements it over the turmoil simulation, between `sim.step()`
-//! calls). A schedule is serializable: it is saved with every run and can be
-//! replayed, edited by hand, with `--schedule FILE`.
+//! run starts ([`schedule`]), and the [`Nemesis`] that carries them out
+//! through a [`Target`] (the engine implements it over the simulation and
+//! the system under test, between simulation steps). A schedule is
+//! serializable: it is saved with every run and can be replayed, edited by
+//! hand, with `--schedule FILE`.
 //!
 //! Faults come in episodes: a fault starts, lasts a while, and is repaired
 //! before the next one starts; after the chaos phase everything is healed.
+//! Some faults are choreographies that react to the cluster (a crash at the
+//! next establishment, the epoch skew, a crash in the middle of a sync, a
+//! cut in discovery): applying one arms a reaction, which [`Nemesis::step`]
+//! advances after every simulation step by watching the target.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+mod react;
+pub mod schedule;
+
+pub use schedule::{Event, Fault, NemesisKind, Schedule, ScheduleError, Topology};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A server id.
 pub type Sid = u64;
 
-/// The kinds of fault, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NemesisKind {
-    /// Crash the current leader, restart it later.
-    CrashLeader,
-    /// Crash a random server, restart it later.
-    Crash,
-    /// Split the servers into two halves.
-    PartitionHalves,
-    /// Isolate the current leader from every other server.
-    PartitionLeader,
-    /// Two halves that only one server bridges.
-    PartitionBridge,
-    /// Drop packets at random on every link.
-    PacketLoss,
-    /// Slow every link down.
-    Latency,
-    /// Start the joining server and make it a voter.
-    AddNode,
-    /// Crash a quorum at once (power loss), then restart it.
-    RestartAll,
-}
-
-impl NemesisKind {
-    /// Every kind.
-    pub const ALL: [NemesisKind; 9] = [
-        NemesisKind::CrashLeader,
-        NemesisKind::Crash,
-        NemesisKind::PartitionHalves,
-        NemesisKind::PartitionLeader,
-        NemesisKind::PartitionBridge,
-        NemesisKind::PacketLoss,
-        NemesisKind::Latency,
-        NemesisKind::AddNode,
-        NemesisKind::RestartAll,
-    ];
-
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            NemesisKind::CrashLeader => "crash-leader",
-            NemesisKind::Crash => "crash",
-            NemesisKind::PartitionHalves => "partition-halves",
-            NemesisKind::PartitionLeader => "partition-leader",
-            NemesisKind::PartitionBridge => "partition-bridge",
-            NemesisKind::PacketLoss => "packet-loss",
-            NemesisKind::Latency => "latency",
-            NemesisKind::AddNode => "add-node",
-            NemesisKind::RestartAll => "restart-all",
-        }
-    }
-
-    /// Parses a command-line name.
-    pub fn parse(s: &str) -> Option<NemesisKind> {
-        NemesisKind::ALL.into_iter().find(|k| k.name() == s)
-    }
-
-    /// Parses `all`, `none` or a comma-separated list.
-    pub fn parse_list(s: &str) -> Result<Vec<NemesisKind>, String> {
-        match s {
-            "all" => Ok(NemesisKind::ALL.to_vec()),
-            "none" => Ok(Vec::new()),
-            _ => s
-                .split(',')
-                .map(|n| {
-                    NemesisKind::parse(n.trim()).ok_or_else(|| {
-                        let names: Vec<&str> = NemesisKind::ALL.iter().map(|k| k.name()).collect();
-                        format!(
-                            "unknown nemesis {n:?} (known: {}, all, none)",
-                            names.join(", ")
-                        )
-                    })
-                })
-                .collect(),
-        }
-    }
-}
-
-impl fmt::Display for NemesisKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One fault action.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "kebab-case")]
-pub enum Fault {
-    /// Crash the server that leads when the action runs.
-    CrashLeader,
-    /// Crash these servers (power loss: unsynced writes are lost).
-    Crash { nodes: Vec<Sid> },
-    /// Restart every crashed server.
-    RestartCrashed,
-    /// Cut every link between the two groups.
-    Partition { a: Vec<Sid>, b: Vec<Sid> },
-    /// Cut the current leader off from every other server.
-    PartitionLeader,
-    /// Repair every cut link.
-    RepairNetwork,
-    /// Drop this share of packets on every server link.
-    PacketLoss { rate: f64 },
-    /// Delay messages on every link by up to this many milliseconds.
-    Latency { max_ms: u64 },
-    /// Back to the normal network (no loss, normal latency).
-    NormalNetwork,
-    /// Start the joining server and ask for it to become a voter.
-    AddNode { node: Sid },
-    /// Crash the leader; as soon as another leader is established, power
-    /// off every server (a new epoch's fresh state meets a power loss).
-    CrashLeaderThenAll,
-    /// ZOOKEEPER-4643's choreography: two followers fall behind; then two
-    /// others are cut off and the leader restarts, so that it leads a new
-    /// epoch with only the laggards, syncing them; right after that epoch is
-    /// established the leader and the laggards crash; the laggards restart
-    /// and meet the two that missed the epoch; the old leader stays down
-    /// until the heal. Carried out by the runner over time.
-    EpochSkew,
-    /// Arms a crash in the middle of a synchronization: the first server
-    /// that, while it follows or observes without serving, writes its sync
-    /// to disk (a TRUNC, a snapshot install or the synced txns) crashes in
-    /// that very step, before the fsync and the epoch write that end the
-    /// sync, and restarts `restart_after_ms` later (ZOOKEEPER-1653's
-    /// window). Carried out by the runner; given up after 5 s unarmed.
-    CrashInSync {
-        /// How long the server stays down.
-        restart_after_ms: u64,
-    },
-    /// Arms a cut in discovery: the next server to choose an epoch as
-    /// prospective leader is cut off from every other server `delay_ms`
-    /// after it chose it, unless it established the epoch by then (then
-    /// the next one is), and its links are repaired `heal_after_ms` later.
-    /// Some servers have promised the epoch (acceptedEpoch) and some may
-    /// be synced in it, yet it is never established: the next leader must
-    /// choose a higher one and sort out their logs. Carried out by the
-    /// runner; given up after 3 s unarmed.
-    CutInDiscovery {
-        /// How long after the epoch is chosen the cut comes.
-        delay_ms: u64,
-        /// How long the prospective leader stays cut off.
-        heal_after_ms: u64,
-    },
-}
-
-impl Fault {
-    /// A short label for reports.
-    pub fn label(&self) -> String {
-        match self {
-            Fault::CrashLeader => "crash leader".into(),
-            Fault::Crash { nodes } => format!("crash {nodes:?}"),
-            Fault::RestartCrashed => "restart crashed".into(),
-            Fault::Partition { a, b } => format!("partition {a:?} | {b:?}"),
-            Fault::PartitionLeader => "isolate leader".into(),
-            Fault::RepairNetwork => "repair network".into(),
-            Fault::PacketLoss { rate } => format!("packet loss {:.0}%", rate * 100.0),
-            Fault::Latency { max_ms } => format!("latency up to {max_ms} ms"),
-            Fault::NormalNetwork => "normal network".into(),
-            Fault::AddNode { node } => format!("add node {node}"),
-            Fault::CrashLeaderThenAll => {
-                "crash leader, then everyone once a new leader is established".into()
-            }
-            Fault::EpochSkew => "epoch skew (ZOOKEEPER-4643)".into(),
-            Fault::CrashInSync { restart_after_ms } => {
-                format!("crash the next server mid-sync, restart it after {restart_after_ms} ms")
-            }
-            Fault::CutInDiscovery {
-                delay_ms,
-                heal_after_ms,
-            } => format!(
-                "cut the next prospective leader off {delay_ms} ms into its epoch, for {heal_after_ms} ms"
-            ),
-        }
-    }
-}
-
-/// A fault at a time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Milliseconds after the chaos phase starts.
-    pub at_ms: u64,
-    /// What happens.
-    pub fault: Fault,
-}
-
-/// A whole run's faults, in time order.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
-    /// The events.
-    pub events: Vec<Event>,
-}
-
-/// What a schedule is drawn for.
-#[derive(Clone, Debug)]
-pub struct Topology {
-    /// Voters and observers running from the start.
-    pub servers: Vec<Sid>,
-    /// The voters among them.
-    pub voters: Vec<Sid>,
-    /// A configured joiner that is not running yet, if any.
-    pub joiner: Option<Sid>,
-}
-
-/// Bad schedule input.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ScheduleError(pub String);
-
-impl Schedule {
-    /// Draws a schedule for `chaos_ms` of chaos from the seed: episodes of
-    /// the given kinds (in a seeded rotation), each starting after a pause
-    /// and repaired before the next.
-    pub fn generate(seed: u64, kinds: &[NemesisKind], chaos_ms: u64, topo: &Topology) -> Schedule {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4E4D_4553_4953);
-        let mut events = Vec::new();
-        if kinds.is_empty() {
-            return Schedule { events };
-        }
-        let mut order: Vec<NemesisKind> = kinds.to_vec();
-        let mut t = rng.random_range(300..800);
-        let mut joined = false;
-        let mut k = 0usize;
-        while t + 600 < chaos_ms {
-            if k.is_multiple_of(order.len()) {
-                // a fresh seeded rotation of the kinds
-                for i in (1..order.len()).rev() {
-                    let j = rng.random_range(0..=i);
-                    order.swap(i, j);
-                }
-            }
-            let kind = order[k % order.len()];
-            k += 1;
-            let dur = rng.random_range(400..1500).min(chaos_ms - t - 200);
-            let (start, end) = episode(kind, &mut rng, topo, &mut joined);
-            let Some(start) = start else {
-                // A one-shot kind (add-node) already used: if nothing else
-                // is left, the schedule is complete.
-                if order.iter().all(|k| *k == NemesisKind::AddNode) {
-                    break;
-                }
-                continue;
-            };
-            let leader_lost = matches!(start, Fault::CrashLeader | Fault::PartitionLeader);
-            events.push(Event {
-                at_ms: t,
-                fault: start,
-            });
-            // Half the episodes that take the leader away also cut off the
-            // next prospective leader before it establishes its epoch.
-            if leader_lost && rng.random_bool(0.5) {
-                events.push(Event {
-                    at_ms: t,
-                    fault: Fault::CutInDiscovery {
-                        delay_ms: rng.random_range(0..8),
-                        heal_after_ms: rng.random_range(100..1000),
-                    },
-                });
-            }
-            for fault in end {
-                events.push(Event {
-                    at_ms: t + dur,
-                    fault,
-                });
-            }
-            t += dur + rng.random_range(300..1000);
-        }
-        Schedule { events }
-    }
-
-    /// Reads a schedule saved as JSON.
-    pub fn from_json(text: &str) -> Result<Schedule, ScheduleError> {
-        let s: Schedule =
-            serde_json::from_str(text).map_err(|e| ScheduleError(format!("bad schedule: {e}")))?;
-        if s.events.windows(2).any(|w| w[0].at_ms > w[1].at_ms) {
-            return Err(ScheduleError(
-                "bad schedule: events must be in time order".into(),
-            ));
-        }
-        Ok(s)
-    }
-
-    /// The kinds of fault this schedule exercises.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        let mut k: Vec<&'static str> = self
-            .events
-            .iter()
-            .filter_map(|e| match e.fault {
-                Fault::CrashLeader => Some("crash-leader"),
-                Fault::Crash { ref nodes } if nodes.len() > 1 => Some("restart-all"),
-                Fault::Crash { .. } => Some("crash"),
-                Fault::Partition { .. } => Some("partition"),
-                Fault::PartitionLeader => Some("partition-leader"),
-                Fault::PacketLoss { .. } => Some("packet-loss"),
-                Fault::Latency { .. } => Some("latency"),
-                Fault::AddNode { .. } => Some("add-node"),
-                Fault::CrashLeaderThenAll | Fault::EpochSkew => Some("restart-all"),
-                Fault::CrashInSync { .. } => Some("crash-in-sync"),
-                Fault::CutInDiscovery { .. } => Some("cut-in-discovery"),
-                _ => None,
-            })
-            .collect();
-        k.sort();
-        k.dedup();
-        k
-    }
-}
-
-fn episode(
-    kind: NemesisKind,
-    rng: &mut ChaCha8Rng,
-    topo: &Topology,
-    joined: &mut bool,
-) -> (Option<Fault>, Vec<Fault>) {
-    let n = topo.servers.len();
-    let pick = |rng: &mut ChaCha8Rng| topo.servers[rng.random_range(0..n)];
-    match kind {
-        NemesisKind::CrashLeader => (Some(Fault::CrashLeader), restart(rng)),
-        NemesisKind::Crash => (
-            Some(Fault::Crash {
-                nodes: vec![pick(rng)],
-            }),
-            restart(rng),
-        ),
-        NemesisKind::RestartAll => {
-            // A quorum at once, one of: every server right after a new
-            // leader is established; the epoch-skew choreography
-            // (ZOOKEEPER-4643); a bare majority of the voters; or every
-            // server (a whole-cluster power loss, which leaves no copy of
-            // unsynced data anywhere).
-            let mut v = topo.voters.clone();
-            let roll = rng.random_range(0..3);
-            if roll == 0 {
-                return (Some(Fault::CrashLeaderThenAll), vec![Fault::RestartCrashed]);
-            }
-            if roll == 1 && topo.voters.len() >= 5 {
-                return (Some(Fault::EpochSkew), vec![Fault::RepairNetwork]);
-            }
-            if rng.random_bool(0.5) {
-                v = topo.servers.clone();
-            } else {
-                for i in (1..v.len()).rev() {
-                    let j = rng.random_range(0..=i);
-                    v.swap(i, j);
-                }
-                v.truncate(topo.voters.len() / 2 + 1);
-            }
-            v.sort();
-            (Some(Fault::Crash { nodes: v }), vec![Fault::RestartCrashed])
-        }
-        NemesisKind::PartitionHalves => {
-            let mut s = topo.servers.clone();
-            for i in (1..s.len()).rev() {
-                let j = rng.random_range(0..=i);
-                s.swap(i, j);
-            }
-            let b = s.split_off(s.len() / 2);
-            s.sort();
-            let mut b = b;
-            b.sort();
-            (
-                Some(Fault::Partition { a: s, b }),
-                vec![Fault::RepairNetwork],
-            )
-        }
-        NemesisKind::PartitionBridge => {
-            // Two halves that cannot talk, except through one bridge server
-            // linked to both: cut the halves from each other only.
-            let mut s = topo.servers.clone();
-            for i in (1..s.len()).rev() {
-                let j = rng.random_range(0..=i);
-                s.swap(i, j);
-            }
-            let _bridge = s.pop();
-            let b = s.split_off(s.len() / 2);
-            let mut a = s;
-            a.sort();
-            let mut b = b;
-            b.sort();
-            (Some(Fault::Partition { a, b }), vec![Fault::RepairNetwork])
-        }
-        NemesisKind::PartitionLeader => (Some(Fault::PartitionLeader), vec![Fault::RepairNetwork]),
-        NemesisKind::PacketLoss => (
-            Some(Fault::PacketLoss {
-                rate: rng.random_range(0.01..0.2),
-            }),
-            vec![Fault::NormalNetwork],
-        ),
-        NemesisKind::Latency => (
-            Some(Fault::Latency {
-                max_ms: rng.random_range(20..80),
-            }),
-            vec![Fault::NormalNetwork],
-        ),
-        NemesisKind::AddNode => match topo.joiner {
-            Some(j) if !*joined => {
-                *joined = true;
-                (Some(Fault::AddNode { node: j }), Vec::new())
-            }
-            _ => (None, Vec::new()),
-        },
-    }
-}
-
-/// The end of a crash episode: restart the crashed servers; in half the
-/// episodes the first server to write its sync afterwards (most often the
-/// one restarted, catching up) is crashed again in the middle of it.
-fn restart(rng: &mut ChaCha8Rng) -> Vec<Fault> {
-    let mut end = vec![Fault::RestartCrashed];
-    if rng.random_bool(0.5) {
-        end.push(Fault::CrashInSync {
-            restart_after_ms: rng.random_range(50..400),
-        });
-    }
-    end
-}
-
-/// What a fault is applied to: the runner's view of the simulation.
+/// What the nemesis acts on: the engine's view of the simulation and of the
+/// system under test. Observations a system cannot make (it has no
+/// prospective leaders, say) return nothing, and the reactions that wait
+/// for them give up after their patience.
 pub trait Target {
-    /// The established leader now, if any.
+    /// Simulated milliseconds since the start.
+    fn now_ms(&self) -> u64;
+    /// The established leader now (not crashed, leading and serving), if
+    /// any.
     fn leader(&self) -> Option<Sid>;
-    /// Crash a server (power loss).
+    /// Every started server.
+    fn servers(&self) -> Vec<Sid>;
+    /// The voters server `s` knows of, as of its latest status.
+    fn voters(&self, s: Sid) -> Vec<Sid>;
+    /// The epoch (or term) of server `s`, as of its latest status.
+    fn epoch(&self, s: Sid) -> u64;
+    /// Whether `s` leads an established epoch and serves, as of its latest
+    /// status (crashed or not).
+    fn leads_established(&self, s: Sid) -> bool;
+    /// A server, not crashed, that leads an epoch it chose but has not
+    /// established, with that epoch.
+    fn prospective_leader(&self) -> Option<(Sid, u64)>;
+    /// A server, not crashed, that wrote its synchronization to disk in the
+    /// step just taken and has not finished it, with a few words on what
+    /// it wrote.
+    fn writing_sync(&self) -> Option<(Sid, String)>;
+    /// Crash a server (power loss: unsynced writes are lost).
     fn crash(&mut self, s: Sid);
     /// Restart every crashed server.
     fn restart_crashed(&mut self);
+    /// Restart one crashed server; false if it was not crashed.
+    fn restart(&mut self, s: Sid) -> bool;
     /// Cut every link between the groups (clients are not cut off).
     fn partition(&mut self, a: &[Sid], b: &[Sid]);
+    /// Cut `s` off from every other server; returns the links cut now
+    /// (those not cut already).
+    fn isolate(&mut self, s: Sid) -> Vec<(Sid, Sid)>;
+    /// Repair one link if it is cut; false if it was not.
+    fn repair_link(&mut self, link: (Sid, Sid)) -> bool;
     /// Repair every cut link between servers.
     fn repair(&mut self);
     /// Drop this share of packets on server links (0: none).
@@ -449,104 +68,190 @@ pub trait Target {
     fn latency(&mut self, max_ms: Option<u64>);
     /// Start a configured joiner and ask for it to become a voter.
     fn add_node(&mut self, s: Sid);
-    /// Every server.
-    fn servers(&self) -> Vec<Sid>;
-    /// Crash every server as soon as a leader other than `old` is
-    /// established (checked by the runner after every step).
-    fn crash_all_on_new_leader(&mut self, old: Option<Sid>);
-    /// Start the epoch-skew choreography (see [`Fault::EpochSkew`]);
-    /// false if there is no leader to start from.
-    fn epoch_skew(&mut self) -> bool;
-    /// Arm the crash in the middle of a sync (see [`Fault::CrashInSync`]).
-    fn crash_in_sync(&mut self, restart_after_ms: u64);
-    /// Arm the cut in discovery (see [`Fault::CutInDiscovery`]).
-    fn cut_in_discovery(&mut self, delay_ms: u64, heal_after_ms: u64);
 }
 
-/// Applies one fault. Returns what it did, for the run's log (a fault that
-/// found nothing to act on, like crashing a leader while there is none,
-/// says so).
-pub fn apply(t: &mut dyn Target, f: &Fault) -> String {
-    match f {
-        Fault::CrashLeader => match t.leader() {
-            Some(l) => {
-                t.crash(l);
-                format!("crashed leader {l}")
+/// What an entry of the nemesis log did to the cluster: typed, so that
+/// reports draw fault spans without reading the words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// A fault began (it lasts until the next repair).
+    Fault,
+    /// Faults were repaired (every open fault ends).
+    Repair,
+    /// Something happened at an instant (a node added, a fault that found
+    /// nothing to act on).
+    Moment,
+    /// Nothing changed yet: a reaction was armed, or gave up.
+    Note,
+}
+
+/// One line of the nemesis log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Simulated milliseconds since the start of the run.
+    pub at_ms: u64,
+    /// What it did to the cluster.
+    pub effect: Effect,
+    /// What it did, in words.
+    pub what: String,
+}
+
+/// Carries out faults on a target: applies scheduled faults, advances the
+/// reactions they arm, and keeps the log of what happened.
+#[derive(Debug, Default)]
+pub struct Nemesis {
+    reactions: react::Reactions,
+    log: Vec<Entry>,
+}
+
+impl Nemesis {
+    /// A nemesis with nothing armed and an empty log.
+    pub fn new() -> Nemesis {
+        Nemesis::default()
+    }
+
+    /// Applies one fault now and logs what it did (a fault that found
+    /// nothing to act on, like crashing a leader while there is none, says
+    /// so).
+    pub fn apply(&mut self, t: &mut dyn Target, f: &Fault) {
+        let (effect, what) = self.act(t, f);
+        self.log.push(Entry {
+            at_ms: t.now_ms(),
+            effect,
+            what,
+        });
+    }
+
+    /// Heals everything: ends every reaction in progress, repairs the
+    /// network, restores normal links and restarts every crashed server.
+    pub fn heal(&mut self, t: &mut dyn Target) {
+        self.reactions = react::Reactions::default();
+        for f in [
+            Fault::RepairNetwork,
+            Fault::NormalNetwork,
+            Fault::RestartCrashed,
+        ] {
+            let (_, what) = self.act(t, &f);
+            self.log.push(Entry {
+                at_ms: t.now_ms(),
+                effect: Effect::Repair,
+                what: format!("heal: {what}"),
+            });
+        }
+    }
+
+    /// Advances every reaction in progress; called after every simulation
+    /// step.
+    pub fn step(&mut self, t: &mut dyn Target) {
+        self.reactions.step(t, &mut self.log);
+    }
+
+    /// The log so far, in time order.
+    pub fn log(&self) -> &[Entry] {
+        &self.log
+    }
+
+    /// The log, in time order.
+    pub fn into_log(self) -> Vec<Entry> {
+        self.log
+    }
+
+    fn act(&mut self, t: &mut dyn Target, f: &Fault) -> (Effect, String) {
+        use Effect::{Fault as Hit, Moment, Note, Repair};
+        match f {
+            Fault::CrashLeader => match t.leader() {
+                Some(l) => {
+                    t.crash(l);
+                    (Hit, format!("crashed leader {l}"))
+                }
+                None => (Moment, "no leader to crash".into()),
+            },
+            Fault::Crash { nodes } => {
+                for &n in nodes {
+                    t.crash(n);
+                }
+                (Hit, format!("crashed {nodes:?}"))
             }
-            None => "no leader to crash".into(),
-        },
-        Fault::Crash { nodes } => {
-            for &n in nodes {
-                t.crash(n);
+            Fault::RestartCrashed => {
+                t.restart_crashed();
+                (Repair, "restarted crashed servers".into())
             }
-            format!("crashed {nodes:?}")
-        }
-        Fault::RestartCrashed => {
-            t.restart_crashed();
-            "restarted crashed servers".into()
-        }
-        Fault::Partition { a, b } => {
-            t.partition(a, b);
-            format!("partitioned {a:?} from {b:?}")
-        }
-        Fault::PartitionLeader => match t.leader() {
-            Some(l) => {
-                let rest: Vec<Sid> = t.servers().into_iter().filter(|&s| s != l).collect();
-                t.partition(&[l], &rest);
-                format!("isolated leader {l}")
+            Fault::Partition { a, b } => {
+                t.partition(a, b);
+                (Hit, format!("partitioned {a:?} from {b:?}"))
             }
-            None => "no leader to isolate".into(),
-        },
-        Fault::RepairNetwork => {
-            t.repair();
-            "repaired the network".into()
-        }
-        Fault::PacketLoss { rate } => {
-            t.packet_loss(*rate);
-            format!("packet loss {:.0}%", rate * 100.0)
-        }
-        Fault::Latency { max_ms } => {
-            t.latency(Some(*max_ms));
-            format!("latency up to {max_ms} ms")
-        }
-        Fault::NormalNetwork => {
-            t.packet_loss(0.0);
-            t.latency(None);
-            "normal network".into()
-        }
-        Fault::AddNode { node } => {
-            t.add_node(*node);
-            format!("started joiner {node}")
-        }
-        Fault::EpochSkew => {
-            if t.epoch_skew() {
-                "epoch skew started: two followers cut off".into()
-            } else {
-                "no leader for an epoch skew".into()
+            Fault::PartitionLeader => match t.leader() {
+                Some(l) => {
+                    let rest: Vec<Sid> = t.servers().into_iter().filter(|&s| s != l).collect();
+                    t.partition(&[l], &rest);
+                    (Hit, format!("isolated leader {l}"))
+                }
+                None => (Moment, "no leader to isolate".into()),
+            },
+            Fault::RepairNetwork => {
+                t.repair();
+                (Repair, "repaired the network".into())
             }
-        }
-        Fault::CrashInSync { restart_after_ms } => {
-            t.crash_in_sync(*restart_after_ms);
-            format!(
-                "the next server to write its sync crashes mid-sync (down {restart_after_ms} ms)"
-            )
-        }
-        Fault::CutInDiscovery {
-            delay_ms,
-            heal_after_ms,
-        } => {
-            t.cut_in_discovery(*delay_ms, *heal_after_ms);
-            format!(
-                "the next prospective leader is cut off {delay_ms} ms into its epoch (for {heal_after_ms} ms)"
-            )
-        }
-        Fault::CrashLeaderThenAll => {
-            let old = t.leader();
-            if let Some(l) = old {
-                t.crash(l);
+            Fault::PacketLoss { rate } => {
+                t.packet_loss(*rate);
+                (Hit, format!("packet loss {:.0}%", rate * 100.0))
             }
-            t.crash_all_on_new_leader(old);
-            format!("crashed leader {old:?}; everyone crashes at the next established leader")
+            Fault::Latency { max_ms } => {
+                t.latency(Some(*max_ms));
+                (Hit, format!("latency up to {max_ms} ms"))
+            }
+            Fault::NormalNetwork => {
+                t.packet_loss(0.0);
+                t.latency(None);
+                (Repair, "normal network".into())
+            }
+            Fault::AddNode { node } => {
+                t.add_node(*node);
+                (Moment, format!("started joiner {node}"))
+            }
+            Fault::EpochSkew => {
+                if self.reactions.epoch_skew(t) {
+                    (Hit, "epoch skew started: two followers cut off".into())
+                } else {
+                    (Moment, "no leader for an epoch skew".into())
+                }
+            }
+            Fault::CrashInSync { restart_after_ms } => {
+                self.reactions.crash_in_sync(t, *restart_after_ms);
+                (
+                    Note,
+                    format!(
+                        "the next server to write its sync crashes mid-sync (down {restart_after_ms} ms)"
+                    ),
+                )
+            }
+            Fault::CutInDiscovery {
+                delay_ms,
+                heal_after_ms,
+            } => {
+                self.reactions
+                    .cut_in_discovery(t, *delay_ms, *heal_after_ms);
+                (
+                    Note,
+                    format!(
+                        "the next prospective leader is cut off {delay_ms} ms into its epoch (for {heal_after_ms} ms)"
+                    ),
+                )
+            }
+            Fault::CrashLeaderThenAll => {
+                let old = t.leader();
+                if let Some(l) = old {
+                    t.crash(l);
+                }
+                self.reactions.crash_all_on_new_leader(old);
+                (
+                    Hit,
+                    format!(
+                        "crashed leader {old:?}; everyone crashes at the next established leader"
+                    ),
+                )
+            }
         }
     }
 }

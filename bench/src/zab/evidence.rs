@@ -136,24 +136,3 @@ pub fn journals(evidence: &BTreeMap<Sid, Evidence>) -> Vec<Journal> {
         })
         .collect()
 }
-
-/// Per-protocol records from the journals: (time, zxid) of every COMMIT a
-/// leader sent, (time, server, epoch) of every establishment and (time,
-/// leader, learner) of every synchronization started.
-#[allow(clippy::type_complexity)]
-pub fn protocol_records(
-    journals: &[Journal],
-) -> (Vec<(u64, u64)>, Vec<(u64, u64, u64)>, Vec<(u64, u64, u64)>) {
-    let (mut commits, mut established, mut syncs) = (Vec::new(), Vec::new(), Vec::new());
-    for j in journals {
-        for (t, r) in &j.records {
-            match r {
-                Record::Commit(z) => commits.push((*t, *z)),
-                Record::Established(e) => established.push((*t, j.sid, *e)),
-                Record::SyncSent(to) => syncs.push((*t, j.sid, *to)),
-                _ => {}
-            }
-        }
-    }
-    (commits, established, syncs)
-}
