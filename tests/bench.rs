@@ -113,7 +113,12 @@ fn every_nemesis_acts() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["what"].as_str().unwrap().contains("in the middle of its sync"))
+        .find(|e| {
+            e["what"]
+                .as_str()
+                .unwrap()
+                .contains("in the middle of its sync")
+        })
         .unwrap_or_else(|| panic!("no crash mid-sync: {v:#}"));
     assert_eq!(mid_sync["effect"], "fault");
     let at_ns = mid_sync["at_ms"].as_u64().unwrap() * 1_000_000;

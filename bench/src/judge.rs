@@ -281,7 +281,11 @@ pub(crate) fn judge(
         (_, None) => not_applicable.push("holding".into()),
         _ => {}
     }
-    checks.run(|| health::hygiene(&phases.footprints));
+    if phases.footprints.is_empty() {
+        not_applicable.push("hygiene".into());
+    } else {
+        checks.run(|| health::hygiene(&phases.footprints));
+    }
     let Checks {
         list: checks,
         ms: check_ms,
