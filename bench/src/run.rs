@@ -229,7 +229,6 @@ pub fn run_system<'a>(
         );
         let final_servers = final_servers.clone();
         let admin = c.system.admin();
-        let first_final = 1_000_000_000;
         c.sim.client("clients", async move {
             let admin = admin.map(tokio::task::spawn_local);
             workload::run(wl.clone(), rec.clone(), control).await;
@@ -240,7 +239,7 @@ pub fn run_system<'a>(
                 a.abort();
             }
             let servers = final_servers.borrow().clone();
-            workload::final_reads(wl, servers, rec, first_final).await;
+            workload::final_reads(wl, servers, rec).await;
             done.set(true);
             Ok(())
         });

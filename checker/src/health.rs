@@ -191,16 +191,12 @@ pub fn stability(
     outcome("stability", summary, anomalies)
 }
 
-/// The session a client process id belongs to: a read pipelined behind a
-/// write is recorded as `process + PIPELINED_READ_OFFSET` on the same
-/// session.
-fn session_of(p: &Process) -> Option<u64> {
-    use faultline_history::PIPELINED_READ_OFFSET;
-    match p {
-        Process::Client(c) if (PIPELINED_READ_OFFSET..2 * PIPELINED_READ_OFFSET).contains(c) => {
-            Some(c - PIPELINED_READ_OFFSET)
-        }
-        Process::Client(c) => Some(*c),
+/// The session a client op ran on: the one it names, or else (a client
+/// that does not name sessions, as Jepsen's) its process, a session each.
+fn session_of(op: &faultline_history::Op) -> Option<(bool, u64)> {
+    match (&op.process, op.session) {
+        (Process::Client(_), Some(s)) => Some((true, s)),
+        (Process::Client(c), None) => Some((false, *c)),
         _ => None,
     }
 }
@@ -215,9 +211,9 @@ pub fn holding(h: &History, judged: bool) -> CheckOutcome {
     let mut not_ready = 0;
     // Highest zxid each session had been answered with so far (every
     // reply the client read is recorded, in the order it arrived).
-    let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut seen: BTreeMap<(bool, u64), u64> = BTreeMap::new();
     for (i, op) in h.ops().iter().enumerate() {
-        let (Some(session), Some(z)) = (session_of(&op.process), op.zxid) else {
+        let (Some(session), Some(z)) = (session_of(op), op.zxid) else {
             continue;
         };
         if op.kind == OpType::Invoke {
@@ -435,16 +431,30 @@ mod tests {
         assert_eq!(o.ops, vec![3]);
         // A queue the clients could fill: not judged.
         assert_eq!(holding(&h(5), false).result, crate::Validity::Valid);
-        // The pipelined read's session is its writer's.
-        let pipe = faultline_history::PIPELINED_READ_OFFSET;
-        let hp = History::new(vec![
-            op(OpType::Invoke, 0, Fun::Read, 1, None),
-            reply(OpType::Ok, 0, 2, 5, None),
-            op(OpType::Invoke, pipe, Fun::Read, 3, None),
-            reply(OpType::Fail, pipe, 4, 4, Some("not-ready")),
-        ])
-        .unwrap();
-        assert_eq!(holding(&hp, true).result, crate::Validity::Valid);
+        // A read pipelined under another process id shares its writer's
+        // session, which the ops name.
+        let on = |mut o: Op| {
+            o.session = Some(1);
+            o
+        };
+        let hp = |session_named: bool| {
+            let ops = vec![
+                op(OpType::Invoke, 0, Fun::Read, 1, None),
+                reply(OpType::Ok, 0, 2, 5, None),
+                op(OpType::Invoke, 77, Fun::Read, 3, None),
+                reply(OpType::Fail, 77, 4, 4, Some("not-ready")),
+            ];
+            let ops = if session_named {
+                ops.into_iter().map(on).collect()
+            } else {
+                ops
+            };
+            History::new(ops).unwrap()
+        };
+        assert_eq!(holding(&hp(true), true).result, crate::Validity::Valid);
+        // Without sessions named, process 77 is a session of its own that
+        // had seen nothing: its not-ready was not behind.
+        assert_eq!(holding(&hp(false), true).result, crate::Validity::Invalid);
     }
 
     #[test]

@@ -168,7 +168,7 @@ pub fn read_guarantees(
             *e = (z, i);
         }
         if op.f == Fun::Read {
-            if let Some(bad) = pipelined_read_misses_write(h, i) {
+            if let Some(bad) = read_misses_session_write(h, i) {
                 involved.extend([bad.0, i]);
                 anomalies.push(bad.1);
             }
@@ -204,25 +204,26 @@ pub fn read_guarantees(
     o
 }
 
-/// A read pipelined behind its session's write (see
-/// `faultline_history::PIPELINED_READ_OFFSET`) must be served at or after
-/// the zxid of that write when the write succeeded: ZooKeeper executes a
-/// session's requests in order. Returns the write's index and the anomaly.
-fn pipelined_read_misses_write(h: &History, read: usize) -> Option<(usize, String)> {
-    use faultline_history::PIPELINED_READ_OFFSET;
+/// A read that shares its session with another process's write (a read
+/// pipelined behind the write, invoked before the write's answer) must be
+/// served at or after the zxid of that write when the write succeeded:
+/// ZooKeeper executes a session's requests in order. Only histories whose
+/// ops name their sessions are judged. Returns the write's index and the
+/// anomaly.
+fn read_misses_session_write(h: &History, read: usize) -> Option<(usize, String)> {
     let op = &h.ops()[read];
-    let Process::Client(c) = op.process else {
-        return None;
-    };
-    if !(PIPELINED_READ_OFFSET..2 * PIPELINED_READ_OFFSET).contains(&c) {
+    let session = op.session?;
+    let read_invoke = h.partner(read)?;
+    // The session's last invocation before the read's, by another process
+    // (the read's own process going back in time is flagged on its own).
+    let w = (0..read_invoke).rev().find(|&j| {
+        let o = &h.ops()[j];
+        o.kind == OpType::Invoke && o.session == Some(session)
+    })?;
+    let main = &h.ops()[w].process;
+    if *main == op.process {
         return None;
     }
-    let main = Process::Client(c - PIPELINED_READ_OFFSET);
-    let read_invoke = h.partner(read)?;
-    // The writer's last invocation before the read's.
-    let w = (0..read_invoke)
-        .rev()
-        .find(|&j| h.ops()[j].process == main && h.ops()[j].kind == OpType::Invoke)?;
     let done = &h.ops()[h.partner(w)?];
     if done.kind != OpType::Ok || !matches!(done.f, Fun::Write | Fun::Cas) {
         return None;

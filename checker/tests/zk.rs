@@ -89,9 +89,9 @@ fn reads_that_depend_on_a_gap_are_not_judged() {
 #[test]
 fn a_pipelined_read_must_follow_its_sessions_write() {
     let (c, _) = committed_history(&[txn(1, 0, 10), txn(2, 0, 20)]);
-    let pipe = faultline_history::PIPELINED_READ_OFFSET;
+    let pipe = 77;
     let h = |read_zxid: u64, read_value: i64| {
-        History::new(vec![
+        let ops = vec![
             op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(20), None),
             op(OpType::Invoke, pipe, Fun::Read, 0, Value::Nil, None),
             op(
@@ -103,8 +103,13 @@ fn a_pipelined_read_must_follow_its_sessions_write() {
                 Some(read_zxid),
             ),
             op(OpType::Ok, 0, Fun::Write, 0, Value::Int(20), Some(2)),
-        ])
-        .unwrap()
+        ];
+        // Both processes on session 1, as the ops say.
+        let ops = ops.into_iter().map(|mut o| {
+            o.session = Some(1);
+            o
+        });
+        History::new(ops.collect()).unwrap()
     };
     assert_eq!(read_guarantees(&h(2, 20), &c, &[]).result, Validity::Valid);
     let o = read_guarantees(&h(1, 10), &c, &[]);

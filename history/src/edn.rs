@@ -444,6 +444,7 @@ pub fn op_from_edn(e: &Edn, independent: bool) -> Result<Op, String> {
     });
     op.zxid = uint_field(e, "zxid")?;
     op.node = uint_field(e, "node")?;
+    op.session = uint_field(e, "session")?;
     if independent && op.process.is_client() && op.key.is_none() {
         split_independent(&mut op)?;
     }
@@ -557,6 +558,9 @@ fn write_op(s: &mut String, index: usize, op: &Op) -> fmt::Result {
     }
     if let Some(n) = op.node {
         write!(s, ", :node {n}")?;
+    }
+    if let Some(n) = op.session {
+        write!(s, ", :session {n}")?;
     }
     s.push('}');
     Ok(())
@@ -690,6 +694,7 @@ mod tests {
         b.error = Some("timed-out".into());
         b.zxid = Some(5);
         b.node = Some(2);
+        b.session = Some(4);
         let mut n = Op::new(
             OpType::Info,
             Process::Named("nemesis".into()),

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! {"index":0,"type":"invoke","process":0,"f":"cas","key":3,"value":[1,2],"time":1000}
-//! {"index":1,"type":"ok","process":0,"f":"cas","key":3,"value":[1,2],"time":2500,"zxid":4294967298,"node":2}
+//! {"index":1,"type":"ok","process":0,"f":"cas","key":3,"value":[1,2],"time":2500,"zxid":4294967298,"node":2,"session":1}
 //! ```
 //!
 //! Fields: `type` (invoke/ok/fail/info), `process` (integer, or a name such
 //! as "nemesis"), `f`, `value` (null, bool, integer, string or array), and
-//! optionally `key` (`null` means none), `time` (ns), `error`, `zxid`, `node`. `index` is written
+//! optionally `key` (`null` means none), `time` (ns), `error`, `zxid`, `node`,
+//! `session` (the client session, which several processes may share). `index` is written
 //! for readers' convenience and ignored on input (the line order is the
 //! history order). Blank lines are skipped; unknown fields are ignored.
 
@@ -78,6 +79,7 @@ mod tests {
         b.kind = OpType::Ok;
         b.zxid = Some(1 << 32 | 7);
         b.node = Some(3);
+        b.session = Some(2);
         let n = Op::new(
             OpType::Info,
             Process::Named("nemesis".into()),

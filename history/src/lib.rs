@@ -28,12 +28,6 @@ pub use read::{detect_format, read_bytes, read_file, read_str, Format, ReadOptio
 
 use std::collections::BTreeMap;
 
-/// Process ids of reads a client pipelined behind its own write on the same
-/// session, without waiting for the write's answer: process `p` pipelines
-/// its reads as process `p + PIPELINED_READ_OFFSET`. The checker requires
-/// such a read to see the write (ZooKeeper's FIFO client order).
-pub const PIPELINED_READ_OFFSET: u64 = 500_000_000;
-
 /// A well-formed history: a sequence of operations in the order they were
 /// observed, where every completion matches an earlier open invocation.
 ///

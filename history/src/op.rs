@@ -343,6 +343,13 @@ pub struct Op {
     /// Node-supplied: the server that answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<u64>,
+    /// The client session the op ran on, when the client names it.
+    /// Several processes may share a session: a read pipelined behind a
+    /// write runs on the write's session under a process id of its own
+    /// (a process has one op open at a time), and the server executes the
+    /// session's requests in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
 }
 
 impl Op {
@@ -357,6 +364,7 @@ impl Op {
             time: 0,
             error: None,
             zxid: None,
+            session: None,
             node: None,
         }
     }

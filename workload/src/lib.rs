@@ -10,6 +10,13 @@
 //! with a new process id (and session), as in Jepsen. Reads that get no
 //! answer complete as `fail`: a read has no effect, so it certainly did not
 //! happen. Every random choice comes from the seed.
+//!
+//! Process ids: slot `i` of `N` runs processes `i`, `i + N`, `i + 2N`, ...
+//! (one per session, a new one after each retirement), all below
+//! [`PIPELINED`]; a read pipelined behind process `p`'s write is recorded
+//! as process `p + PIPELINED` on `p`'s session; final readers are
+//! [`FINAL_READERS`] + 0, 1, ... Every client op names its session
+//! (`Op::session`), so no check has to decode these ranges.
 
 use faultline_history::{Fun, Op, OpType, Process, Value};
 use faultline_node::client::{CallError, Client};
@@ -21,6 +28,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// Where the process ids of reads pipelined behind a write begin.
+pub const PIPELINED: u64 = 500_000_000;
+
+/// Where the process ids of the final readers begin.
+pub const FINAL_READERS: u64 = 1_000_000_000;
 
 /// The named workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,10 +190,17 @@ impl Slot {
         }
     }
 
-    fn op(&self, kind: OpType, call: &Call, value: Value) -> Op {
-        let mut op = Op::new(kind, Process::Client(self.process), call.f.clone(), value);
+    /// The session of the slot's current process.
+    fn session(&self) -> u64 {
+        self.process + 1
+    }
+
+    /// An op of `process` on this slot's session.
+    fn op(&self, process: u64, kind: OpType, call: &Call, value: Value) -> Op {
+        let mut op = Op::new(kind, Process::Client(process), call.f.clone(), value);
         op.key = key_value(call.key);
         op.time = now_ns();
+        op.session = Some(self.session());
         op
     }
 
@@ -189,7 +209,7 @@ impl Slot {
         while self.conn.is_none() {
             let i = self.rng.random_range(0..self.cfg.servers.len());
             let host = self.cfg.servers[i].1.clone();
-            let session = self.process + 1;
+            let session = self.session();
             match Client::connect(&host, self.cfg.port, session, Duration::from_millis(500)).await {
                 Ok(mut c) => {
                     c.resume(self.seq, self.seen);
@@ -201,8 +221,7 @@ impl Slot {
     }
 
     /// A write with a read of the same key pipelined behind it on the same
-    /// session (recorded as the companion process
-    /// `process + PIPELINED_READ_OFFSET`).
+    /// session (recorded as the companion process `process + PIPELINED`).
     async fn run_pipelined(&mut self, write: Call) {
         self.connect().await;
         let read = Call {
@@ -211,12 +230,11 @@ impl Slot {
             op: ClientOp::Read { key: write.key },
             value: Value::Nil,
         };
-        let main = self.process;
+        let (main, companion) = (self.process, self.process + PIPELINED);
         self.rec
-            .push(self.op(OpType::Invoke, &write, write.value.clone()));
-        self.process = main + faultline_history::PIPELINED_READ_OFFSET;
-        self.rec.push(self.op(OpType::Invoke, &read, Value::Nil));
-        self.process = main;
+            .push(self.op(main, OpType::Invoke, &write, write.value.clone()));
+        self.rec
+            .push(self.op(companion, OpType::Invoke, &read, Value::Nil));
         let client = self.conn.as_mut().expect("connected");
         let s1 = client.next_seq();
         let (w, r) = client
@@ -229,17 +247,15 @@ impl Slot {
         self.seq = s1 + 1;
         self.seen = self.seen.max(client.seen());
         // The read first: completing the write may retire the process.
-        self.process = main + faultline_history::PIPELINED_READ_OFFSET;
-        self.complete(&read, r);
-        self.process = main;
-        self.complete(&write, w);
+        self.complete(companion, &read, r);
+        self.complete(main, &write, w);
     }
 
     /// Runs one op and records it.
     async fn run_one(&mut self, call: Call) {
         self.connect().await;
         self.rec
-            .push(self.op(OpType::Invoke, &call, call.value.clone()));
+            .push(self.op(self.process, OpType::Invoke, &call, call.value.clone()));
         let client = self.conn.as_mut().expect("connected");
         let seq = client.next_seq();
         let res = client
@@ -247,10 +263,12 @@ impl Slot {
             .await;
         self.seq = seq;
         self.seen = self.seen.max(client.seen());
-        self.complete(&call, res);
+        self.complete(self.process, &call, res);
     }
 
-    fn complete(&mut self, call: &Call, res: Result<ClientResponse, CallError>) {
+    /// Records the completion of `process`'s op; an `info` of the slot's
+    /// own process retires it.
+    fn complete(&mut self, process: u64, call: &Call, res: Result<ClientResponse, CallError>) {
         let read = matches!(call.f, Fun::Read | Fun::SyncRead);
         let (kind, value, error, resp) = match res {
             Ok(r) => match &r.outcome {
@@ -294,16 +312,20 @@ impl Slot {
                 (kind, call.value.clone(), Some(why), None)
             }
         };
-        let mut op = self.op(kind, call, value);
+        let mut op = self.op(process, kind, call, value);
         op.error = error.map(str::to_string);
         if let Some(r) = resp {
             op.zxid = Some(r.zxid.0);
             op.node = Some(r.node);
         }
         self.rec.push(op);
-        if kind == OpType::Info && self.process < faultline_history::PIPELINED_READ_OFFSET {
+        if kind == OpType::Info && process == self.process {
             // Retired: the slot goes on as a new process with a new session.
             self.process += self.cfg.processes as u64;
+            assert!(
+                self.process < PIPELINED,
+                "client process ids stay below the pipelined range"
+            );
             self.seq = 0;
             self.seen = Zxid(0);
             self.last.clear();
@@ -351,14 +373,10 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
 }
 
 /// Final reads: after healing and quiescence, reads every key at each of
-/// `servers` (local reads, so each replica's state shows), as process ids
-/// starting at `first_process`. Recorded like every other op.
-pub async fn final_reads(
-    cfg: WorkloadConfig,
-    servers: Vec<(Sid, String)>,
-    rec: Recorder,
-    first_process: u64,
-) {
+/// `servers` (local reads, so each replica's state shows), as processes
+/// [`FINAL_READERS`] + 0, 1, ..., each on a session of its own. Recorded
+/// like every other op.
+pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: Recorder) {
     let cfg = Rc::new(WorkloadConfig {
         servers: servers.clone(),
         ..cfg
@@ -371,7 +389,7 @@ pub async fn final_reads(
                 ..(*cfg).clone()
             }),
             rec: rec.clone(),
-            process: first_process + i as u64,
+            process: FINAL_READERS + i as u64,
             conn: None,
             seq: 0,
             seen: Zxid(0),
