@@ -5,11 +5,9 @@
 
 use crate::system::{host, ServerView, System};
 use faultline_nemesis::{Sid, Target};
+use faultline_node::sim::NORMAL_LATENCY_MS;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Normal maximum one-way latency of a link, ms.
-pub(crate) const NORMAL_LATENCY_MS: u64 = 5;
 
 /// The simulation and the system under test.
 pub(crate) struct Cluster<'a> {

@@ -148,12 +148,9 @@ fn percentiles(lat: &[f64]) -> (f64, f64) {
 pub fn history_hash(ops: &[Op]) -> String {
     let mut buf = Vec::new();
     faultline_history::jsonl::write_ops(&mut buf, ops).expect("in memory");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in buf {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut h = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut h, &buf);
+    format!("{:016x}", std::hash::Hasher::finish(&h))
 }
 
 /// The run's phase boundaries the checks use (simulated ns).

@@ -8,7 +8,7 @@ use faultline_node::{ClientOp, NodeConfig, Outcome, Sid};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// One measured run.
 pub struct Figures {
@@ -29,14 +29,8 @@ impl Figures {
 }
 
 fn builder(seed: u64) -> turmoil::Builder {
-    let mut b = turmoil::Builder::new();
-    b.rng_seed(seed)
-        .simulation_duration(Duration::from_secs(3600))
-        .tick_duration(Duration::from_millis(1))
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        .tcp_capacity(4096)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(5));
+    let mut b = faultline_node::sim::builder(seed);
+    b.simulation_duration(Duration::from_secs(3600));
     b
 }
 

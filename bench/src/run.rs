@@ -2,7 +2,7 @@
 //! (warm-up, chaos, heal, quiesce, final reads) -> history, node traces and
 //! committed txns -> checks -> verdict.
 
-use crate::cluster::{Cluster, NORMAL_LATENCY_MS};
+use crate::cluster::Cluster;
 use crate::judge::{judge, Phases};
 use crate::system::{host, RoleChange, ServerView, System, CLIENT_PORT};
 use crate::zab::Zab;
@@ -17,7 +17,7 @@ use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, Wo
 use serde::Serialize;
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Everything that defines a run; printed at start and saved with it.
 #[derive(Clone, Debug, Serialize)]
@@ -149,15 +149,7 @@ pub fn topology(cfg: &RunConfig) -> Topology {
 }
 
 fn build_sim<'a>(cfg: &RunConfig) -> turmoil::Sim<'a> {
-    let mut b = turmoil::Builder::new();
-    b.rng_seed(cfg.seed)
-        .simulation_duration(Duration::from_secs(24 * 3600))
-        .tick_duration(Duration::from_millis(1))
-        .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        .tcp_capacity(4096)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(NORMAL_LATENCY_MS));
-    b.build()
+    faultline_node::sim::builder(cfg.seed).build()
 }
 
 /// Why a run could not finish.

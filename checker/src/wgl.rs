@@ -37,6 +37,8 @@
 //! Zobrist hash; cache entries live in flat arenas (no allocation per state).
 
 use crate::model::Model;
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
@@ -186,11 +188,11 @@ impl<S: Eq + Clone> Cache<S> {
     }
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+/// Zobrist keys for `n` items: fixed, well-mixed 64-bit values (seeded,
+/// so that searches are reproducible).
+fn zobrist_keys(n: usize) -> Vec<u64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5EED_2B15_7A0C_4E55);
+    (0..n).map(|_| rng.random()).collect()
 }
 
 fn state_hash<S: Hash>(s: &S) -> u64 {
@@ -314,7 +316,7 @@ impl<'a, M: Model> Search<'a, M> {
             model,
             items,
             list,
-            zobrist: (0..=items.len() as u64).map(splitmix).collect(),
+            zobrist: zobrist_keys(items.len() + 1),
             bits: vec![0u64; words],
             zob: 0,
             cache: Cache::new(words),

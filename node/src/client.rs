@@ -1,8 +1,8 @@
 //! The client side of the protocol: one connection to one server, one
 //! request at a time, as a ZooKeeper client session uses it.
 
-use crate::types::{ClientOp, ClientRequest, ClientResponse, Outcome, Zxid};
 use crate::wire;
+use crate::{ClientOp, ClientRequest, ClientResponse, Outcome, Zxid};
 use std::io;
 use std::time::Duration;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

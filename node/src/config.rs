@@ -1,7 +1,7 @@
 //! The node's configuration: ensemble, timing (in ticks), client holding,
 //! snapshots, and the bug switches of ZAB.md §8 (all off by default).
 
-use crate::types::Sid;
+use crate::Sid;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -10,13 +10,13 @@
 //! never sends anything that promises durability (an ACK) before the
 //! matching `Synced`.
 
-use crate::clients::Clients;
 use crate::config::NodeConfig;
 use crate::election::Election;
 use crate::leader::Leader;
 use crate::learner::Learner;
 use crate::msg::{PeerMsg, PeerState, Vote};
-use crate::types::{ClientRequest, ClientResponse, Sid, Store, Txn, Zxid};
+use crate::requests::Requests;
+use crate::{ClientRequest, ClientResponse, Sid, Store, Txn, Zxid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -226,7 +226,7 @@ pub struct Node {
     pub(crate) round: u64,
     pub(crate) vote: Vote,
     pub(crate) role: Role,
-    pub(crate) clients: Clients,
+    pub(crate) requests: Requests,
     pub(crate) out: Vec<Output>,
     pub(crate) applied_since_snapshot: u64,
     /// Ticks a learner's sync may go without progress before it is given
@@ -263,7 +263,7 @@ impl Node {
             heard_of: BTreeSet::new(),
             round: 0,
             role: Role::Down,
-            clients: Clients::default(),
+            requests: Requests::default(),
             out: Vec::new(),
             applied_since_snapshot: 0,
             sync_patience,
@@ -287,7 +287,7 @@ impl Node {
             Input::LinkDown { peer } => self.link_down(peer),
             Input::Synced(z) => self.on_synced(z),
             Input::Client { conn, req } => self.on_client(conn, req),
-            Input::ClientGone { conn } => self.clients.forget_conn(conn),
+            Input::ClientGone { conn } => self.requests.forget_conn(conn),
         }
         self.check_invariants();
         std::mem::take(&mut self.out)
@@ -416,7 +416,7 @@ impl Node {
         }
         let start = self.log.partition_point(|t| t.zxid <= self.store.applied);
         self.pending_voters = self.log[start..].iter().rev().find_map(|t| match &t.op {
-            crate::types::TxnOp::Reconfig { voters, .. } => Some(voters.iter().copied().collect()),
+            crate::TxnOp::Reconfig { voters, .. } => Some(voters.iter().copied().collect()),
             _ => None,
         });
     }
@@ -476,7 +476,7 @@ impl Node {
             Role::Learning(_) => self.learner_tick(),
             Role::Down => unreachable!("checked in step"),
         }
-        self.clients_tick();
+        self.requests_tick();
     }
 
     fn recv(&mut self, from: Sid, msg: PeerMsg) {
@@ -507,7 +507,7 @@ impl Node {
         self.round += 1;
         self.vote = self.initial_vote();
         self.role = Role::Looking(Election::new(self.now, self.cfg.notification_interval));
-        self.clients_stop_serving();
+        self.requests_stop_serving();
         self.trace();
         self.election_start();
     }

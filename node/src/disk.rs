@@ -29,7 +29,7 @@
 //! on the protocol core's account of itself.
 
 use crate::core::Durable;
-use crate::types::{Store, Txn, Zxid};
+use crate::{Store, Txn, Zxid};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};

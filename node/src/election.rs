@@ -12,7 +12,7 @@ use crate::core::{Node, Role};
 use crate::leader::Leader;
 use crate::learner::Learner;
 use crate::msg::{PeerMsg, PeerState, Vote};
-use crate::types::{Sid, Zxid};
+use crate::{Sid, Zxid};
 use std::collections::BTreeMap;
 
 /// The state of one election.

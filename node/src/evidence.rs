@@ -3,7 +3,7 @@
 //! the protocol core's account of itself. Plain data; the shell fills it.
 
 use crate::disk::{DiskEvent, DiskImage};
-use crate::types::{Sid, Zxid};
+use crate::{Sid, Zxid};
 use std::time::Duration;
 
 /// One thing a host did that durability is judged on.

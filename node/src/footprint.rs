@@ -24,7 +24,7 @@ impl Node {
     /// The sizes of this server's in-memory tables now.
     pub fn footprint(&self) -> Footprint {
         Footprint {
-            client_requests: self.clients.len(),
+            client_requests: self.requests.len(),
             log_entries: self.log.len(),
             leader_backlog: match &self.role {
                 Role::Leading(l) => l.backlog(),

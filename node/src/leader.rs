@@ -3,7 +3,7 @@
 
 use crate::core::{Node, Role};
 use crate::msg::PeerMsg;
-use crate::types::{Key, Sid, Txn, Zxid};
+use crate::{Key, Sid, Txn, Zxid};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod broadcast;
@@ -366,12 +366,7 @@ impl Node {
             }
         }
         let epoch = self.leader_ref().epoch;
-        let msg = PeerMsg::NewLeader {
-            epoch,
-            voters: self.voters.iter().copied().collect(),
-            observers: self.observers.iter().copied().collect(),
-        };
-        self.send(s, msg);
+        self.send(s, PeerMsg::NewLeader { epoch });
         self.lead().learners.get_mut(&s).expect("registered").phase = Phase::Syncing;
     }
 
@@ -464,7 +459,7 @@ impl Node {
             self.send(s, PeerMsg::UpToDate);
         }
         self.trace();
-        self.clients_start_serving();
+        self.requests_start_serving();
     }
 
     pub(crate) fn leader_tick(&mut self) {
@@ -515,8 +510,8 @@ impl Node {
 mod tests {
     use super::*;
     use crate::core::{Durable, Input, Output};
-    use crate::types::{Store, TxnOp};
     use crate::NodeConfig;
+    use crate::{Store, TxnOp};
 
     fn txn(c: u64) -> Txn {
         Txn {

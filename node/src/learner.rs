@@ -3,7 +3,7 @@
 
 use crate::core::{Node, Output, Persist, ProtocolEvent, Role, SyncMode};
 use crate::msg::PeerMsg;
-use crate::types::{Sid, Txn, Zxid};
+use crate::{Sid, Txn, Zxid};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
@@ -127,11 +127,7 @@ impl Node {
             PeerMsg::Proposal { txn } => self.on_proposal(txn),
             PeerMsg::Commit { zxid } => self.on_commit(zxid),
             PeerMsg::Inform { txn } => self.on_inform(txn),
-            PeerMsg::NewLeader {
-                epoch,
-                voters,
-                observers,
-            } => self.on_new_leader(epoch, voters, observers),
+            PeerMsg::NewLeader { epoch } => self.on_new_leader(epoch),
             PeerMsg::UpToDate => self.on_up_to_date(),
             PeerMsg::Ping { round } => {
                 let leader = self.learner_ref().leader;
@@ -142,8 +138,8 @@ impl Node {
                 seq,
                 outcome,
                 zxid,
-            } => self.clients_executed(session, seq, outcome, zxid),
-            PeerMsg::SyncDone { session, seq } => self.clients_sync_done(session, seq),
+            } => self.requests_executed(session, seq, outcome, zxid),
+            PeerMsg::SyncDone { session, seq } => self.requests_sync_done(session, seq),
             _ => {}
         }
     }
@@ -312,7 +308,7 @@ impl Node {
                         let txn = self.log[i].clone();
                         if txn.zxid > self.store.applied {
                             self.store.apply(&txn);
-                            self.clients_on_applied(&txn);
+                            self.requests_on_applied(&txn);
                         }
                     }
                 } else {
@@ -363,7 +359,7 @@ impl Node {
 
     /// D3: persist the snapshot (SNAP), append and fsync the synced txns,
     /// then persist currentEpoch, and only then ACK NEWLEADER.
-    fn on_new_leader(&mut self, epoch: u64, voters: Vec<Sid>, observers: Vec<Sid>) {
+    fn on_new_leader(&mut self, epoch: u64) {
         let phase = std::mem::replace(&mut self.learner().phase, Phase::Registering);
         let Phase::Syncing {
             epoch: e,
@@ -378,8 +374,7 @@ impl Node {
             return self.protocol_error("NEWLEADER for another epoch");
         }
         // The configuration follows from the synced history itself (the
-        // store and any reconfig in the log); NEWLEADER's copy is checked.
-        let _ = (voters, observers);
+        // store and any reconfig in the log).
         if snap {
             self.persist(Persist::Install(Box::new(self.base.clone())));
         }
@@ -435,7 +430,7 @@ impl Node {
         // The leader is established: its initial history is committed.
         self.certain = self.certain.max(self.store.applied);
         self.trace();
-        self.clients_start_serving();
+        self.requests_start_serving();
     }
 
     pub(crate) fn learner_synced(&mut self) {
@@ -462,8 +457,8 @@ impl Node {
 mod tests {
     use super::*;
     use crate::core::{Durable, Input};
-    use crate::types::TxnOp;
     use crate::NodeConfig;
+    use crate::TxnOp;
 
     fn txn(e: u64, c: u64) -> Txn {
         Txn {
@@ -530,11 +525,7 @@ mod tests {
         let mut n = syncing_learner();
         n.step(Input::Recv {
             from: 1,
-            msg: PeerMsg::NewLeader {
-                epoch: 2,
-                voters: vec![1, 2, 3],
-                observers: vec![],
-            },
+            msg: PeerMsg::NewLeader { epoch: 2 },
         });
         n.step(Input::Synced(Zxid(0)));
         assert!(matches!(n.learner_ref().phase, Phase::WaitUpToDate { .. }));
@@ -578,11 +569,7 @@ mod tests {
         }
         let mut out = n.step(Input::Recv {
             from: 1,
-            msg: PeerMsg::NewLeader {
-                epoch: 2,
-                voters: vec![1, 2, 3],
-                observers: vec![],
-            },
+            msg: PeerMsg::NewLeader { epoch: 2 },
         });
         out.extend(n.step(Input::Synced(Zxid::new(1, 3))));
         assert_eq!(n.store.applied, Zxid::new(1, 3), "applied at NEWLEADER");

@@ -8,24 +8,29 @@
 //!   simulated disk with group commit.
 //! * [`client`] is the client side of the protocol, for workloads and tests.
 
+pub mod api;
 pub mod client;
-mod clients;
 pub mod config;
 mod core;
 pub mod disk;
 mod election;
 pub mod evidence;
 mod footprint;
+pub mod ids;
 mod leader;
 mod learner;
 mod log;
 pub mod msg;
+mod requests;
 pub mod shell;
-pub mod types;
+pub mod sim;
+pub mod store;
 pub mod wire;
 
 pub use crate::core::{Durable, Input, Node, Output, Persist, ProtocolEvent, SyncMode, TraceEvent};
+pub use api::{ClientOp, ClientRequest, ClientResponse, Key, Outcome};
 pub use config::{Bugs, NodeConfig};
 pub use footprint::Footprint;
+pub use ids::{Sid, Zxid};
 pub use msg::{PeerMsg, PeerState, Vote};
-pub use types::{ClientOp, ClientRequest, ClientResponse, Outcome, Sid, Store, Txn, TxnOp, Zxid};
+pub use store::{Store, Txn, TxnOp};

@@ -5,7 +5,7 @@
 //! [`crate::core`]).
 
 use crate::core::{Durable, Node, Persist, Role};
-use crate::types::{Txn, Zxid};
+use crate::{Txn, Zxid};
 
 impl Node {
     /// Appends txns to the in-memory log and asks the shell to write them.
@@ -20,7 +20,7 @@ impl Node {
                 t.zxid,
                 self.last_logged()
             );
-            if let crate::types::TxnOp::Reconfig { voters, .. } = &t.op {
+            if let crate::TxnOp::Reconfig { voters, .. } = &t.op {
                 self.pending_voters = Some(voters.iter().copied().collect());
             }
             self.log.push(t.clone());
@@ -60,10 +60,10 @@ impl Node {
             let txn = self.log[i].clone();
             self.store.apply(&txn);
             self.applied_since_snapshot += 1;
-            if matches!(txn.op, crate::types::TxnOp::Reconfig { .. }) {
+            if matches!(txn.op, crate::TxnOp::Reconfig { .. }) {
                 self.refresh_membership();
             }
-            self.clients_on_applied(&txn);
+            self.requests_on_applied(&txn);
         }
         self.maybe_snapshot();
     }

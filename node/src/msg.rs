@@ -2,7 +2,7 @@
 //! packets share one FIFO link per pair of servers; the shell reports a link
 //! that broke (and so may have lost messages) as [`crate::Input::LinkDown`].
 
-use crate::types::{ClientOp, Outcome, Sid, Store, Txn, Zxid};
+use crate::{ClientOp, Outcome, Sid, Store, Txn, Zxid};
 use serde::{Deserialize, Serialize};
 
 /// A server's role as reported in election notifications.
@@ -103,12 +103,10 @@ pub enum PeerMsg {
     },
     /// Leader -> learner: end of the initial history of `epoch`.
     NewLeader {
-        /// The new epoch.
+        /// The new epoch. (The configuration is not sent: a learner takes
+        /// it from the history it was synced with, the store and any
+        /// reconfig in its log.)
         epoch: u64,
-        /// Voters of the last-seen configuration.
-        voters: Vec<Sid>,
-        /// Observers of the last-seen configuration.
-        observers: Vec<Sid>,
     },
     /// Learner -> leader: `zxid` (and everything before it) is durable.
     Ack {

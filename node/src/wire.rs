@@ -54,7 +54,7 @@ pub async fn write_frame<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), v: &T)
 mod tests {
     use super::*;
     use crate::msg::{Frame, PeerMsg};
-    use crate::types::{Txn, TxnOp, Zxid};
+    use crate::{Txn, TxnOp, Zxid};
 
     #[test]
     fn frames_round_trip() {

@@ -9,20 +9,19 @@ use faultline_node::{
     ClientOp, ClientRequest, Durable, Input, Node, NodeConfig, Outcome, Output, PeerMsg, PeerState,
     Persist, Sid, Txn, Zxid,
 };
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-struct Rng(u64);
+/// The fuzzer's seeded randomness.
+struct Rng(ChaCha8Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(ChaCha8Rng::seed_from_u64(seed))
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.random_range(0..n)
     }
 }
 
@@ -66,7 +65,7 @@ impl World {
             disks: (1..=n).map(|s| (s, DiskModel::default())).collect(),
             queues: BTreeMap::new(),
             cut: BTreeSet::new(),
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             acked: Vec::new(),
             leaders: BTreeMap::new(),
             committed: BTreeMap::new(),

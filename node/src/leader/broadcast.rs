@@ -5,7 +5,7 @@
 use super::{PendingSync, Phase};
 use crate::core::{Node, Output, ProtocolEvent};
 use crate::msg::PeerMsg;
-use crate::types::{ClientOp, Key, Outcome, Sid, Txn, TxnOp, Zxid};
+use crate::{ClientOp, Key, Outcome, Sid, Txn, TxnOp, Zxid};
 use std::collections::BTreeSet;
 
 impl Node {
@@ -68,7 +68,7 @@ impl Node {
         zxid: Zxid,
     ) {
         if origin == self.cfg.sid {
-            self.clients_executed(session, seq, outcome, zxid);
+            self.requests_executed(session, seq, outcome, zxid);
         } else {
             let msg = PeerMsg::Executed {
                 session,
@@ -212,7 +212,7 @@ impl Node {
         if self.cfg.bugs.out_of_order_commit && z != self.next_unapplied() {
             // Apply it alone, skipping whatever precedes it.
             self.store.apply(&txn);
-            self.clients_on_applied(&txn);
+            self.requests_on_applied(&txn);
         } else {
             self.commit_to(z);
         }
@@ -300,7 +300,7 @@ impl Node {
         for i in done.into_iter().rev() {
             let s = self.lead().syncs.remove(i);
             if s.origin == me {
-                self.clients_sync_done(s.session, s.seq);
+                self.requests_sync_done(s.session, s.seq);
             } else {
                 let msg = PeerMsg::SyncDone {
                     session: s.session,

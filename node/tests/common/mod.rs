@@ -43,13 +43,8 @@ impl<'a> Cluster<'a> {
         joiners: u64,
         tweak: impl Fn(&mut ShellConfig),
     ) -> Cluster<'a> {
-        let mut b = turmoil::Builder::new();
-        b.rng_seed(seed)
-            .simulation_duration(Duration::from_secs(600))
-            .tick_duration(Duration::from_millis(1))
-            .epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-            .tcp_capacity(4096)
-            .min_message_latency(Duration::from_millis(1))
+        let mut b = faultline_node::sim::builder(seed);
+        b.simulation_duration(Duration::from_secs(600))
             .max_message_latency(Duration::from_millis(10));
         let sim = b.build();
         let v: Vec<Sid> = (1..=voters).collect();

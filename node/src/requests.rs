@@ -11,7 +11,7 @@
 
 use crate::core::{Node, Output, Role};
 use crate::msg::PeerMsg;
-use crate::types::{ClientOp, ClientRequest, ClientResponse, Outcome, Txn, Zxid};
+use crate::{ClientOp, ClientRequest, ClientResponse, Outcome, Txn, Zxid};
 use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ struct Held {
 
 /// The client-facing state of a server.
 #[derive(Debug, Default)]
-pub(crate) struct Clients {
+pub(crate) struct Requests {
     /// Requests that arrived while not serving.
     held: VecDeque<Held>,
     /// Accepted writes and syncs waiting for their outcome: (session, seq)
@@ -33,7 +33,7 @@ pub(crate) struct Clients {
     blocked_reads: Vec<(u64, ClientRequest)>,
 }
 
-impl Clients {
+impl Requests {
     /// Requests held, pending or blocked.
     pub(crate) fn len(&self) -> usize {
         self.held.len() + self.pending.len() + self.blocked_reads.len()
@@ -71,11 +71,11 @@ impl Node {
         if !self.cfg.hold_requests {
             return self.reply(conn, req.session, req.seq, Outcome::ConnectionLoss, applied);
         }
-        if self.clients.held.len() >= self.cfg.hold_queue_max {
+        if self.requests.held.len() >= self.cfg.hold_queue_max {
             return self.reply(conn, req.session, req.seq, Outcome::NotReady, applied);
         }
         let deadline = self.now + self.cfg.hold_timeout;
-        self.clients.held.push_back(Held {
+        self.requests.held.push_back(Held {
             conn,
             req,
             deadline,
@@ -98,13 +98,13 @@ impl Node {
             ClientOp::Read { key } => {
                 let behind = !self.cfg.bugs.session_fifo_off
                     && self
-                        .clients
+                        .requests
                         .pending
                         .range((session, 0)..(session, seq))
                         .next()
                         .is_some();
                 if behind {
-                    self.clients.blocked_reads.push((conn, req));
+                    self.requests.blocked_reads.push((conn, req));
                 } else {
                     let v = self.store.get(key);
                     let z = self.store.applied;
@@ -115,7 +115,7 @@ impl Node {
             | ClientOp::Write { .. }
             | ClientOp::Cas { .. }
             | ClientOp::AddVoter { .. } => {
-                self.clients
+                self.requests
                     .pending
                     .insert((session, seq), (conn, op.clone()));
                 self.submit(session, seq, op);
@@ -142,32 +142,32 @@ impl Node {
     }
 
     /// A txn was applied: answer the client waiting for it here, if any.
-    pub(crate) fn clients_on_applied(&mut self, txn: &Txn) {
+    pub(crate) fn requests_on_applied(&mut self, txn: &Txn) {
         if let Some((session, seq)) = txn.origin {
             if self.serving() {
-                self.clients_executed(session, seq, txn.outcome(), txn.zxid);
+                self.requests_executed(session, seq, txn.outcome(), txn.zxid);
             }
         }
     }
 
     /// The outcome of a write became known (applied here, or reported by
     /// the leader for a duplicate).
-    pub(crate) fn clients_executed(
+    pub(crate) fn requests_executed(
         &mut self,
         session: u64,
         seq: u64,
         outcome: Outcome,
         zxid: Zxid,
     ) {
-        if let Some((conn, _)) = self.clients.pending.remove(&(session, seq)) {
+        if let Some((conn, _)) = self.requests.pending.remove(&(session, seq)) {
             self.reply(conn, session, seq, outcome, zxid);
             self.unblock_reads(session);
         }
     }
 
     /// The leader confirmed a sync: read locally now.
-    pub(crate) fn clients_sync_done(&mut self, session: u64, seq: u64) {
-        if let Some((conn, op)) = self.clients.pending.remove(&(session, seq)) {
+    pub(crate) fn requests_sync_done(&mut self, session: u64, seq: u64) {
+        if let Some((conn, op)) = self.requests.pending.remove(&(session, seq)) {
             let v = self.store.get(op.key());
             let z = self.store.applied;
             self.reply(conn, session, seq, Outcome::Value(v), z);
@@ -176,27 +176,27 @@ impl Node {
     }
 
     fn unblock_reads(&mut self, session: u64) {
-        let blocked = std::mem::take(&mut self.clients.blocked_reads);
+        let blocked = std::mem::take(&mut self.requests.blocked_reads);
         for (conn, req) in blocked {
             if req.session == session {
                 self.execute(conn, req);
             } else {
-                self.clients.blocked_reads.push((conn, req));
+                self.requests.blocked_reads.push((conn, req));
             }
         }
     }
 
     /// The server stopped serving (it is looking for a leader).
-    pub(crate) fn clients_stop_serving(&mut self) {
+    pub(crate) fn requests_stop_serving(&mut self) {
         if self.cfg.hold_requests {
             return;
         }
         let z = self.store.applied;
-        let pending = std::mem::take(&mut self.clients.pending);
+        let pending = std::mem::take(&mut self.requests.pending);
         for ((session, seq), (conn, _)) in pending {
             self.reply(conn, session, seq, Outcome::ConnectionLoss, z);
         }
-        let blocked = std::mem::take(&mut self.clients.blocked_reads);
+        let blocked = std::mem::take(&mut self.requests.blocked_reads);
         for (conn, req) in blocked {
             self.reply(conn, req.session, req.seq, Outcome::ConnectionLoss, z);
         }
@@ -204,16 +204,16 @@ impl Node {
 
     /// The server serves again: finish or resubmit what it accepted, then
     /// run the held requests in arrival order.
-    pub(crate) fn clients_start_serving(&mut self) {
+    pub(crate) fn requests_start_serving(&mut self) {
         let pending: Vec<((u64, u64), ClientOp)> = self
-            .clients
+            .requests
             .pending
             .iter()
             .map(|(k, (_, op))| (*k, op.clone()))
             .collect();
         for ((session, seq), op) in pending {
             if let Some((outcome, zxid)) = self.store.executed(session, seq) {
-                self.clients_executed(session, seq, outcome, zxid);
+                self.requests_executed(session, seq, outcome, zxid);
             } else {
                 self.submit(session, seq, op);
             }
@@ -221,7 +221,7 @@ impl Node {
                 return; // a leader that lost its quorum while resubmitting
             }
         }
-        while let Some(h) = self.clients.held.pop_front() {
+        while let Some(h) = self.requests.held.pop_front() {
             self.execute(h.conn, h.req);
             if !self.serving() {
                 return;
@@ -230,11 +230,16 @@ impl Node {
     }
 
     /// Held requests past their deadline get NotReady.
-    pub(crate) fn clients_tick(&mut self) {
+    pub(crate) fn requests_tick(&mut self) {
         let now = self.now;
         let z = self.store.applied;
-        while self.clients.held.front().is_some_and(|h| h.deadline <= now) {
-            let h = self.clients.held.pop_front().expect("checked");
+        while self
+            .requests
+            .held
+            .front()
+            .is_some_and(|h| h.deadline <= now)
+        {
+            let h = self.requests.held.pop_front().expect("checked");
             self.reply(h.conn, h.req.session, h.req.seq, Outcome::NotReady, z);
         }
     }
