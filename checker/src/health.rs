@@ -28,16 +28,12 @@
 //!
 //! Plain data in, no turmoil, no node crate.
 
-use crate::verdict::{outcome, CheckOutcome};
+use crate::verdict::{outcome, zx, CheckOutcome};
 use faultline_history::{Fun, History, OpType, Process};
 use std::collections::BTreeMap;
 
 fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
-}
-
-fn zx(z: u64) -> String {
-    format!("{}:{}", z >> 32, z & 0xffff_ffff)
 }
 
 /// `timeliness`: see the module docs. `commits` are (time, zxid) of every

@@ -27,6 +27,7 @@
 //!
 //! [`History`]: faultline_history::History
 
+mod acks;
 pub mod discovery;
 pub mod durable;
 pub mod health;

@@ -321,3 +321,16 @@ pub(crate) fn outcome(name: &str, summary: String, anomalies: Vec<String>) -> Ch
         ops: Vec::new(),
     }
 }
+
+/// A zxid as anomalies write it: `epoch:counter`.
+pub(crate) fn zx(z: u64) -> String {
+    format!("{}:{}", z >> 32, z & 0xffff_ffff)
+}
+
+/// The integer a history value holds, if it is one.
+pub(crate) fn int(v: &faultline_history::Value) -> Option<i64> {
+    match v {
+        faultline_history::Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}

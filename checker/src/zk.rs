@@ -16,7 +16,7 @@
 //!   (write, local read, sync-read) succeeds within a bound (I12).
 //! * `leadership`: at most one leader is established per epoch (I1).
 
-use crate::verdict::{outcome, CheckOutcome};
+use crate::verdict::{int, outcome, zx, CheckOutcome};
 use faultline_history::{Fun, History, OpType, Process, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -59,17 +59,6 @@ pub struct ReplicaEnd {
     pub last_committed: u64,
     /// Its state digest.
     pub digest: u64,
-}
-
-fn zx(z: u64) -> String {
-    format!("{}:{}", z >> 32, z & 0xffff_ffff)
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        _ => None,
-    }
 }
 
 fn key_of(v: &Option<Value>) -> Option<i64> {

@@ -21,6 +21,7 @@ mod leader;
 mod learner;
 mod log;
 pub mod msg;
+mod probe;
 mod requests;
 pub mod shell;
 pub mod sim;
