@@ -35,22 +35,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let mut seeds: Vec<u64> = match (a.seed, a.seeds) {
-        (Some(s), _) => vec![s],
-        (None, Some(r)) => r.iter().collect(),
-        (None, None) => (1..=DEFAULT_SEEDS).collect(),
-    };
-    if let Some((k, n)) = a.shard {
-        seeds = seeds
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % n == k - 1)
-            .map(|(_, s)| s)
-            .collect();
-        if seeds.is_empty() {
-            bail!("shard {k}/{n} holds no seed");
-        }
-    }
+    let seeds = seeds_of(&a)?;
     // Bad input is reported before anything runs or is created.
     let base = a.run.config(seeds[0])?;
     a.run.load_schedule()?;
@@ -103,6 +88,28 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     let results = run_seeds(&a.run, &seeds, &out, jobs, a.check_determinism, &each)?;
     bar.finish_and_clear();
     summarize(&a, &base, &results, &out, start.elapsed().as_secs_f64())
+}
+
+/// The campaign's seeds: `--seed`, `--seeds` or the default campaign's,
+/// then only `--shard`'s share.
+fn seeds_of(a: &BenchArgs) -> anyhow::Result<Vec<u64>> {
+    let mut seeds: Vec<u64> = match (a.seed, a.seeds) {
+        (Some(s), _) => vec![s],
+        (None, Some(r)) => r.iter().collect(),
+        (None, None) => (1..=DEFAULT_SEEDS).collect(),
+    };
+    if let Some((k, n)) = a.shard {
+        seeds = seeds
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, s)| s)
+            .collect();
+        if seeds.is_empty() {
+            bail!("shard {k}/{n} holds no seed");
+        }
+    }
+    Ok(seeds)
 }
 
 /// `--internal-twice`: each seed run twice in this one process; prints

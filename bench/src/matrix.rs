@@ -10,6 +10,7 @@ use clap::Args;
 use faultline_checker::Validity;
 use faultline_node::Bugs;
 use serde::Serialize;
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -63,9 +64,7 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
             bail!("unknown bug {n:?} (see faultline bench --list-bugs)");
         }
     }
-    let jobs = flags::jobs(m.jobs);
     let root = campaign_dir("matrix", m.out.as_deref())?;
-    let mut rows = Vec::new();
     let mut cases: Vec<(String, &str)> = names
         .iter()
         .map(|n| {
@@ -80,67 +79,9 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
     if names.iter().any(|n| n == "stale-leader-reads") {
         cases.push(("stale-leader-reads".into(), "register"));
     }
-    let mut ok = true;
+    let mut rows = Vec::new();
     for (bug, workload) in cases {
-        let duration = format!("{}ms", m.duration);
-        let a = RunFlags::from_flags(&[
-            "--bug",
-            &bug,
-            "--workload",
-            workload,
-            "--duration",
-            &duration,
-        ])?;
-        let out = campaign_dir(
-            "matrix",
-            Some(&root.join(format!("{bug}-{workload}")).display().to_string()),
-        )?;
-        let start = Instant::now();
-        let mut found: Option<RunResult> = None;
-        let mut runs = 0;
-        let mut seed = m.seeds.first;
-        while seed <= m.seeds.last && found.is_none() {
-            let batch: Vec<u64> = (seed..=m.seeds.last).take(jobs).collect();
-            seed += batch.len() as u64;
-            let results: Vec<anyhow::Result<RunResult>> = std::thread::scope(|s| {
-                let (a, out) = (&a, &out);
-                let handles: Vec<_> = batch
-                    .iter()
-                    .map(|&k| s.spawn(move || watched(a, k, out)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("no panics"))
-                    .collect()
-            });
-            for r in results {
-                let r = r?;
-                runs += 1;
-                if r.result == Validity::Invalid && found.as_ref().is_none_or(|f| r.seed < f.seed) {
-                    found = Some(r);
-                }
-            }
-        }
-        let wall_s = start.elapsed().as_secs_f64();
-        let detected = found.is_some();
-        ok &= detected;
-        let row = MatrixRow {
-            bug: bug.clone(),
-            workload: workload.into(),
-            first_detection: found.as_ref().map(|r| r.seed),
-            runs,
-            wall_s,
-            checks: found
-                .as_ref()
-                .map(|r| {
-                    r.failed_checks()
-                        .filter(|c| c.result == Validity::Invalid)
-                        .map(|c| c.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            reproduce: found.as_ref().map(|r| a.reproduce(r.seed)),
-        };
+        let row = hunt(&m, &root, &bug, workload)?;
         eprintln!(
             "{:<24} {:<9} {:<28} {:>3} runs {:>6.1} s  {}",
             row.bug,
@@ -158,5 +99,66 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
     let json = serde_json::to_string_pretty(&rows)?;
     write(&root.join("matrix.json"), json.as_bytes())?;
     eprintln!("matrix: {}", root.join("matrix.json").display());
-    Ok(if ok { 0 } else { 1 })
+    let missed = rows.iter().any(|r| r.first_detection.is_none());
+    Ok(if missed { 1 } else { 0 })
+}
+
+/// Runs the matrix's seeds in order, a batch of `--jobs` at a time, with
+/// `bug` switched on, until a run is invalid: the row of that bug.
+fn hunt(m: &MatrixArgs, root: &Path, bug: &str, workload: &str) -> anyhow::Result<MatrixRow> {
+    let jobs = flags::jobs(m.jobs);
+    let duration = format!("{}ms", m.duration);
+    let a = RunFlags::from_flags(&[
+        "--bug",
+        bug,
+        "--workload",
+        workload,
+        "--duration",
+        &duration,
+    ])?;
+    let dir = root.join(format!("{bug}-{workload}"));
+    let out = campaign_dir("matrix", Some(&dir.display().to_string()))?;
+    let start = Instant::now();
+    let mut found: Option<RunResult> = None;
+    let mut runs = 0;
+    let mut seed = m.seeds.first;
+    while seed <= m.seeds.last && found.is_none() {
+        let batch: Vec<u64> = (seed..=m.seeds.last).take(jobs).collect();
+        seed += batch.len() as u64;
+        let results: Vec<anyhow::Result<RunResult>> = std::thread::scope(|s| {
+            let (a, out) = (&a, &out);
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|&k| s.spawn(move || watched(a, k, out)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panics"))
+                .collect()
+        });
+        for r in results {
+            let r = r?;
+            runs += 1;
+            if r.result == Validity::Invalid && found.as_ref().is_none_or(|f| r.seed < f.seed) {
+                found = Some(r);
+            }
+        }
+    }
+    Ok(MatrixRow {
+        bug: bug.to_string(),
+        workload: workload.into(),
+        first_detection: found.as_ref().map(|r| r.seed),
+        runs,
+        wall_s: start.elapsed().as_secs_f64(),
+        checks: found
+            .as_ref()
+            .map(|r| {
+                r.failed_checks()
+                    .filter(|c| c.result == Validity::Invalid)
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        reproduce: found.as_ref().map(|r| a.reproduce(r.seed)),
+    })
 }

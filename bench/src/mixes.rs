@@ -7,6 +7,7 @@
 use crate::campaign::run_seeds;
 use crate::flags::{self, parse_duration_ms, parse_seeds, RunFlags, SeedRange};
 use crate::output::{campaign_dir, write};
+use crate::run::RunResult;
 use clap::Args;
 use faultline_checker::Validity;
 use faultline_nemesis::NemesisKind;
@@ -101,26 +102,7 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
         let out = campaign_dir("mixes", Some(&dir.display().to_string()))?;
         let t = Instant::now();
         let results = run_seeds(&a, &seeds, &out, jobs, false, &|_| {})?;
-        let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
-        let mut rec: Vec<u64> = results.iter().filter_map(|r| r.recovery_ms).collect();
-        rec.sort_unstable();
-        let row = MixRow {
-            nemesis: mix.clone(),
-            runs: results.len(),
-            invalid: count(Validity::Invalid),
-            unknown: count(Validity::Unknown),
-            leader_changes: results.iter().map(|r| r.leader_changes as f64).sum::<f64>()
-                / results.len().max(1) as f64,
-            recovery_p50_ms: rec.get(rec.len() / 2).copied(),
-            recovery_max_ms: rec.last().copied(),
-            not_recovered: results.len() - rec.len(),
-            wall_s: t.elapsed().as_secs_f64(),
-            failures: results
-                .iter()
-                .filter(|r| r.result != Validity::Valid)
-                .map(|r| a.reproduce(r.seed))
-                .collect(),
-        };
+        let row = mix_row(mix, &a, &results, t.elapsed().as_secs_f64());
         eprintln!(
             "{:<36} {:>5} {:>7} {:>7} {:>8.1} {:>14} {:>8.1}",
             row.nemesis,
@@ -159,4 +141,28 @@ pub fn mixes_cmd(m: MixesArgs) -> anyhow::Result<u8> {
         json.display()
     );
     Ok(verdict.exit_code() as u8)
+}
+
+/// The line of one mix from its runs.
+fn mix_row(mix: &str, a: &RunFlags, results: &[RunResult], wall_s: f64) -> MixRow {
+    let count = |v: Validity| results.iter().filter(|r| r.result == v).count();
+    let mut rec: Vec<u64> = results.iter().filter_map(|r| r.recovery_ms).collect();
+    rec.sort_unstable();
+    MixRow {
+        nemesis: mix.to_string(),
+        runs: results.len(),
+        invalid: count(Validity::Invalid),
+        unknown: count(Validity::Unknown),
+        leader_changes: results.iter().map(|r| r.leader_changes as f64).sum::<f64>()
+            / results.len().max(1) as f64,
+        recovery_p50_ms: rec.get(rec.len() / 2).copied(),
+        recovery_max_ms: rec.last().copied(),
+        not_recovered: results.len() - rec.len(),
+        wall_s,
+        failures: results
+            .iter()
+            .filter(|r| r.result != Validity::Valid)
+            .map(|r| a.reproduce(r.seed))
+            .collect(),
+    }
 }

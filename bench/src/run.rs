@@ -15,7 +15,7 @@ use faultline_nemesis::{Entry, Nemesis, NemesisKind, Schedule, Sid, Target, Topo
 use faultline_node::Bugs;
 use faultline_workload::{self as workload, Control, Recorder, WorkloadConfig, WorkloadKind};
 use serde::Serialize;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -190,36 +190,145 @@ pub fn run_system<'a>(
     schedule: &Schedule,
     system: Box<dyn System + 'a>,
 ) -> Result<(RunResult, RunArtifacts), Abort> {
-    let wall = Instant::now();
     let topo = topology(cfg);
-    let mut c = Cluster::new(build_sim(cfg), system);
-    for &s in &topo.servers {
-        c.start(s);
-    }
-    let rec = Recorder::default();
-    let control = Control::default();
-    let finals = Rc::new(Cell::new(false));
-    let final_servers: Rc<std::cell::RefCell<Vec<(Sid, String)>>> = Rc::default();
-    let done = Rc::new(Cell::new(false));
-    let wl = WorkloadConfig {
-        kind: cfg.workload,
-        processes: cfg.processes,
-        keys: cfg.keys,
-        think: Duration::from_millis(cfg.think_ms),
-        op_timeout: Duration::from_millis(cfg.op_timeout_ms),
-        servers: topo.servers.iter().map(|s| (*s, host(*s))).collect(),
-        port: CLIENT_PORT,
-        seed: cfg.seed,
+    let mut r = Runner {
+        c: Cluster::new(build_sim(cfg), system),
+        n: Nemesis::new(),
+        wall: Instant::now(),
+        watchdog: Duration::from_secs(cfg.watchdog_s),
     };
-    {
-        let (wl, rec, control, finals, done) = (
-            wl.clone(),
-            rec.clone(),
-            control.clone(),
-            finals.clone(),
-            done.clone(),
-        );
-        let final_servers = final_servers.clone();
+    for &s in &topo.servers {
+        r.c.start(s);
+    }
+    let clients = Clients::spawn(&mut r.c, cfg, &topo);
+    // Warm-up.
+    let mut warm_ns = None;
+    r.until(
+        cfg.warmup_ms,
+        |_| false,
+        |c| {
+            if warm_ns.is_none() && all_serving(c) {
+                warm_ns = Some(now_ns(c));
+            }
+        },
+    )?;
+    let chaos_ns = now_ns(&r.c);
+    r.chaos(cfg, schedule)?;
+    let heal_ns = now_ns(&r.c);
+    r.n.heal(&mut r.c);
+    // Quiesce: the workload goes on (liveness), then stops.
+    let healed_at = r.c.now_ms();
+    let mut recovered = None;
+    r.until(
+        healed_at + cfg.quiesce_ms,
+        |_| false,
+        |c| {
+            if recovered.is_none() && all_serving(c) {
+                recovered = Some((c.now_ms() - healed_at, now_ns(c)));
+            }
+        },
+    )?;
+    clients.control.stop();
+    let stop_ns = now_ns(&r.c);
+    let windows = vec![
+        Window {
+            name: "warm-up",
+            phase_ns: 0,
+            start_ns: warm_ns,
+            end_ns: chaos_ns,
+        },
+        Window {
+            name: "after healing",
+            phase_ns: heal_ns,
+            start_ns: recovered.map(|r| r.1),
+            end_ns: stop_ns,
+        },
+    ];
+    r.final_reads(&clients)?;
+    let footprints: Vec<_> =
+        r.c.started
+            .iter()
+            .filter_map(|s| r.c.system.footprint(*s))
+            .collect();
+    let sim_s = r.c.sim.elapsed().as_secs_f64();
+    let ops = clients.rec.ops();
+    let ends = replica_ends(&r.c);
+    // Nothing reacts any more: the nemesis's work is done.
+    let nemesis_log = std::mem::take(&mut r.n).into_log();
+    r.power_cycle()?;
+    let started: Vec<Sid> = r.c.started.iter().copied().collect();
+    let evidence = r.c.system.evidence(&started);
+    let roles = r.c.system.role_changes();
+    let phases = Phases {
+        heal_ns,
+        stop_ns,
+        windows,
+        footprints,
+    };
+    let wall_s = r.wall.elapsed().as_secs_f64();
+    let mut result = judge(
+        cfg,
+        &ops,
+        phases,
+        &evidence,
+        &roles,
+        nemesis_log,
+        (sim_s, wall_s),
+        &ends,
+    );
+    result.recovery_ms = recovered.map(|r| r.0);
+    let artifacts = RunArtifacts {
+        history: ops,
+        schedule: schedule.clone(),
+        trace: evidence.trace,
+        leaders: leader_spans(&roles),
+        messages_per_second: evidence.messages_per_second,
+    };
+    Ok((result, artifacts))
+}
+
+/// Simulated nanoseconds since the start.
+fn now_ns(c: &Cluster) -> u64 {
+    c.sim.elapsed().as_nanos() as u64
+}
+
+/// The client host's shared state: the history being recorded and the
+/// switches the phases flip.
+struct Clients {
+    rec: Recorder,
+    control: Control,
+    /// Set when the final reads may start.
+    finals: Rc<Cell<bool>>,
+    /// The servers the final reads go to.
+    final_servers: Rc<RefCell<Vec<(Sid, String)>>>,
+    /// Set when the final reads are done.
+    done: Rc<Cell<bool>>,
+}
+
+impl Clients {
+    /// Starts the client host: the workload (with the system's admin task
+    /// beside it) until stopped, then the final reads once allowed.
+    fn spawn(c: &mut Cluster, cfg: &RunConfig, topo: &Topology) -> Clients {
+        let clients = Clients {
+            rec: Recorder::default(),
+            control: Control::default(),
+            finals: Rc::default(),
+            final_servers: Rc::default(),
+            done: Rc::default(),
+        };
+        let wl = WorkloadConfig {
+            kind: cfg.workload,
+            processes: cfg.processes,
+            keys: cfg.keys,
+            think: Duration::from_millis(cfg.think_ms),
+            op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+            servers: topo.servers.iter().map(|s| (*s, host(*s))).collect(),
+            port: CLIENT_PORT,
+            seed: cfg.seed,
+        };
+        let (rec, control) = (clients.rec.clone(), clients.control.clone());
+        let (finals, done) = (clients.finals.clone(), clients.done.clone());
+        let final_servers = clients.final_servers.clone();
         let admin = c.system.admin();
         c.sim.client("clients", async move {
             let admin = admin.map(tokio::task::spawn_local);
@@ -235,124 +344,77 @@ pub fn run_system<'a>(
             done.set(true);
             Ok(())
         });
+        clients
     }
-    let watchdog = Duration::from_secs(cfg.watchdog_s);
-    let step = |c: &mut Cluster, n: &mut Nemesis| -> Result<(), Abort> {
-        if wall.elapsed() > watchdog {
+}
+
+/// The simulation as the phases drive it: the cluster, the nemesis and
+/// the wall-clock watchdog.
+struct Runner<'a> {
+    c: Cluster<'a>,
+    n: Nemesis,
+    wall: Instant,
+    watchdog: Duration,
+}
+
+impl Runner<'_> {
+    /// One simulation step, then the nemesis's reactions.
+    fn step(&mut self) -> Result<(), Abort> {
+        if self.wall.elapsed() > self.watchdog {
             return Err(Abort::Watchdog);
         }
-        c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
-        n.step(c);
+        self.c.sim.step().map_err(|e| Abort::Sim(e.to_string()))?;
+        self.n.step(&mut self.c);
         Ok(())
-    };
-    let mut nemesis = Nemesis::new();
-    let n = &mut nemesis;
-    let ms = |c: &Cluster| c.now_ms();
-    // Warm-up.
-    let mut warm_ns = None;
-    while ms(&c) < cfg.warmup_ms {
-        step(&mut c, n)?;
-        if warm_ns.is_none() && all_serving(&c) {
-            warm_ns = Some(c.sim.elapsed().as_nanos() as u64);
+    }
+
+    /// Steps until `end_ms` or until `done`, calling `each` after every
+    /// step.
+    fn until(
+        &mut self,
+        end_ms: u64,
+        done: impl Fn(&Cluster) -> bool,
+        mut each: impl FnMut(&Cluster),
+    ) -> Result<(), Abort> {
+        while self.c.now_ms() < end_ms && !done(&self.c) {
+            self.step()?;
+            each(&self.c);
         }
+        Ok(())
     }
-    let chaos_ns = c.sim.elapsed().as_nanos() as u64;
-    // Chaos.
-    let chaos_start = ms(&c);
-    for ev in &schedule.events {
-        while ms(&c) < chaos_start + ev.at_ms {
-            step(&mut c, n)?;
+
+    /// The chaos phase: every scheduled fault at its time.
+    fn chaos(&mut self, cfg: &RunConfig, schedule: &Schedule) -> Result<(), Abort> {
+        let start = self.c.now_ms();
+        for ev in &schedule.events {
+            self.until(start + ev.at_ms, |_| false, |_| {})?;
+            self.n.apply(&mut self.c, &ev.fault);
         }
-        n.apply(&mut c, &ev.fault);
+        self.until(start + cfg.chaos_ms, |_| false, |_| {})
     }
-    while ms(&c) < chaos_start + cfg.chaos_ms {
-        step(&mut c, n)?;
+
+    /// After the workload stopped: waits for the replicas to converge
+    /// (bounded), reads every key at every server, and lets the servers
+    /// notice the clients are gone.
+    fn final_reads(&mut self, clients: &Clients) -> Result<(), Abort> {
+        self.until(self.c.now_ms() + 10_000, converged, |_| {})?;
+        *clients.final_servers.borrow_mut() =
+            self.c.started.iter().map(|s| (*s, host(*s))).collect();
+        clients.finals.set(true);
+        let done = clients.done.clone();
+        self.until(self.c.now_ms() + 60_000, move |_| done.get(), |_| {})?;
+        self.until(self.c.now_ms() + 500, |_| false, |_| {})
     }
-    // Heal everything.
-    let heal_ns = c.sim.elapsed().as_nanos() as u64;
-    n.heal(&mut c);
-    // Quiesce: the workload goes on (liveness), then stops.
-    let quiesce_end = ms(&c) + cfg.quiesce_ms;
-    let healed_at = ms(&c);
-    let mut recovery_ms = None;
-    let mut recovered_ns = None;
-    while ms(&c) < quiesce_end {
-        step(&mut c, n)?;
-        if recovery_ms.is_none() && all_serving(&c) {
-            recovery_ms = Some(ms(&c) - healed_at);
-            recovered_ns = Some(c.sim.elapsed().as_nanos() as u64);
-        }
+
+    /// Cuts the power of every server at once (unsynced writes are lost)
+    /// and starts them again, so that each host reads back its files as a
+    /// restart does: the durable evidence the run is judged on.
+    fn power_cycle(&mut self) -> Result<(), Abort> {
+        let at = self.c.sim.elapsed();
+        self.c.power_cycle();
+        let read_back = |c: &Cluster| c.started.iter().all(|s| c.system.read_back_since(*s, at));
+        self.until(u64::MAX, read_back, |_| {})
     }
-    control.stop();
-    let stop_ns = c.sim.elapsed().as_nanos() as u64;
-    let windows = vec![
-        Window {
-            name: "warm-up",
-            phase_ns: 0,
-            start_ns: warm_ns,
-            end_ns: chaos_ns,
-        },
-        Window {
-            name: "after healing",
-            phase_ns: heal_ns,
-            start_ns: recovered_ns,
-            end_ns: stop_ns,
-        },
-    ];
-    // Wait for the replicas to converge (bounded), then read everything.
-    let converge_end = ms(&c) + 10_000;
-    while ms(&c) < converge_end && !converged(&c) {
-        step(&mut c, n)?;
-    }
-    *final_servers.borrow_mut() = c.started.iter().map(|s| (*s, host(*s))).collect();
-    finals.set(true);
-    let finals_end = ms(&c) + 60_000;
-    while !done.get() && ms(&c) < finals_end {
-        step(&mut c, n)?;
-    }
-    // Let the servers notice the clients are gone, then read their tables.
-    let drain_end = ms(&c) + 500;
-    while ms(&c) < drain_end {
-        step(&mut c, n)?;
-    }
-    let footprints: Vec<_> = c
-        .started
-        .iter()
-        .filter_map(|s| c.system.footprint(*s))
-        .collect();
-    let sim_s = c.sim.elapsed().as_secs_f64();
-    let ops = rec.ops();
-    let ends = replica_ends(&c);
-    power_cycle(&mut c, |c| step(c, &mut Nemesis::new()))?;
-    let started: Vec<Sid> = c.started.iter().copied().collect();
-    let evidence = c.system.evidence(&started);
-    let roles = c.system.role_changes();
-    let mut result = judge(
-        cfg,
-        &ops,
-        Phases {
-            heal_ns,
-            stop_ns,
-            windows,
-            footprints,
-        },
-        &evidence,
-        &roles,
-        nemesis.into_log(),
-        (sim_s, wall.elapsed().as_secs_f64()),
-        &ends,
-    );
-    result.recovery_ms = recovery_ms;
-    Ok((
-        result,
-        RunArtifacts {
-            history: ops,
-            schedule: schedule.clone(),
-            trace: evidence.trace,
-            leaders: leader_spans(&roles),
-            messages_per_second: evidence.messages_per_second,
-        },
-    ))
 }
 
 /// The live replicas' last committed position and digest, as they serve.
@@ -367,22 +429,6 @@ fn replica_ends(c: &Cluster) -> Vec<ReplicaEnd> {
             digest: v.digest,
         })
         .collect()
-}
-
-/// Cuts the power of every server at once (unsynced writes are lost) and
-/// starts them again, so that each host reads back its files as a restart
-/// does: the durable evidence the run is judged on.
-fn power_cycle(
-    c: &mut Cluster,
-    mut step: impl FnMut(&mut Cluster) -> Result<(), Abort>,
-) -> Result<(), Abort> {
-    let at = c.sim.elapsed();
-    c.power_cycle();
-    let read_back = |c: &Cluster| c.started.iter().all(|s| c.system.read_back_since(*s, at));
-    while !read_back(c) {
-        step(c)?;
-    }
-    Ok(())
 }
 
 /// Every started server is up and serving, under one established leader.

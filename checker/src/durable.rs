@@ -330,6 +330,28 @@ pub fn durability(
             ));
         }
     }
+    recovered_states(files, &mut anomalies);
+    let unverified = files.iter().filter(|f| f.replayed.is_none()).count();
+    let mut o = crate::verdict::outcome(
+        "durability",
+        format!(
+            "{acked} acknowledged writes against the {} txns in {} servers' durable logs ({beyond_logs} older than every log); \
+             recovered states against their replay ({unverified} beyond the complete history, compared with each other)",
+            dh.len(),
+            files.len()
+        ),
+        anomalies,
+    );
+    ops.truncate(400);
+    o.ops = ops;
+    o
+}
+
+/// Every server's recovered state against the durable history replayed
+/// to where its files end; servers whose end lies beyond the complete part
+/// of the history are compared with each other: equal last zxids, equal
+/// states.
+fn recovered_states(files: &[ServerFiles], anomalies: &mut Vec<String>) {
     for f in files {
         if let Some(r) = f.replayed {
             if r != f.recovered.1 {
@@ -341,8 +363,6 @@ pub fn durability(
             }
         }
     }
-    // Servers whose end lies beyond the complete part of the history are
-    // compared with each other: equal last zxids, equal states.
     let mut by_end: BTreeMap<u64, &ServerFiles> = BTreeMap::new();
     for f in files {
         match by_end.get(&f.recovered.0) {
@@ -358,20 +378,6 @@ pub fn durability(
             }
         }
     }
-    let unverified = files.iter().filter(|f| f.replayed.is_none()).count();
-    let mut o = crate::verdict::outcome(
-        "durability",
-        format!(
-            "{acked} acknowledged writes against the {} txns in {} servers' durable logs ({beyond_logs} older than every log); \
-             recovered states against their replay ({unverified} beyond the complete history, compared with each other)",
-            dh.len(),
-            files.len()
-        ),
-        anomalies,
-    );
-    ops.truncate(400);
-    o.ops = ops;
-    o
 }
 
 /// `leader-reports`: a cross-check of the node's own account. Every txn a

@@ -158,7 +158,7 @@ impl Nemesis {
     }
 
     fn act(&mut self, t: &mut dyn Target, f: &Fault) -> (Effect, String) {
-        use Effect::{Fault as Hit, Moment, Note, Repair};
+        use Effect::{Fault as Hit, Moment, Repair};
         match f {
             Fault::CrashLeader => match t.leader() {
                 Some(l) => {
@@ -210,6 +210,17 @@ impl Nemesis {
                 t.add_node(*node);
                 (Moment, format!("started joiner {node}"))
             }
+            Fault::EpochSkew
+            | Fault::CrashInSync { .. }
+            | Fault::CutInDiscovery { .. }
+            | Fault::CrashLeaderThenAll => self.arm(t, f),
+        }
+    }
+
+    /// The faults that arm a reaction to the cluster.
+    fn arm(&mut self, t: &mut dyn Target, f: &Fault) -> (Effect, String) {
+        use Effect::{Fault as Hit, Moment, Note};
+        match f {
             Fault::EpochSkew => {
                 if self.reactions.epoch_skew(t) {
                     (Hit, "epoch skew started: two followers cut off".into())
@@ -252,6 +263,7 @@ impl Nemesis {
                     ),
                 )
             }
+            _ => unreachable!("not a reactive fault: {f:?}"),
         }
     }
 }

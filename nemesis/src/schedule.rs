@@ -235,10 +235,7 @@ impl Schedule {
         while t + 600 < chaos_ms {
             if k.is_multiple_of(order.len()) {
                 // a fresh seeded rotation of the kinds
-                for i in (1..order.len()).rev() {
-                    let j = rng.random_range(0..=i);
-                    order.swap(i, j);
-                }
+                shuffle(&mut rng, &mut order);
             }
             let kind = order[k % order.len()];
             k += 1;
@@ -317,6 +314,38 @@ impl Schedule {
     }
 }
 
+/// A `restart-all` episode: a quorum at once, one of: every server right
+/// after a new leader is established; the epoch-skew choreography
+/// (ZOOKEEPER-4643); a bare majority of the voters; or every server (a
+/// whole-cluster power loss, which leaves no copy of unsynced data
+/// anywhere).
+fn restart_all(rng: &mut ChaCha8Rng, topo: &Topology) -> (Option<Fault>, Vec<Fault>) {
+    let mut v = topo.voters.clone();
+    let roll = rng.random_range(0..3);
+    if roll == 0 {
+        return (Some(Fault::CrashLeaderThenAll), vec![Fault::RestartCrashed]);
+    }
+    if roll == 1 && topo.voters.len() >= 5 {
+        return (Some(Fault::EpochSkew), vec![Fault::RepairNetwork]);
+    }
+    if rng.random_bool(0.5) {
+        v = topo.servers.clone();
+    } else {
+        shuffle(rng, &mut v);
+        v.truncate(topo.voters.len() / 2 + 1);
+    }
+    v.sort();
+    (Some(Fault::Crash { nodes: v }), vec![Fault::RestartCrashed])
+}
+
+/// Shuffles `v` in place (Fisher-Yates, from the back), drawing from `rng`.
+fn shuffle<T>(rng: &mut ChaCha8Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
 fn episode(
     kind: NemesisKind,
     rng: &mut ChaCha8Rng,
@@ -333,38 +362,10 @@ fn episode(
             }),
             restart(rng),
         ),
-        NemesisKind::RestartAll => {
-            // A quorum at once, one of: every server right after a new
-            // leader is established; the epoch-skew choreography
-            // (ZOOKEEPER-4643); a bare majority of the voters; or every
-            // server (a whole-cluster power loss, which leaves no copy of
-            // unsynced data anywhere).
-            let mut v = topo.voters.clone();
-            let roll = rng.random_range(0..3);
-            if roll == 0 {
-                return (Some(Fault::CrashLeaderThenAll), vec![Fault::RestartCrashed]);
-            }
-            if roll == 1 && topo.voters.len() >= 5 {
-                return (Some(Fault::EpochSkew), vec![Fault::RepairNetwork]);
-            }
-            if rng.random_bool(0.5) {
-                v = topo.servers.clone();
-            } else {
-                for i in (1..v.len()).rev() {
-                    let j = rng.random_range(0..=i);
-                    v.swap(i, j);
-                }
-                v.truncate(topo.voters.len() / 2 + 1);
-            }
-            v.sort();
-            (Some(Fault::Crash { nodes: v }), vec![Fault::RestartCrashed])
-        }
+        NemesisKind::RestartAll => restart_all(rng, topo),
         NemesisKind::PartitionHalves => {
             let mut s = topo.servers.clone();
-            for i in (1..s.len()).rev() {
-                let j = rng.random_range(0..=i);
-                s.swap(i, j);
-            }
+            shuffle(rng, &mut s);
             let b = s.split_off(s.len() / 2);
             s.sort();
             let mut b = b;
@@ -378,10 +379,7 @@ fn episode(
             // Two halves that cannot talk, except through one bridge server
             // linked to both: cut the halves from each other only.
             let mut s = topo.servers.clone();
-            for i in (1..s.len()).rev() {
-                let j = rng.random_range(0..=i);
-                s.swap(i, j);
-            }
+            shuffle(rng, &mut s);
             let _bridge = s.pop();
             let b = s.split_off(s.len() / 2);
             let mut a = s;

@@ -89,6 +89,30 @@ fn describe(index: usize, inv: &Op, done: Option<&Op>) -> String {
     s
 }
 
+/// A chart of the timeline: seconds (or positions) by lane.
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The timeline's window and axis: where an interval falls on the chart.
+struct Window {
+    axis: Axis,
+    to_ns: u64,
+    x0: f64,
+    x1: f64,
+}
+
+impl Window {
+    /// An interval's part inside this window, if any.
+    fn clip(&self, start: u64, end: Option<u64>) -> Option<(f64, f64)> {
+        let a = self.axis.x(start).max(self.x0);
+        let b = self.axis.x(end.unwrap_or(self.to_ns)).min(self.x1);
+        (a < b).then_some((a, b))
+    }
+}
+
 /// The operation timeline of `[from_ns, to_ns)`: one lane per client
 /// process (each op a bar from invoke to completion, coloured ok / fail /
 /// info), faults shaded and labelled, a lane of which server led which
@@ -122,6 +146,12 @@ pub fn timeline(
     let lane_px = if n > 150 { 3 } else { 7 };
     let height = (n as u32 * lane_px + 70).min(2400);
     let (x0, x1) = (secs(from_ns), secs(to_ns).max(secs(from_ns) + 0.001));
+    let w = Window {
+        axis,
+        to_ns,
+        x0,
+        x1,
+    };
     let mut svg = String::new();
     let mut overlay = String::new();
     {
@@ -140,113 +170,135 @@ pub fn timeline(
             .y_labels(0)
             .draw()
             .ok();
-        // An interval's part inside this window, if any.
-        let clip = |start: u64, end: Option<u64>| {
-            let (a, b) = (secs(start).max(x0), secs(end.unwrap_or(to_ns)).min(x1));
-            (a < b).then_some((a, b))
-        };
-        for f in faults {
-            let Some((a, b)) = clip(f.start_ns, f.end_ns) else {
-                continue;
-            };
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(a, 0.0), (b, n as f64)],
-                    FAULT.mix(0.18).filled(),
-                )))
-                .ok();
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    f.label.clone(),
-                    (a, 1.6),
-                    ("sans-serif", 11).into_font(),
-                )))
-                .ok();
-        }
-        for l in leaders {
-            let Some((a, b)) = clip(l.start_ns, l.end_ns) else {
-                continue;
-            };
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(a, 0.1), (b, 0.9)],
-                    LEAD.mix(0.35).filled(),
-                )))
-                .ok();
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    format!("n{} e{}", l.sid, l.epoch),
-                    (a, 0.75),
-                    ("sans-serif", 10).into_font(),
-                )))
-                .ok();
-            let (p0, p1) = (
-                chart.backend_coord(&(a, 0.1)),
-                chart.backend_coord(&(b, 0.9)),
-            );
-            let _ = write!(
-                overlay,
-                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"transparent\"><title>server {} leads epoch {}</title></rect>",
-                p0.0,
-                p0.1,
-                (p1.0 - p0.0).max(1),
-                (p1.1 - p0.1).max(1),
-                l.sid,
-                l.epoch
-            );
-        }
-        // Op bars go in the overlay, each with its hover title, at the
-        // coordinates the chart maps to; one op per lane and pixel column
-        // (the operations of a violation are always drawn). Bars are grouped
-        // by lane so that each carries only its x and width.
-        let mut drawn: BTreeSet<(usize, i32)> = BTreeSet::new();
-        let mut by_lane: BTreeMap<usize, String> = BTreeMap::new();
-        let bar = |lane: f64| {
-            let (t, b) = (
-                chart.backend_coord(&(x0, lane - 0.4)),
-                chart.backend_coord(&(x0, lane + 0.4)),
-            );
-            (t.1, (b.1 - t.1).max(1))
-        };
-        for p in &pairs {
-            let lane = lanes[&p.invoke.process];
-            let kind = p.outcome();
-            let end = p.complete.map_or(to_ns, |c| c.time);
-            let (a, b) = (secs(p.invoke.time).max(x0), secs(end).min(x1));
-            let (p0, p1) = (
-                chart.backend_coord(&(a, lane as f64)),
-                chart.backend_coord(&(b, lane as f64)),
-            );
-            let marked = highlight.contains(&p.invoke_index)
-                || p.complete_index.is_some_and(|c| highlight.contains(&c));
-            if !drawn.insert((lane, p0.0)) && !marked {
-                continue; // another op of this lane already fills this pixel
-            }
-            let class = match (marked, kind) {
-                (true, _) => "w",
-                (_, OpType::Ok) => "k",
-                (_, OpType::Fail) => "f",
-                _ => "i",
-            };
-            let _ = write!(
-                by_lane.entry(lane).or_default(),
-                "<rect class=\"{class}\" x=\"{}\" width=\"{}\"><title>{}</title></rect>",
-                p0.0,
-                (p1.0 - p0.0).max(1),
-                esc(&describe(p.invoke_index, p.invoke, p.complete))
-            );
-        }
-        for (lane, rects) in by_lane {
-            let (y, h) = bar(lane as f64);
-            let _ = write!(
-                overlay,
-                "<svg y=\"{y}\" height=\"{h}\" overflow=\"visible\">{rects}</svg>"
-            );
-        }
+        draw_faults(&mut chart, faults, &w, n);
+        draw_leaders(&mut chart, leaders, &w, &mut overlay);
+        op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay);
         root.present().ok();
     }
     let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}</style>";
     with_overlay(svg, &format!("{style}<g class=\"ops\">{overlay}</g>"))
+}
+
+/// Each fault shaded over every lane, with its label.
+fn draw_faults(chart: &mut Chart<'_, '_>, faults: &[Span], w: &Window, lanes: usize) {
+    for f in faults {
+        let Some((a, b)) = w.clip(f.start_ns, f.end_ns) else {
+            continue;
+        };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.0), (b, lanes as f64)],
+                FAULT.mix(0.18).filled(),
+            )))
+            .ok();
+        chart
+            .draw_series(std::iter::once(Text::new(
+                f.label.clone(),
+                (a, 1.6),
+                ("sans-serif", 11).into_font(),
+            )))
+            .ok();
+    }
+}
+
+/// The leaders' lane: each leadership a bar labelled with its server and
+/// epoch, with a hover title in the overlay.
+fn draw_leaders(
+    chart: &mut Chart<'_, '_>,
+    leaders: &[LeaderSpan],
+    w: &Window,
+    overlay: &mut String,
+) {
+    for l in leaders {
+        let Some((a, b)) = w.clip(l.start_ns, l.end_ns) else {
+            continue;
+        };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.1), (b, 0.9)],
+                LEAD.mix(0.35).filled(),
+            )))
+            .ok();
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("n{} e{}", l.sid, l.epoch),
+                (a, 0.75),
+                ("sans-serif", 10).into_font(),
+            )))
+            .ok();
+        let (p0, p1) = (
+            chart.backend_coord(&(a, 0.1)),
+            chart.backend_coord(&(b, 0.9)),
+        );
+        let _ = write!(
+            overlay,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"transparent\"><title>server {} leads epoch {}</title></rect>",
+            p0.0,
+            p0.1,
+            (p1.0 - p0.0).max(1),
+            (p1.1 - p0.1).max(1),
+            l.sid,
+            l.epoch
+        );
+    }
+}
+
+/// Op bars go in the overlay, each with its hover title, at the
+/// coordinates the chart maps to; one op per lane and pixel column (the
+/// operations of a violation are always drawn). Bars are grouped by lane
+/// so that each carries only its x and width.
+fn op_bars(
+    chart: &Chart<'_, '_>,
+    pairs: &[faultline_history::Pair<'_>],
+    lanes: &BTreeMap<&faultline_history::Process, usize>,
+    highlight: &BTreeSet<usize>,
+    w: &Window,
+    overlay: &mut String,
+) {
+    let mut drawn: BTreeSet<(usize, i32)> = BTreeSet::new();
+    let mut by_lane: BTreeMap<usize, String> = BTreeMap::new();
+    let bar = |lane: f64| {
+        let (t, b) = (
+            chart.backend_coord(&(w.x0, lane - 0.4)),
+            chart.backend_coord(&(w.x0, lane + 0.4)),
+        );
+        (t.1, (b.1 - t.1).max(1))
+    };
+    for p in pairs {
+        let lane = lanes[&p.invoke.process];
+        let kind = p.outcome();
+        let end = p.complete.map_or(w.to_ns, |c| c.time);
+        let (a, b) = (w.axis.x(p.invoke.time).max(w.x0), w.axis.x(end).min(w.x1));
+        let (p0, p1) = (
+            chart.backend_coord(&(a, lane as f64)),
+            chart.backend_coord(&(b, lane as f64)),
+        );
+        let marked = highlight.contains(&p.invoke_index)
+            || p.complete_index.is_some_and(|c| highlight.contains(&c));
+        if !drawn.insert((lane, p0.0)) && !marked {
+            continue; // another op of this lane already fills this pixel
+        }
+        let class = match (marked, kind) {
+            (true, _) => "w",
+            (_, OpType::Ok) => "k",
+            (_, OpType::Fail) => "f",
+            _ => "i",
+        };
+        let _ = write!(
+            by_lane.entry(lane).or_default(),
+            "<rect class=\"{class}\" x=\"{}\" width=\"{}\"><title>{}</title></rect>",
+            p0.0,
+            (p1.0 - p0.0).max(1),
+            esc(&describe(p.invoke_index, p.invoke, p.complete))
+        );
+    }
+    for (lane, rects) in by_lane {
+        let (y, h) = bar(lane as f64);
+        let _ = write!(
+            overlay,
+            "<svg y=\"{y}\" height=\"{h}\" overflow=\"visible\">{rects}</svg>"
+        );
+    }
 }
 
 /// Latency of ok ops over time (log scale), with p50 and p99 per second.
