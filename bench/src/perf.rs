@@ -154,48 +154,7 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
     println!();
 
     // 1. The etcd corpus.
-    let t = Instant::now();
-    let etcd: Vec<History> = logs
-        .iter()
-        .map(|p| read(p))
-        .collect::<anyhow::Result<_>>()?;
-    let parse = t.elapsed();
-    let mut totals = Vec::new();
-    let mut slowest = (Duration::ZERO, String::new());
-    let mut invalid = 0;
-    for run in 0..a.runs {
-        let t = Instant::now();
-        for (h, p) in etcd.iter().zip(&logs) {
-            let t1 = Instant::now();
-            let r = check(h, ModelKind::CasRegister, &Budget::default(), a.jobs).expect("fits");
-            if run == 0 {
-                invalid += (r.result == Validity::Invalid) as usize;
-                let d = t1.elapsed();
-                if d > slowest.0 {
-                    slowest = (d, p.file_name().unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        totals.push(t.elapsed());
-    }
-    println!(
-        "etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms",
-        etcd.len(),
-        invalid,
-        ms(parse)
-    );
-    line(
-        "  check all, total",
-        median(totals),
-        Some(PORCUPINE_ETCD),
-        Some(330.0),
-    );
-    println!(
-        "  slowest file (first run): {} in {:.2} ms",
-        slowest.1,
-        ms(slowest.0)
-    );
-    println!();
+    etcd_corpus(a, &logs)?;
 
     // 2. Porcupine's kv histories.
     for (name, porcupine, target) in [
@@ -230,6 +189,54 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
     if a.hot_ops > 0 || a.hot_seeds > 0 {
         hot_key(a)?;
     }
+    Ok(())
+}
+
+/// Checks Porcupine's etcd corpus (`logs`) `--runs` times: the median
+/// total, against Porcupine's figure, and the slowest file.
+fn etcd_corpus(a: &PerfArgs, logs: &[PathBuf]) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let etcd: Vec<History> = logs
+        .iter()
+        .map(|p| read(p))
+        .collect::<anyhow::Result<_>>()?;
+    let parse = t.elapsed();
+    let mut totals = Vec::new();
+    let mut slowest = (Duration::ZERO, String::new());
+    let mut invalid = 0;
+    for run in 0..a.runs {
+        let t = Instant::now();
+        for (h, p) in etcd.iter().zip(logs) {
+            let t1 = Instant::now();
+            let r = check(h, ModelKind::CasRegister, &Budget::default(), a.jobs).expect("fits");
+            if run == 0 {
+                invalid += (r.result == Validity::Invalid) as usize;
+                let d = t1.elapsed();
+                if d > slowest.0 {
+                    slowest = (d, p.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        totals.push(t.elapsed());
+    }
+    println!(
+        "etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms",
+        etcd.len(),
+        invalid,
+        ms(parse)
+    );
+    line(
+        "  check all, total",
+        median(totals),
+        Some(PORCUPINE_ETCD),
+        Some(330.0),
+    );
+    println!(
+        "  slowest file (first run): {} in {:.2} ms",
+        slowest.1,
+        ms(slowest.0)
+    );
+    println!();
     Ok(())
 }
 

@@ -201,49 +201,7 @@ pub fn run_system<'a>(
         r.c.start(s);
     }
     let clients = Clients::spawn(&mut r.c, cfg, &topo);
-    // Warm-up.
-    let mut warm_ns = None;
-    r.until(
-        cfg.warmup_ms,
-        |_| false,
-        |c| {
-            if warm_ns.is_none() && all_serving(c) {
-                warm_ns = Some(now_ns(c));
-            }
-        },
-    )?;
-    let chaos_ns = now_ns(&r.c);
-    r.chaos(cfg, schedule)?;
-    let heal_ns = now_ns(&r.c);
-    r.n.heal(&mut r.c);
-    // Quiesce: the workload goes on (liveness), then stops.
-    let healed_at = r.c.now_ms();
-    let mut recovered = None;
-    r.until(
-        healed_at + cfg.quiesce_ms,
-        |_| false,
-        |c| {
-            if recovered.is_none() && all_serving(c) {
-                recovered = Some((c.now_ms() - healed_at, now_ns(c)));
-            }
-        },
-    )?;
-    clients.control.stop();
-    let stop_ns = now_ns(&r.c);
-    let windows = vec![
-        Window {
-            name: "warm-up",
-            phase_ns: 0,
-            start_ns: warm_ns,
-            end_ns: chaos_ns,
-        },
-        Window {
-            name: "after healing",
-            phase_ns: heal_ns,
-            start_ns: recovered.map(|r| r.1),
-            end_ns: stop_ns,
-        },
-    ];
+    let marks = r.drive(cfg, schedule, &clients)?;
     r.final_reads(&clients)?;
     let footprints: Vec<_> =
         r.c.started
@@ -260,9 +218,9 @@ pub fn run_system<'a>(
     let evidence = r.c.system.evidence(&started);
     let roles = r.c.system.role_changes();
     let phases = Phases {
-        heal_ns,
-        stop_ns,
-        windows,
+        heal_ns: marks.heal_ns,
+        stop_ns: marks.stop_ns,
+        windows: marks.windows(),
         footprints,
     };
     let wall_s = r.wall.elapsed().as_secs_f64();
@@ -276,7 +234,7 @@ pub fn run_system<'a>(
         (sim_s, wall_s),
         &ends,
     );
-    result.recovery_ms = recovered.map(|r| r.0);
+    result.recovery_ms = marks.recovered.map(|r| r.0);
     let artifacts = RunArtifacts {
         history: ops,
         schedule: schedule.clone(),
@@ -348,6 +306,38 @@ impl Clients {
     }
 }
 
+/// When the phases began and ended (simulated ns).
+struct Marks {
+    /// Every server served under one leader in the warm-up.
+    warm_ns: Option<u64>,
+    chaos_ns: u64,
+    heal_ns: u64,
+    /// Every server served again after healing: (ms after healing, ns).
+    recovered: Option<(u64, u64)>,
+    /// The workload was told to stop.
+    stop_ns: u64,
+}
+
+impl Marks {
+    /// The fault-free windows `stability` judges.
+    fn windows(&self) -> Vec<Window> {
+        vec![
+            Window {
+                name: "warm-up",
+                phase_ns: 0,
+                start_ns: self.warm_ns,
+                end_ns: self.chaos_ns,
+            },
+            Window {
+                name: "after healing",
+                phase_ns: self.heal_ns,
+                start_ns: self.recovered.map(|r| r.1),
+                end_ns: self.stop_ns,
+            },
+        ]
+    }
+}
+
 /// The simulation as the phases drive it: the cluster, the nemesis and
 /// the wall-clock watchdog.
 struct Runner<'a> {
@@ -381,6 +371,50 @@ impl Runner<'_> {
             each(&self.c);
         }
         Ok(())
+    }
+
+    /// Warm-up, chaos, heal and quiesce, then the workload stops: the
+    /// phases' marks.
+    fn drive(
+        &mut self,
+        cfg: &RunConfig,
+        schedule: &Schedule,
+        clients: &Clients,
+    ) -> Result<Marks, Abort> {
+        let mut warm_ns = None;
+        self.until(
+            cfg.warmup_ms,
+            |_| false,
+            |c| {
+                if warm_ns.is_none() && all_serving(c) {
+                    warm_ns = Some(now_ns(c));
+                }
+            },
+        )?;
+        let chaos_ns = now_ns(&self.c);
+        self.chaos(cfg, schedule)?;
+        let heal_ns = now_ns(&self.c);
+        self.n.heal(&mut self.c);
+        // Quiesce: the workload goes on (liveness), then stops.
+        let healed_at = self.c.now_ms();
+        let mut recovered = None;
+        self.until(
+            healed_at + cfg.quiesce_ms,
+            |_| false,
+            |c| {
+                if recovered.is_none() && all_serving(c) {
+                    recovered = Some((c.now_ms() - healed_at, now_ns(c)));
+                }
+            },
+        )?;
+        clients.control.stop();
+        Ok(Marks {
+            warm_ns,
+            chaos_ns,
+            heal_ns,
+            recovered,
+            stop_ns: now_ns(&self.c),
+        })
     }
 
     /// The chaos phase: every scheduled fault at its time.

@@ -200,42 +200,9 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(Edn::List(self.seq(b')', depth, "list")?))
             }
-            b'#' => {
-                self.pos += 1;
-                match self.src.get(self.pos) {
-                    Some(b'{') => {
-                        self.pos += 1;
-                        Ok(Edn::Set(self.seq(b'}', depth, "set")?))
-                    }
-                    _ => {
-                        let tag = self.token();
-                        if tag.is_empty() {
-                            return Err(self.err("'#' must be followed by a tag, '{' or '_'"));
-                        }
-                        let v = self.value(depth + 1)?;
-                        Ok(Edn::Tagged(tag, Box::new(v)))
-                    }
-                }
-            }
+            b'#' => self.dispatch(depth),
             b'"' => self.string(),
-            b'\\' => {
-                self.pos += 1;
-                let t = self.token();
-                let ch = match t.as_str() {
-                    "newline" => '\n',
-                    "space" => ' ',
-                    "tab" => '\t',
-                    "return" => '\r',
-                    _ => {
-                        let mut cs = t.chars();
-                        match (cs.next(), cs.next()) {
-                            (Some(c), None) => c,
-                            _ => return Err(self.err(format!("bad character literal \\{t}"))),
-                        }
-                    }
-                };
-                Ok(Edn::Char(ch))
-            }
+            b'\\' => self.character(),
             b':' => {
                 self.pos += 1;
                 let t = self.token();
@@ -261,6 +228,45 @@ impl<'a> Reader<'a> {
                 Ok(atom(t))
             }
         }
+    }
+
+    /// After `#`: a set, or a tagged value.
+    fn dispatch(&mut self, depth: usize) -> Result<Edn, ParseError> {
+        self.pos += 1;
+        match self.src.get(self.pos) {
+            Some(b'{') => {
+                self.pos += 1;
+                Ok(Edn::Set(self.seq(b'}', depth, "set")?))
+            }
+            _ => {
+                let tag = self.token();
+                if tag.is_empty() {
+                    return Err(self.err("'#' must be followed by a tag, '{' or '_'"));
+                }
+                let v = self.value(depth + 1)?;
+                Ok(Edn::Tagged(tag, Box::new(v)))
+            }
+        }
+    }
+
+    /// After a backslash: a character literal.
+    fn character(&mut self) -> Result<Edn, ParseError> {
+        self.pos += 1;
+        let t = self.token();
+        let ch = match t.as_str() {
+            "newline" => '\n',
+            "space" => ' ',
+            "tab" => '\t',
+            "return" => '\r',
+            _ => {
+                let mut cs = t.chars();
+                match (cs.next(), cs.next()) {
+                    (Some(c), None) => c,
+                    _ => return Err(self.err(format!("bad character literal \\{t}"))),
+                }
+            }
+        };
+        Ok(Edn::Char(ch))
     }
 
     fn seq(&mut self, close: u8, depth: usize, what: &str) -> Result<Vec<Edn>, ParseError> {
