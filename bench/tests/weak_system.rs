@@ -326,8 +326,22 @@ impl System for PrimaryBackup {
     }
 }
 
-fn weak_run(seed: u64, flags: &[&str]) -> faultline_bench::run::RunResult {
-    let cfg: RunConfig = RunFlags::from_flags(flags).unwrap().config(seed).unwrap();
+/// One run of the weak store: three servers, the strict workload, this
+/// chaos phase and these faults.
+fn weak_run(seed: u64, duration: &str, nemesis: &str) -> faultline_bench::run::RunResult {
+    let flags = [
+        "--nodes",
+        "3",
+        "--observers",
+        "0",
+        "--duration",
+        duration,
+        "--workload",
+        "strict",
+        "--nemesis",
+        nemesis,
+    ];
+    let cfg: RunConfig = RunFlags::from_flags(&flags).unwrap().config(seed).unwrap();
     let topo = topology(&cfg);
     let schedule = Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &topo);
     let system = PrimaryBackup {
@@ -342,20 +356,8 @@ fn weak_run(seed: u64, flags: &[&str]) -> faultline_bench::run::RunResult {
 
 #[test]
 fn the_bench_flags_a_store_that_acknowledges_before_replicating() {
-    let flags = [
-        "--nodes",
-        "3",
-        "--observers",
-        "0",
-        "--duration",
-        "4s",
-        "--workload",
-        "strict",
-        "--nemesis",
-        "crash-leader,partition-leader",
-    ];
     for seed in 301..=303 {
-        let r = weak_run(seed, &flags);
+        let r = weak_run(seed, "4s", "crash-leader,partition-leader");
         assert_eq!(r.result, Validity::Invalid, "seed {seed}: {:#?}", r.checks);
         let lin = r.checks.iter().find(|c| c.name == "linearizable").unwrap();
         assert_eq!(lin.result, Validity::Invalid, "seed {seed}: {lin:#?}");
@@ -373,19 +375,7 @@ fn the_bench_flags_a_store_that_acknowledges_before_replicating() {
 fn without_faults_the_weak_store_passes() {
     // The same store with no nemesis is linearizable: the failures above
     // are the faults', found by the checks, not an artefact of the adapter.
-    let flags = [
-        "--nodes",
-        "3",
-        "--observers",
-        "0",
-        "--duration",
-        "2s",
-        "--workload",
-        "strict",
-        "--nemesis",
-        "none",
-    ];
-    let r = weak_run(304, &flags);
+    let r = weak_run(304, "2s", "none");
     assert_eq!(r.result, Validity::Valid, "{:#?}", r.checks);
     assert!(r.ops > 500);
 }

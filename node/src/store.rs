@@ -131,35 +131,31 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn set(zxid: Zxid, origin: Option<(u64, u64)>, key: Key, value: i64) -> Txn {
+        Txn {
+            zxid,
+            origin,
+            op: TxnOp::Set { key, value },
+        }
+    }
+
     #[test]
     fn store_applies_and_dedupes() {
         let mut s = Store::default();
-        s.apply(&Txn {
-            zxid: Zxid::new(1, 1),
-            origin: Some((9, 1)),
-            op: TxnOp::Set { key: 1, value: 5 },
-        });
+        s.apply(&set(Zxid::new(1, 1), Some((9, 1)), 1, 5));
         assert_eq!(s.get(1), Some(5));
         assert_eq!(s.executed(9, 1), Some((Outcome::Written, Zxid::new(1, 1))));
         assert_eq!(s.executed(9, 2), None);
         // (d) An older request may have executed before the later one: the
         // answer must not be the definite NotReady ("certainly did not
         // take effect"), and never a second execution.
-        s.apply(&Txn {
-            zxid: Zxid::new(1, 3),
-            origin: Some((9, 3)),
-            op: TxnOp::Set { key: 1, value: 7 },
-        });
+        s.apply(&set(Zxid::new(1, 3), Some((9, 3)), 1, 7));
         assert_eq!(
             s.executed(9, 1),
             Some((Outcome::ConnectionLoss, Zxid::new(1, 3)))
         );
         let d = s.digest();
-        s.apply(&Txn {
-            zxid: Zxid::new(1, 4),
-            origin: None,
-            op: TxnOp::Set { key: 1, value: 6 },
-        });
+        s.apply(&set(Zxid::new(1, 4), None, 1, 6));
         assert_ne!(d, s.digest());
     }
 
@@ -169,16 +165,8 @@ mod tests {
         // over: digests (and so every run's convergence evidence) are
         // unchanged.
         let mut s = Store::default();
-        s.apply(&Txn {
-            zxid: Zxid::new(1, 1),
-            origin: Some((9, 1)),
-            op: TxnOp::Set { key: 1, value: 5 },
-        });
-        s.apply(&Txn {
-            zxid: Zxid::new(1, 2),
-            origin: None,
-            op: TxnOp::Set { key: 3, value: -7 },
-        });
+        s.apply(&set(Zxid::new(1, 1), Some((9, 1)), 1, 5));
+        s.apply(&set(Zxid::new(1, 2), None, 3, -7));
         assert_eq!(s.digest(), 0x381521cfe84d224);
     }
 }
