@@ -11,10 +11,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The first panic message of this process (see `--internal-seed`).
-/// With whether it was raised in the node crate (an assertion of the system
-/// under test) rather than in the bench.
-static FIRST_PANIC: Mutex<Option<(String, bool)>> = Mutex::new(None);
+/// The first panic message of this process (see `--internal-seed`), with
+/// the source file that raised it.
+static FIRST_PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
 
 /// Keeps the first panic message of the process (a server assertion): the
 /// panic that reaches the run is tokio's generic one.
@@ -32,11 +31,8 @@ pub fn keep_first_panic() {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            // The node crate's client side runs in the workload.
-            let in_node = info.location().is_some_and(|l| {
-                l.file().starts_with("node/src/") && l.file() != "node/src/client.rs"
-            });
-            *first = Some((format!("{msg}{at}"), in_node));
+            let file = info.location().map_or("", |l| l.file()).to_string();
+            *first = Some((format!("{msg}{at}"), file));
         }
     }));
 }
@@ -69,15 +65,15 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
         }
         Err(panic) => {
             let first = FIRST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let (msg, in_node) = first.unwrap_or_else(|| {
+            let (msg, file) = first.unwrap_or_else(|| {
                 let m = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "a panic without a message".into());
-                (m, false)
+                (m, String::new())
             });
-            if in_node {
+            if crate::zab::is_server_code(&file) {
                 let why = format!("a server assertion failed: {msg}");
                 aborted(&cfg, Abort::Node, &why, started, &schedule)
             } else {

@@ -19,6 +19,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Whether a panic raised in source `file` is an assertion of the ZAB
+/// servers (the system under test failed: invalid) rather than of the
+/// bench or of the client library the workload runs (unknown).
+pub fn is_server_code(file: &str) -> bool {
+    file.starts_with("node/src/") && file != "node/src/client.rs"
+}
+
 /// The ZAB ensemble of one run.
 pub struct Zab {
     configs: BTreeMap<Sid, ShellConfig>,
