@@ -185,33 +185,7 @@ pub fn run_page(p: &RunPage) -> String {
         .flat_map(|c| c.ops.iter().copied())
         .collect();
     b.push_str("<h2>Timeline</h2>\n<p class=\"legend\"><span style=\"background:#2e7d32\"></span>ok<span style=\"background:#c62828\"></span>fail<span style=\"background:#ef6c00\"></span>info (unknown)<span style=\"background:#fff3c4\"></span>fault<span style=\"background:#a7c4e8\"></span>leader (top lane)<span style=\"border:2px solid #6a1b9a\"></span>operations of a violation. Hover for details.</p>\n");
-    let ws = windows(p.history);
-    // Histories without times carry their positions as times.
-    let max_time = p.history.ops().iter().map(|o| o.time).max().unwrap_or(0);
-    let axis = if max_time < p.history.len() as u64 {
-        plots::Axis::Positions
-    } else {
-        plots::Axis::Seconds
-    };
-    for (i, w) in ws.iter().enumerate() {
-        if ws.len() > 1 {
-            let _ = writeln!(
-                b,
-                "<details{}><summary>window {} of {}: {:.2} s to {:.2} s</summary>",
-                if i == 0 { " open" } else { "" },
-                i + 1,
-                ws.len(),
-                w.0 as f64 / 1e9,
-                w.1 as f64 / 1e9
-            );
-        }
-        b.push_str(&plots::timeline(
-            p.history, &p.faults, &p.leaders, &highlight, *w, axis,
-        ));
-        if ws.len() > 1 {
-            b.push_str("</details>\n");
-        }
-    }
+    let axis = timelines(&mut b, p, &highlight);
     if axis == plots::Axis::Seconds {
         b.push_str("<h2>Latency</h2>\n");
         b.push_str(&plots::latency(p.history));
@@ -240,6 +214,39 @@ pub fn run_page(p: &RunPage) -> String {
         let _ = writeln!(b, "<h2>Configuration</h2>\n<pre>{}</pre>", esc(c));
     }
     page(&p.title, &b)
+}
+
+/// The run's timeline, one plot per window of ops (folded but the first
+/// when there are several); returns the axis the history's times use.
+fn timelines(b: &mut String, p: &RunPage, highlight: &BTreeSet<usize>) -> plots::Axis {
+    let ws = windows(p.history);
+    // Histories without times carry their positions as times.
+    let max_time = p.history.ops().iter().map(|o| o.time).max().unwrap_or(0);
+    let axis = if max_time < p.history.len() as u64 {
+        plots::Axis::Positions
+    } else {
+        plots::Axis::Seconds
+    };
+    for (i, w) in ws.iter().enumerate() {
+        if ws.len() > 1 {
+            let _ = writeln!(
+                b,
+                "<details{}><summary>window {} of {}: {:.2} s to {:.2} s</summary>",
+                if i == 0 { " open" } else { "" },
+                i + 1,
+                ws.len(),
+                w.0 as f64 / 1e9,
+                w.1 as f64 / 1e9
+            );
+        }
+        b.push_str(&plots::timeline(
+            p.history, &p.faults, &p.leaders, highlight, *w, axis,
+        ));
+        if ws.len() > 1 {
+            b.push_str("</details>\n");
+        }
+    }
+    axis
 }
 
 /// One row of a campaign page.
