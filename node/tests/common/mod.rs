@@ -7,7 +7,7 @@ use faultline_node::client::{CallError, Client};
 use faultline_node::shell::{self, Probe, ShellConfig, Status};
 use faultline_node::{ClientOp, ClientResponse, NodeConfig, Outcome, PeerState, Sid};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub struct Cluster<'a> {
     pub sim: turmoil::Sim<'a>,
