@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug)]
 pub struct PerfArgs {
     /// Directory holding Porcupine's data (`jepsen/`, `kv/`).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/porcupine"))]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine"))]
     pub data: PathBuf,
     /// Repetitions of each small benchmark (the median is reported).
     #[arg(long, default_value_t = 11)]
