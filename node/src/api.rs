@@ -28,6 +28,19 @@ pub enum ClientOp {
     /// `NotReady` when a reconfig is pending or the new configuration has no
     /// synced quorum.
     AddVoter { sid: Sid },
+    /// Open the session (ZAB.md §9) asking for this timeout, in ticks; the
+    /// server clamps it to `[min_session_timeout, max_session_timeout]`.
+    /// The session exists once its createSession txn commits; answered
+    /// `Opened` with the timeout granted.
+    CreateSession { timeout: u64 },
+    /// Close the session: it and its ephemeral keys go in one txn.
+    CloseSession,
+    /// Touch the session (a client idle for a third of its timeout sends
+    /// one); answered `Pong` at once by the server it reaches.
+    Ping,
+    /// Create `key` = `value`, owned by the session, if the key is absent
+    /// (else `CasFailed` with what it holds); it goes with its session.
+    CreateEphemeral { key: Key, value: i64 },
 }
 
 impl ClientOp {
@@ -37,8 +50,12 @@ impl ClientOp {
             ClientOp::Read { key }
             | ClientOp::SyncRead { key }
             | ClientOp::Write { key, .. }
-            | ClientOp::Cas { key, .. } => *key,
-            ClientOp::AddVoter { .. } => 0,
+            | ClientOp::Cas { key, .. }
+            | ClientOp::CreateEphemeral { key, .. } => *key,
+            ClientOp::AddVoter { .. }
+            | ClientOp::CreateSession { .. }
+            | ClientOp::CloseSession
+            | ClientOp::Ping => 0,
         }
     }
 
@@ -46,7 +63,12 @@ impl ClientOp {
     pub fn is_write(&self) -> bool {
         matches!(
             self,
-            ClientOp::Write { .. } | ClientOp::Cas { .. } | ClientOp::AddVoter { .. }
+            ClientOp::Write { .. }
+                | ClientOp::Cas { .. }
+                | ClientOp::AddVoter { .. }
+                | ClientOp::CreateSession { .. }
+                | ClientOp::CloseSession
+                | ClientOp::CreateEphemeral { .. }
         )
     }
 }
@@ -84,6 +106,13 @@ pub enum Outcome {
     /// ZooKeeper's behaviour: the server left its role; a write may or may
     /// not have taken effect.
     ConnectionLoss,
+    /// The session was opened with this timeout (ticks).
+    Opened { timeout: u64 },
+    /// The session is closed, closing, or unknown: the request certainly
+    /// did not take effect, and the client must open a new session.
+    SessionExpired,
+    /// The answer to a ping.
+    Pong,
 }
 
 /// A server's answer to a request.

@@ -40,10 +40,27 @@ pub struct Bugs {
     pub reconfig_single_quorum: bool,
     /// Reads are not held behind the session's pending writes.
     pub session_fifo_off: bool,
+    /// The expiry clock runs while there is no leader: a new leader counts
+    /// each session's timeout from when it lost its previous leader.
+    #[serde(default)]
+    pub expire_during_election: bool,
+    /// The leader does not check that a session is closing when it
+    /// prepares an ephemeral create, so a create ordered after the
+    /// closeSession leaves a key with a dead owner.
+    #[serde(default)]
+    pub orphan_ephemeral: bool,
+    /// A follower expires the sessions that touched it by its own clock.
+    #[serde(default)]
+    pub follower_local_expiry: bool,
 }
 
 impl Bugs {
     /// Every switch: its command-line name and one line on what it breaks.
+    ///
+    /// The session switches (`expire_during_election`, `orphan_ephemeral`,
+    /// `follower_local_expiry`) join this list, the command line and the
+    /// matrix once the bench's `sessions` check can catch them (issue 11);
+    /// until then the node's own tests set them.
     pub const ALL: [(&'static str, &'static str); 11] = [
         ("ack-before-fsync", "ACK a proposal before it is fsynced"),
         (
@@ -106,6 +123,14 @@ impl Bugs {
     }
 }
 
+fn min_session_timeout() -> u64 {
+    20
+}
+
+fn max_session_timeout() -> u64 {
+    200
+}
+
 /// Everything a node needs to know before it starts. Timeouts are counted
 /// in ticks of `tick`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +167,13 @@ pub struct NodeConfig {
     pub snapshot_interval: u64,
     /// Committed txns kept in memory (for DIFF) beyond the last snapshot.
     pub committed_log_window: usize,
+    /// Shortest session timeout granted, in ticks (ZooKeeper's 2 ticks of
+    /// its tickTime; our 10 ms tick is finer, so 2 session ticks of 100 ms).
+    #[serde(default = "min_session_timeout")]
+    pub min_session_timeout: u64,
+    /// Longest session timeout granted, in ticks (ZooKeeper's 20 ticks).
+    #[serde(default = "max_session_timeout")]
+    pub max_session_timeout: u64,
     /// Protocol bugs to inject.
     pub bugs: Bugs,
 }
@@ -151,7 +183,8 @@ impl NodeConfig {
     /// ensemble of `voters` and `observers`: tick 10 ms, initLimit 20,
     /// syncLimit 10, finalize 2 ticks, notifications every 5 ticks (up to
     /// 100), holding on with 1,000 requests for up to 500 ticks, a snapshot
-    /// every 1,000 txns and a DIFF window of 500.
+    /// every 1,000 txns, a DIFF window of 500, and session timeouts of 20
+    /// to 200 ticks.
     ///
     /// A `sid` in neither list is a joiner: it syncs as a non-voting
     /// participant until a reconfig makes it a voter (ZAB.md §3.6).
@@ -172,6 +205,8 @@ impl NodeConfig {
             hold_timeout: 500,
             snapshot_interval: 1000,
             committed_log_window: 500,
+            min_session_timeout: min_session_timeout(),
+            max_session_timeout: max_session_timeout(),
             bugs: Bugs::default(),
         }
     }

@@ -190,7 +190,7 @@ pub(crate) enum Role {
     /// Not yet recovered from disk.
     Down,
     Looking(Election),
-    Leading(Leader),
+    Leading(Box<Leader>),
     /// Following or observing a leader.
     Learning(Learner),
 }
@@ -233,6 +233,8 @@ pub struct Node {
     /// up: twice initLimit, doubled after each sync given up (so a slow but
     /// working network still gets through), reset once a sync completes.
     pub(crate) sync_patience: u64,
+    /// Session touches not yet reported, and when the leader was lost.
+    pub(crate) touches: crate::sessions::Touches,
 }
 
 impl Node {
@@ -267,6 +269,7 @@ impl Node {
             out: Vec::new(),
             applied_since_snapshot: 0,
             sync_patience,
+            touches: Default::default(),
         }
     }
 
@@ -507,6 +510,7 @@ impl Node {
         self.round += 1;
         self.vote = self.initial_vote();
         self.role = Role::Looking(Election::new(self.now, self.cfg.notification_interval));
+        self.sessions_lost_leader();
         self.requests_stop_serving();
         self.trace();
         self.election_start();

@@ -232,7 +232,7 @@ impl Node {
     fn decide(&mut self) {
         let leader = self.vote.leader;
         if leader == self.cfg.sid {
-            self.role = Role::Leading(Leader::new(self.now));
+            self.role = Role::Leading(Box::new(Leader::new(self.now)));
             self.trace();
             self.leader_start();
         } else {

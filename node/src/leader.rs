@@ -68,12 +68,18 @@ pub(crate) struct Leader {
     /// Outstanding proposals and the voters that ACKed each.
     proposals: BTreeMap<Zxid, BTreeSet<Sid>>,
     last_proposed: Zxid,
-    /// Values written by outstanding proposals (key -> value, zxid).
-    overlay: BTreeMap<Key, (i64, Zxid)>,
+    /// Values written (or deleted, with a session) by outstanding
+    /// proposals (key -> value, zxid).
+    overlay: BTreeMap<Key, (Option<i64>, Zxid)>,
+    /// Owners of ephemeral keys after outstanding proposals (key ->
+    /// owner, zxid).
+    owner_overlay: BTreeMap<Key, (Option<u64>, Zxid)>,
     /// Sessions with an outstanding proposal (session -> seq, zxid).
     proposed_sessions: BTreeMap<u64, (u64, Zxid)>,
     ping_round: u64,
     syncs: Vec<PendingSync>,
+    /// Open sessions' deadlines (ZAB.md §9).
+    pub(crate) tracker: crate::sessions::Tracker,
 }
 
 impl Leader {
@@ -94,9 +100,11 @@ impl Leader {
             proposals: BTreeMap::new(),
             last_proposed: Zxid(0),
             overlay: BTreeMap::new(),
+            owner_overlay: BTreeMap::new(),
             proposed_sessions: BTreeMap::new(),
             ping_round: 0,
             syncs: Vec::new(),
+            tracker: Default::default(),
         }
     }
 }
@@ -192,9 +200,12 @@ impl Node {
                 current_epoch,
             } => self.on_ack_epoch(from, last_zxid, current_epoch),
             PeerMsg::Ack { zxid } => self.on_ack(from, zxid),
-            PeerMsg::PingAck { round } => {
+            PeerMsg::PingAck { round, touched } => {
                 if let Some(p) = self.lead().learners.get_mut(&from) {
                     p.acked_round = p.acked_round.max(round);
+                }
+                for s in touched {
+                    self.session_touch(s);
                 }
                 self.check_syncs();
             }
@@ -442,6 +453,7 @@ impl Node {
         let l = self.lead();
         l.established = true;
         l.last_proposed = Zxid::new(epoch, 0);
+        self.sessions_establish();
         // The initial history is committed: report what was not known to
         // be committed before.
         self.record_committed(self.certain, last);
@@ -492,6 +504,7 @@ impl Node {
         l.ping_round += 1;
         let round = l.ping_round;
         self.send_pings(round);
+        self.sessions_leader_tick();
     }
 
     pub(crate) fn leader_lost_learner(&mut self, peer: Sid) {
@@ -545,7 +558,7 @@ mod tests {
             snapshot,
             log: (11..=20).map(txn).collect(),
         }));
-        n.role = Role::Leading(Leader::new(n.now));
+        n.role = Role::Leading(Box::new(Leader::new(n.now)));
         n.leader_start();
         for s in [1, 2] {
             n.step(Input::Recv {

@@ -112,8 +112,9 @@ impl Node {
         // with twice the patience next time.
         if !l.up_to_date() && now.saturating_sub(l.watched.1) > self.sync_patience {
             self.sync_patience = (2 * self.sync_patience).min(64 * self.cfg.init_limit);
-            self.protocol_error("sync stalled");
+            return self.protocol_error("sync stalled");
         }
+        self.sessions_learner_tick();
     }
 
     pub(crate) fn learner_recv(&mut self, msg: PeerMsg) {
@@ -131,7 +132,8 @@ impl Node {
             PeerMsg::UpToDate => self.on_up_to_date(),
             PeerMsg::Ping { round } => {
                 let leader = self.learner_ref().leader;
-                self.send(leader, PeerMsg::PingAck { round });
+                let touched = self.take_touched();
+                self.send(leader, PeerMsg::PingAck { round, touched });
             }
             PeerMsg::Executed {
                 session,

@@ -23,6 +23,7 @@ mod log;
 pub mod msg;
 mod probe;
 mod requests;
+mod sessions;
 pub mod shell;
 pub mod sim;
 pub mod store;

@@ -64,6 +64,7 @@ impl Node {
                 self.refresh_membership();
             }
             self.requests_on_applied(&txn);
+            self.sessions_on_applied(&txn);
         }
         self.maybe_snapshot();
     }

@@ -120,10 +120,13 @@ pub enum PeerMsg {
         /// Round.
         round: u64,
     },
-    /// Learner -> leader: answer to a probe.
+    /// Learner -> leader: answer to a probe, with the sessions touched at
+    /// the learner since its last answer (ZAB.md §9).
     PingAck {
         /// Round.
         round: u64,
+        /// Sessions touched.
+        touched: Vec<u64>,
     },
     /// Learner -> leader: a client write or cas, forwarded.
     Request {

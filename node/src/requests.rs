@@ -60,6 +60,8 @@ impl Node {
     }
 
     pub(crate) fn on_client(&mut self, conn: u64, req: ClientRequest) {
+        // Every request touches its session where it lands, held or not.
+        self.session_touch(req.session);
         if self.serving() {
             return self.execute(conn, req);
         }
@@ -94,7 +96,19 @@ impl Node {
             let z = self.store.applied;
             return self.reply(conn, session, seq, Outcome::NotReady, z);
         }
+        if !op.is_write() {
+            // We have applied everything the session saw: if it is closed
+            // here, it is closed.
+            if let Some(o) = self.session_unknown_here(session) {
+                let z = self.store.applied;
+                return self.reply(conn, session, seq, o, z);
+            }
+        }
         match op {
+            ClientOp::Ping => {
+                let z = self.store.applied;
+                self.reply(conn, session, seq, Outcome::Pong, z);
+            }
             ClientOp::Read { key } => {
                 let behind = !self.cfg.bugs.session_fifo_off
                     && self
@@ -114,7 +128,10 @@ impl Node {
             ClientOp::SyncRead { .. }
             | ClientOp::Write { .. }
             | ClientOp::Cas { .. }
-            | ClientOp::AddVoter { .. } => {
+            | ClientOp::AddVoter { .. }
+            | ClientOp::CreateSession { .. }
+            | ClientOp::CloseSession
+            | ClientOp::CreateEphemeral { .. } => {
                 self.requests
                     .pending
                     .insert((session, seq), (conn, op.clone()));

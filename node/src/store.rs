@@ -4,7 +4,7 @@
 use crate::api::{Key, Outcome};
 use crate::ids::{Sid, Zxid};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher as _;
 
 /// A change to the replicated state, as logged and replicated.
@@ -21,6 +21,13 @@ pub enum TxnOp {
         voters: Vec<Sid>,
         observers: Vec<Sid>,
     },
+    /// createSession: the session is open, with this timeout (ticks).
+    CreateSession { session: u64, timeout: u64 },
+    /// closeSession: the session is closed and every key it owns deleted,
+    /// in this one txn, on every path a txn takes.
+    CloseSession { session: u64 },
+    /// Create an ephemeral key owned by `owner`.
+    SetEphemeral { key: Key, value: i64, owner: u64 },
 }
 
 /// A logged transaction.
@@ -38,8 +45,12 @@ impl Txn {
     /// The reply a client gets once this txn is applied.
     pub fn outcome(&self) -> Outcome {
         match &self.op {
-            TxnOp::Set { .. } | TxnOp::Reconfig { .. } => Outcome::Written,
+            TxnOp::Set { .. }
+            | TxnOp::Reconfig { .. }
+            | TxnOp::CloseSession { .. }
+            | TxnOp::SetEphemeral { .. } => Outcome::Written,
             TxnOp::CasFailed { actual, .. } => Outcome::CasFailed { actual: *actual },
+            TxnOp::CreateSession { timeout, .. } => Outcome::Opened { timeout: *timeout },
         }
     }
 }
@@ -56,6 +67,18 @@ pub struct Store {
     /// The configuration set by the last reconfig (voters, observers);
     /// `None`: the initial configuration.
     pub config: Option<(Vec<Sid>, Vec<Sid>)>,
+    /// Open sessions (ZAB.md §9) and their timeouts, in ticks.
+    #[serde(default)]
+    pub live: BTreeMap<u64, u64>,
+    /// The owner session of every ephemeral key.
+    #[serde(default)]
+    pub owners: BTreeMap<Key, u64>,
+    /// Sessions closed (expired or closed by their client): a request of
+    /// one gets `SessionExpired`. A session id never opened is sessionless
+    /// (no timeout, no ephemeral keys), as the admin client and the
+    /// protocol tests use it.
+    #[serde(default)]
+    pub closed: BTreeSet<u64>,
     /// The zxid of the last txn applied.
     pub applied: Zxid,
 }
@@ -77,12 +100,36 @@ impl Store {
                 self.config = Some((voters.clone(), observers.clone()));
             }
             TxnOp::CasFailed { .. } => {}
+            TxnOp::CreateSession { session, timeout } => {
+                self.live.insert(*session, *timeout);
+            }
+            TxnOp::CloseSession { session } => {
+                self.live.remove(session);
+                self.closed.insert(*session);
+                let owned: Vec<Key> = self.owned_by(*session).collect();
+                for k in owned {
+                    self.owners.remove(&k);
+                    self.data.remove(&k);
+                }
+            }
+            TxnOp::SetEphemeral { key, value, owner } => {
+                self.data.insert(*key, *value);
+                self.owners.insert(*key, *owner);
+            }
         }
         if let Some((session, seq)) = txn.origin {
             self.sessions
                 .insert(session, (seq, txn.outcome(), txn.zxid));
         }
         self.applied = txn.zxid;
+    }
+
+    /// The ephemeral keys `session` owns.
+    pub fn owned_by(&self, session: u64) -> impl Iterator<Item = Key> + '_ {
+        self.owners
+            .iter()
+            .filter(move |(_, o)| **o == session)
+            .map(|(k, _)| *k)
     }
 
     /// The value of a key.
@@ -123,6 +170,17 @@ impl Store {
                 eat(*s);
             }
         }
+        for (s, t) in &self.live {
+            eat(*s);
+            eat(*t);
+        }
+        for (k, o) in &self.owners {
+            eat(*k);
+            eat(*o);
+        }
+        for s in &self.closed {
+            eat(*s);
+        }
         h.finish()
     }
 }
@@ -157,6 +215,39 @@ mod tests {
         let d = s.digest();
         s.apply(&set(Zxid::new(1, 4), None, 1, 6));
         assert_ne!(d, s.digest());
+    }
+
+    #[test]
+    fn close_session_takes_its_ephemeral_keys_in_the_same_txn() {
+        let mut s = Store::default();
+        let txn = |c: u64, op: TxnOp| Txn {
+            zxid: Zxid::new(1, c),
+            origin: None,
+            op,
+        };
+        s.apply(&txn(
+            1,
+            TxnOp::CreateSession {
+                session: 4,
+                timeout: 30,
+            },
+        ));
+        s.apply(&txn(
+            2,
+            TxnOp::SetEphemeral {
+                key: 100,
+                value: 1,
+                owner: 4,
+            },
+        ));
+        s.apply(&set(Zxid::new(1, 3), None, 100, 2)); // still session 4's
+        s.apply(&set(Zxid::new(1, 4), None, 5, 9));
+        let open = s.digest();
+        assert_eq!(s.owned_by(4).collect::<Vec<_>>(), vec![100]);
+        s.apply(&txn(5, TxnOp::CloseSession { session: 4 }));
+        assert_eq!((s.get(100), s.get(5)), (None, Some(9)));
+        assert!(s.live.is_empty() && s.owners.is_empty() && s.closed.contains(&4));
+        assert_ne!(open, s.digest());
     }
 
     #[test]

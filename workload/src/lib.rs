@@ -138,7 +138,12 @@ struct Slot {
     /// Last value this process saw per key (for plausible cas).
     last: BTreeMap<u64, Option<i64>>,
     counter: i64,
+    /// Whether the current process's session is open.
+    opened: bool,
 }
+
+/// The session timeout every process asks for, in server ticks (10 ms).
+pub const SESSION_TIMEOUT_TICKS: u64 = 150;
 
 /// What a process asks for, before it is sent.
 #[derive(Clone, Debug)]
@@ -206,6 +211,42 @@ impl Slot {
 
     /// Connects to a random server, trying others until one answers.
     async fn connect(&mut self) {
+        loop {
+            self.dial().await;
+            if self.opened || self.open_session().await {
+                return;
+            }
+        }
+    }
+
+    /// Opens the process's session on the connection, retrying the same
+    /// request (executed at most once) until the ensemble answers; false
+    /// if the connection failed first.
+    async fn open_session(&mut self) -> bool {
+        let client = self.conn.as_mut().expect("connected");
+        let seq = client.next_seq();
+        let op = ClientOp::CreateSession {
+            timeout: SESSION_TIMEOUT_TICKS,
+        };
+        let res = client.call_seq(seq, op, self.cfg.op_timeout).await;
+        self.seq = seq;
+        self.seen = self.seen.max(client.seen());
+        match res {
+            Ok(r) if matches!(r.outcome, Outcome::Opened { .. }) => {
+                self.opened = true;
+                true
+            }
+            _ => {
+                // Not open yet: another server, and the same request again.
+                self.seq = seq - 1;
+                self.conn = None;
+                false
+            }
+        }
+    }
+
+    /// Connects to a random server, trying others until one answers.
+    async fn dial(&mut self) {
         while self.conn.is_none() {
             let i = self.rng.random_range(0..self.cfg.servers.len());
             let host = self.cfg.servers[i].1.clone();
@@ -301,6 +342,18 @@ impl Slot {
                     let kind = if read { OpType::Fail } else { OpType::Info };
                     (kind, call.value.clone(), Some("connection-loss"), Some(r))
                 }
+                // A definite failure: the process goes on with a new
+                // session (below).
+                Outcome::SessionExpired => {
+                    self.conn = None;
+                    let e = Some("session-expired");
+                    (OpType::Fail, call.value.clone(), e, Some(r))
+                }
+                Outcome::Opened { .. } | Outcome::Pong => {
+                    self.conn = None;
+                    let kind = if read { OpType::Fail } else { OpType::Info };
+                    (kind, call.value.clone(), Some("unexpected-answer"), Some(r))
+                }
             },
             Err(e) => {
                 self.conn = None;
@@ -318,8 +371,9 @@ impl Slot {
             op.zxid = Some(r.zxid.0);
             op.node = Some(r.node);
         }
+        let expired = error == Some("session-expired");
         self.rec.push(op);
-        if kind == OpType::Info && process == self.process {
+        if (kind == OpType::Info || expired) && process == self.process {
             // Retired: the slot goes on as a new process with a new session.
             self.process += self.cfg.processes as u64;
             assert!(
@@ -329,6 +383,8 @@ impl Slot {
             self.seq = 0;
             self.seen = Zxid(0);
             self.last.clear();
+            self.opened = false;
+            self.conn = None;
         }
     }
 }
@@ -349,6 +405,7 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
             seen: Zxid(0),
             last: BTreeMap::new(),
             counter: 0,
+            opened: false,
         };
         let control = control.clone();
         tasks.push(tokio::task::spawn_local(async move {
@@ -395,6 +452,7 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
             seen: Zxid(0),
             last: BTreeMap::new(),
             counter: 0,
+            opened: false,
         };
         for key in 0..cfg.keys {
             let call = Call {

@@ -15,13 +15,22 @@ pub fn describe(t: &Txn) -> String {
         TxnOp::Set { key, value } => format!("set {key}={value}"),
         TxnOp::CasFailed { key, actual } => format!("cas on {key} failed (found {actual:?})"),
         TxnOp::Reconfig { voters, .. } => format!("reconfig voters {voters:?}"),
+        TxnOp::CreateSession { session, timeout } => {
+            format!("open session {session} ({timeout} ticks)")
+        }
+        TxnOp::CloseSession { session } => format!("close session {session}"),
+        TxnOp::SetEphemeral { key, value, owner } => {
+            format!("set {key}={value} ephemeral of session {owner}")
+        }
     }
 }
 
 /// The key and value a txn sets, if any.
 pub fn sets(t: &Txn) -> Option<(i64, i64)> {
     match t.op {
-        TxnOp::Set { key, value } => Some((key as i64, value)),
+        TxnOp::Set { key, value } | TxnOp::SetEphemeral { key, value, .. } => {
+            Some((key as i64, value))
+        }
         _ => None,
     }
 }

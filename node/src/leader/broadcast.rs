@@ -3,7 +3,7 @@
 //! linearizable reads wait for a ping round a quorum answered.
 
 use super::{PendingSync, Phase};
-use crate::core::{Node, Output, ProtocolEvent};
+use crate::core::{Node, Output, ProtocolEvent, Role};
 use crate::msg::PeerMsg;
 use crate::{ClientOp, Key, Outcome, Sid, Txn, TxnOp, Zxid};
 use std::collections::BTreeSet;
@@ -27,10 +27,15 @@ impl Node {
         {
             return; // outstanding: its commit answers every server waiting on it
         }
+        if self.session_admits(session, &op).is_err() {
+            let z = self.store.applied;
+            return self.answer(origin, session, seq, Outcome::SessionExpired, z);
+        }
+        let l = self.leader_ref();
         let current = |k: Key| {
             l.overlay
                 .get(&k)
-                .map(|(v, _)| Some(*v))
+                .map(|(v, _)| *v)
                 .unwrap_or_else(|| self.store.get(k))
         };
         let txn_op = match op {
@@ -50,8 +55,31 @@ impl Node {
                     return self.answer(origin, session, seq, Outcome::NotReady, z);
                 }
             },
-            ClientOp::Read { .. } | ClientOp::SyncRead { .. } => {
-                unreachable!("reads are not proposed")
+            ClientOp::CreateSession { timeout } => match self.store.live.get(&session) {
+                // Opened already (a retried create): the same answer.
+                Some(&t) => {
+                    let z = self.store.applied;
+                    return self.answer(origin, session, seq, Outcome::Opened { timeout: t }, z);
+                }
+                None => TxnOp::CreateSession {
+                    session,
+                    timeout: self.clamp_timeout(timeout),
+                },
+            },
+            ClientOp::CloseSession => {
+                self.session_closing(session);
+                TxnOp::CloseSession { session }
+            }
+            ClientOp::CreateEphemeral { key, value } => match current(key) {
+                None => TxnOp::SetEphemeral {
+                    key,
+                    value,
+                    owner: session,
+                },
+                actual => TxnOp::CasFailed { key, actual },
+            },
+            ClientOp::Read { .. } | ClientOp::SyncRead { .. } | ClientOp::Ping => {
+                unreachable!("reads and pings are not proposed")
             }
         };
         self.propose(txn_op, Some((session, seq)));
@@ -122,11 +150,42 @@ impl Node {
         if self.cfg.bugs.ack_before_fsync {
             acks.insert(self.cfg.sid);
         }
-        let l = self.lead();
+        let store = &self.store;
+        let Role::Leading(l) = &mut self.role else {
+            unreachable!("only a leader proposes")
+        };
         let zxid = l.last_proposed.next();
         l.last_proposed = zxid;
-        if let TxnOp::Set { key, value } = op {
-            l.overlay.insert(key, (value, zxid));
+        match &op {
+            TxnOp::Set { key, value } => {
+                let owner = l
+                    .owner_overlay
+                    .get(key)
+                    .map_or_else(|| store.owners.get(key).copied(), |(o, _)| *o);
+                l.overlay.insert(*key, (Some(*value), zxid));
+                l.owner_overlay.insert(*key, (owner, zxid));
+            }
+            TxnOp::SetEphemeral { key, value, owner } => {
+                l.overlay.insert(*key, (Some(*value), zxid));
+                l.owner_overlay.insert(*key, (Some(*owner), zxid));
+            }
+            TxnOp::CloseSession { session } => {
+                // Its keys go with it: as owned after every outstanding
+                // proposal.
+                let mut owned: BTreeSet<Key> = store.owned_by(*session).collect();
+                for (k, (o, _)) in &l.owner_overlay {
+                    if *o == Some(*session) {
+                        owned.insert(*k);
+                    } else {
+                        owned.remove(k);
+                    }
+                }
+                for k in owned {
+                    l.overlay.insert(k, (None, zxid));
+                    l.owner_overlay.insert(k, (None, zxid));
+                }
+            }
+            _ => {}
         }
         if let Some((session, seq)) = origin {
             l.proposed_sessions.insert(session, (seq, zxid));
@@ -218,6 +277,7 @@ impl Node {
         }
         let l = self.lead();
         l.overlay.retain(|_, (_, zz)| *zz > z);
+        l.owner_overlay.retain(|_, (_, zz)| *zz > z);
         l.proposed_sessions.retain(|_, (_, zz)| *zz > z);
     }
 
