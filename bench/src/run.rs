@@ -437,7 +437,10 @@ impl Runner<'_> {
         clients.finals.set(true);
         let done = clients.done.clone();
         self.until(self.c.now_ms() + 60_000, move |_| done.get(), |_| {})?;
-        self.until(self.c.now_ms() + 500, |_| false, |_| {})
+        // Sessions the clients abandoned expire within the longest
+        // timeout, then the cluster is quiet.
+        let longest = workload::SESSION_TIMEOUT_TICKS.1 * 10;
+        self.until(self.c.now_ms() + longest + 500, |_| false, |_| {})
     }
 
     /// Cuts the power of every server at once (unsynced writes are lost)

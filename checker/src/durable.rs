@@ -35,13 +35,16 @@ pub struct LoggedTxn {
     pub origin: Option<(u64, u64)>,
     /// For a membership change: the new voters.
     pub reconfig: Option<Vec<u64>>,
+    /// The keys it deletes (a closed session's ephemeral keys).
+    pub deletes: Vec<i64>,
     /// A readable description.
     pub describe: String,
 }
 
 impl LoggedTxn {
     fn same(&self, o: &LoggedTxn) -> bool {
-        (self.set, self.origin, &self.reconfig) == (o.set, o.origin, &o.reconfig)
+        (self.set, self.origin, &self.reconfig, &self.deletes)
+            == (o.set, o.origin, &o.reconfig, &o.deletes)
     }
 }
 

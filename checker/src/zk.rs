@@ -31,6 +31,8 @@ pub struct CommittedTxn {
     pub set: Option<(i64, i64)>,
     /// The client session and sequence number it executed, if any.
     pub origin: Option<(u64, u64)>,
+    /// The keys it deletes (a closed session's ephemeral keys).
+    pub deletes: Vec<i64>,
     /// The servers whose durable ACK the committing leader counted.
     pub acks: Vec<u64>,
     /// The voter sets the commit needed a majority of.
@@ -108,11 +110,12 @@ fn known_value_at(
     key: i64,
     zxid: u64,
 ) -> Option<Option<i64>> {
+    // The last txn at or before `zxid` that set or deleted the key.
     let last_write = history
         .range(..=zxid)
         .rev()
-        .find(|(_, t)| t.set.is_some_and(|(k, _)| k == key))
-        .map(|(z, t)| (*z, t.set.map(|(_, v)| v)));
+        .find(|(_, t)| t.set.is_some_and(|(k, _)| k == key) || t.deletes.contains(&key))
+        .map(|(z, t)| (*z, t.set.filter(|(k, _)| *k == key).map(|(_, v)| v)));
     let since = last_write.map_or(0, |(z, _)| z);
     if gaps.iter().any(|&(a, b)| a < zxid && b > since) {
         return None;

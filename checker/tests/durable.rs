@@ -12,6 +12,7 @@ const E2: u64 = 2 << 32;
 
 fn set(z: u64, k: i64, v: i64) -> LoggedTxn {
     LoggedTxn {
+        deletes: vec![],
         zxid: z,
         set: Some((k, v)),
         origin: None,

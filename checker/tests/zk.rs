@@ -8,6 +8,7 @@ use faultline_history::{Op, Process};
 
 fn txn(z: u64, k: i64, v: i64) -> CommittedTxn {
     CommittedTxn {
+        deletes: vec![],
         zxid: z,
         set: Some((k, v)),
         origin: None,

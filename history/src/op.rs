@@ -127,6 +127,14 @@ pub enum Fun {
     Put,
     /// kv: append to a key's string.
     Append,
+    /// A client session was opened (ZooKeeper's createSession): value the
+    /// timeout granted, in the server's ticks.
+    OpenSession,
+    /// A client session was closed by its client.
+    CloseSession,
+    /// Create an ephemeral key owned by the process's session, if absent:
+    /// value the value written.
+    CreateEphemeral,
     /// Any other function name.
     Other(String),
 }
@@ -142,8 +150,20 @@ impl Fun {
             Fun::Get => "get",
             Fun::Put => "put",
             Fun::Append => "append",
+            Fun::OpenSession => "open-session",
+            Fun::CloseSession => "close-session",
+            Fun::CreateEphemeral => "create-ephemeral",
             Fun::Other(s) => s,
         }
+    }
+
+    /// Whether the op belongs to the session machinery (ZAB.md §9) rather
+    /// than to a register: opening and closing sessions, ephemeral keys.
+    pub fn is_session(&self) -> bool {
+        matches!(
+            self,
+            Fun::OpenSession | Fun::CloseSession | Fun::CreateEphemeral
+        )
     }
 
     /// Parses a function name (without the leading colon).
@@ -156,6 +176,9 @@ impl Fun {
             "get" => Fun::Get,
             "put" => Fun::Put,
             "append" => Fun::Append,
+            "open-session" => Fun::OpenSession,
+            "close-session" => Fun::CloseSession,
+            "create-ephemeral" => Fun::CreateEphemeral,
             other => Fun::Other(other.to_string()),
         }
     }

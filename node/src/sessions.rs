@@ -125,7 +125,7 @@ impl Node {
                     tr.deadlines.insert(session, now + timeout);
                 }
             }
-            TxnOp::CloseSession { session } => {
+            TxnOp::CloseSession { session, .. } => {
                 self.touches.local.remove(&session);
                 if let Some(tr) = self.tracker() {
                     tr.deadlines.remove(&session);
@@ -184,7 +184,8 @@ impl Node {
             .collect();
         for s in due {
             self.session_closing(s);
-            self.propose(TxnOp::CloseSession { session: s }, None);
+            let keys = self.owned_after_outstanding(s);
+            self.propose(TxnOp::CloseSession { session: s, keys }, None);
             if !matches!(self.role, Role::Leading(_)) {
                 return;
             }

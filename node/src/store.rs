@@ -24,8 +24,11 @@ pub enum TxnOp {
     /// createSession: the session is open, with this timeout (ticks).
     CreateSession { session: u64, timeout: u64 },
     /// closeSession: the session is closed and every key it owns deleted,
-    /// in this one txn, on every path a txn takes.
-    CloseSession { session: u64 },
+    /// in this one txn, on every path a txn takes. `keys` are the keys the
+    /// leader found the session owning when it proposed the close (what a
+    /// reader of the log learns the txn deletes); applying it deletes
+    /// every key the session owns.
+    CloseSession { session: u64, keys: Vec<Key> },
     /// Create an ephemeral key owned by `owner`.
     SetEphemeral { key: Key, value: i64, owner: u64 },
 }
@@ -103,7 +106,7 @@ impl Store {
             TxnOp::CreateSession { session, timeout } => {
                 self.live.insert(*session, *timeout);
             }
-            TxnOp::CloseSession { session } => {
+            TxnOp::CloseSession { session, .. } => {
                 self.live.remove(session);
                 self.closed.insert(*session);
                 let owned: Vec<Key> = self.owned_by(*session).collect();
@@ -244,7 +247,13 @@ mod tests {
         s.apply(&set(Zxid::new(1, 4), None, 5, 9));
         let open = s.digest();
         assert_eq!(s.owned_by(4).collect::<Vec<_>>(), vec![100]);
-        s.apply(&txn(5, TxnOp::CloseSession { session: 4 }));
+        s.apply(&txn(
+            5,
+            TxnOp::CloseSession {
+                session: 4,
+                keys: vec![100],
+            },
+        ));
         assert_eq!((s.get(100), s.get(5)), (None, Some(9)));
         assert!(s.live.is_empty() && s.owners.is_empty() && s.closed.contains(&4));
         assert_ne!(open, s.digest());

@@ -29,6 +29,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+mod session;
+pub use session::{EPHEMERAL_KEYS, SESSION_TIMEOUT_TICKS};
+
 /// Where the process ids of reads pipelined behind a write begin.
 pub const PIPELINED: u64 = 500_000_000;
 
@@ -140,10 +143,13 @@ struct Slot {
     counter: i64,
     /// Whether the current process's session is open.
     opened: bool,
+    /// The slot's index (it owns ephemeral key `EPHEMERAL_KEYS + slot`).
+    slot: u64,
+    /// The session timeout granted, ticks.
+    timeout: u64,
+    /// Whether the current session holds the slot's ephemeral key.
+    holds: bool,
 }
-
-/// The session timeout every process asks for, in server ticks (10 ms).
-pub const SESSION_TIMEOUT_TICKS: u64 = 150;
 
 /// What a process asks for, before it is sent.
 #[derive(Clone, Debug)]
@@ -161,6 +167,12 @@ impl Slot {
         self.counter += 1;
         let fresh = (self.process as i64 + 1) * 1_000_000 + self.counter;
         if roll < 0.5 {
+            // One read in ten looks at another process's ephemeral key.
+            let key = if self.rng.random_bool(0.1) {
+                EPHEMERAL_KEYS + self.rng.random_range(0..self.cfg.processes as u64)
+            } else {
+                key
+            };
             // The register workload's reads are local, one in five a
             // sync-read (so that every campaign asks for both kinds).
             let (f, op) = match self.cfg.kind {
@@ -211,37 +223,10 @@ impl Slot {
 
     /// Connects to a random server, trying others until one answers.
     async fn connect(&mut self) {
-        loop {
+        if self.opened {
             self.dial().await;
-            if self.opened || self.open_session().await {
-                return;
-            }
-        }
-    }
-
-    /// Opens the process's session on the connection, retrying the same
-    /// request (executed at most once) until the ensemble answers; false
-    /// if the connection failed first.
-    async fn open_session(&mut self) -> bool {
-        let client = self.conn.as_mut().expect("connected");
-        let seq = client.next_seq();
-        let op = ClientOp::CreateSession {
-            timeout: SESSION_TIMEOUT_TICKS,
-        };
-        let res = client.call_seq(seq, op, self.cfg.op_timeout).await;
-        self.seq = seq;
-        self.seen = self.seen.max(client.seen());
-        match res {
-            Ok(r) if matches!(r.outcome, Outcome::Opened { .. }) => {
-                self.opened = true;
-                true
-            }
-            _ => {
-                // Not open yet: another server, and the same request again.
-                self.seq = seq - 1;
-                self.conn = None;
-                false
-            }
+        } else {
+            self.open().await;
         }
     }
 
@@ -318,20 +303,23 @@ impl Slot {
                     (OpType::Ok, opt_value(*v), None, Some(r))
                 }
                 Outcome::Written => {
-                    if let ClientOp::Write { value, .. } | ClientOp::Cas { to: value, .. } = call.op
-                    {
-                        self.last.insert(call.key, Some(value));
+                    match call.op {
+                        ClientOp::Write { value, .. } | ClientOp::Cas { to: value, .. } => {
+                            self.last.insert(call.key, Some(value));
+                        }
+                        ClientOp::CreateEphemeral { .. } => self.holds = true,
+                        _ => {}
                     }
                     (OpType::Ok, call.value.clone(), None, Some(r))
                 }
                 Outcome::CasFailed { actual } => {
                     self.last.insert(call.key, *actual);
-                    (
-                        OpType::Fail,
-                        call.value.clone(),
-                        Some("cas-mismatch"),
-                        Some(r),
-                    )
+                    let why = if call.f == Fun::CreateEphemeral {
+                        "node-exists"
+                    } else {
+                        "cas-mismatch"
+                    };
+                    (OpType::Fail, call.value.clone(), Some(why), Some(r))
                 }
                 Outcome::NotReady => {
                     self.conn = None; // try another server
@@ -374,18 +362,23 @@ impl Slot {
         let expired = error == Some("session-expired");
         self.rec.push(op);
         if (kind == OpType::Info || expired) && process == self.process {
-            // Retired: the slot goes on as a new process with a new session.
-            self.process += self.cfg.processes as u64;
-            assert!(
-                self.process < PIPELINED,
-                "client process ids stay below the pipelined range"
-            );
-            self.seq = 0;
-            self.seen = Zxid(0);
-            self.last.clear();
-            self.opened = false;
-            self.conn = None;
+            self.retire();
         }
+    }
+
+    /// The slot goes on as a new process with a new session.
+    fn retire(&mut self) {
+        self.process += self.cfg.processes as u64;
+        assert!(
+            self.process < PIPELINED,
+            "client process ids stay below the pipelined range"
+        );
+        self.seq = 0;
+        self.seen = Zxid(0);
+        self.last.clear();
+        self.opened = false;
+        self.holds = false;
+        self.conn = None;
     }
 }
 
@@ -406,10 +399,17 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
             last: BTreeMap::new(),
             counter: 0,
             opened: false,
+            slot: i as u64,
+            timeout: 0,
+            holds: false,
         };
         let control = control.clone();
         tasks.push(tokio::task::spawn_local(async move {
             while !control.stopped() {
+                slot.tend().await;
+                if control.stopped() {
+                    break;
+                }
                 let call = slot.next_call();
                 let pipeline = call.f == Fun::Write
                     && slot.cfg.kind == WorkloadKind::Register
@@ -422,6 +422,8 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
                 let think = slot.cfg.think.mul_f64(slot.rng.random_range(0.5..1.5));
                 tokio::time::sleep(think).await;
             }
+            // A client that leaves closes its session.
+            slot.leave().await;
         }));
     }
     for t in tasks {
@@ -453,8 +455,12 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
             last: BTreeMap::new(),
             counter: 0,
             opened: false,
+            slot: i as u64,
+            timeout: 0,
+            holds: false,
         };
-        for key in 0..cfg.keys {
+        let ephemeral = EPHEMERAL_KEYS..EPHEMERAL_KEYS + cfg.processes as u64;
+        for key in (0..cfg.keys).chain(ephemeral) {
             let call = Call {
                 f: Fun::Read,
                 key,
@@ -463,5 +469,6 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
             };
             slot.run_one(call).await;
         }
+        slot.leave().await;
     }
 }

@@ -18,7 +18,9 @@ pub fn describe(t: &Txn) -> String {
         TxnOp::CreateSession { session, timeout } => {
             format!("open session {session} ({timeout} ticks)")
         }
-        TxnOp::CloseSession { session } => format!("close session {session}"),
+        TxnOp::CloseSession { session, keys } => {
+            format!("close session {session}, deleting {keys:?}")
+        }
         TxnOp::SetEphemeral { key, value, owner } => {
             format!("set {key}={value} ephemeral of session {owner}")
         }
@@ -35,6 +37,14 @@ pub fn sets(t: &Txn) -> Option<(i64, i64)> {
     }
 }
 
+/// The keys a txn deletes.
+pub fn deletes(t: &Txn) -> Vec<i64> {
+    match &t.op {
+        TxnOp::CloseSession { keys, .. } => keys.iter().map(|k| *k as i64).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn logged(t: &Txn) -> LoggedTxn {
     LoggedTxn {
         zxid: t.zxid.0,
@@ -44,6 +54,7 @@ fn logged(t: &Txn) -> LoggedTxn {
             TxnOp::Reconfig { voters, .. } => Some(voters.clone()),
             _ => None,
         },
+        deletes: deletes(t),
         describe: describe(t),
     }
 }

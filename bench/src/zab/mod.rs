@@ -93,6 +93,7 @@ impl Zab {
                         zxid: txn.zxid.0,
                         set: evidence::sets(&txn),
                         origin: txn.origin,
+                        deletes: evidence::deletes(&txn),
                         acks,
                         voters,
                         describe: evidence::describe(&txn),

@@ -68,7 +68,8 @@ impl Node {
             },
             ClientOp::CloseSession => {
                 self.session_closing(session);
-                TxnOp::CloseSession { session }
+                let keys = self.owned_after_outstanding(session);
+                TxnOp::CloseSession { session, keys }
             }
             ClientOp::CreateEphemeral { key, value } => match current(key) {
                 None => TxnOp::SetEphemeral {
@@ -144,6 +145,21 @@ impl Node {
         })
     }
 
+    /// The ephemeral keys `session` owns once every outstanding proposal
+    /// is applied: what its closeSession deletes.
+    pub(crate) fn owned_after_outstanding(&self, session: u64) -> Vec<Key> {
+        let l = self.leader_ref();
+        let mut owned: BTreeSet<Key> = self.store.owned_by(session).collect();
+        for (k, (o, _)) in &l.owner_overlay {
+            if *o == Some(session) {
+                owned.insert(*k);
+            } else {
+                owned.remove(k);
+            }
+        }
+        owned.into_iter().collect()
+    }
+
     /// Logs a txn and sends it to every forwarded voter.
     pub(crate) fn propose(&mut self, op: TxnOp, origin: Option<(u64, u64)>) {
         let mut acks = BTreeSet::new();
@@ -169,18 +185,8 @@ impl Node {
                 l.overlay.insert(*key, (Some(*value), zxid));
                 l.owner_overlay.insert(*key, (Some(*owner), zxid));
             }
-            TxnOp::CloseSession { session } => {
-                // Its keys go with it: as owned after every outstanding
-                // proposal.
-                let mut owned: BTreeSet<Key> = store.owned_by(*session).collect();
-                for (k, (o, _)) in &l.owner_overlay {
-                    if *o == Some(*session) {
-                        owned.insert(*k);
-                    } else {
-                        owned.remove(k);
-                    }
-                }
-                for k in owned {
+            TxnOp::CloseSession { keys, .. } => {
+                for &k in keys {
                     l.overlay.insert(k, (None, zxid));
                     l.owner_overlay.insert(k, (None, zxid));
                 }

@@ -1,0 +1,152 @@
+//! A process's session (ZAB.md §9): opened once however many servers it
+//! takes, an ephemeral key it owns (a lock-like pattern: create its own
+//! key, read the others'), silences past its timeout so that expiry really
+//! happens, and now and then a close by the client itself. Everything is
+//! recorded in the history.
+
+use crate::{now_ns, Call, Slot};
+use faultline_history::{Fun, Op, OpType, Process, Value};
+use faultline_node::{ClientOp, Outcome};
+use rand::Rng;
+use std::time::Duration;
+
+/// Where the ephemeral keys begin: slot `i` owns key `EPHEMERAL_KEYS + i`.
+/// Register keys stay below.
+pub const EPHEMERAL_KEYS: u64 = 1_000;
+
+/// The shortest and longest session timeout a process asks for, in server
+/// ticks (10 ms): longer than the client's op timeout, so that a client
+/// waiting on one answer never loses its session for that alone.
+pub const SESSION_TIMEOUT_TICKS: (u64, u64) = (120, 200);
+
+/// One op in fifteen hundred (a few times a run), a process goes silent
+/// (no request, no ping) for one and a half times its timeout.
+const SILENCE_ODDS: f64 = 1.0 / 1500.0;
+
+/// One op in three thousand, a process closes its session and goes on
+/// with a new one.
+const CLOSE_ODDS: f64 = 1.0 / 3000.0;
+
+impl Slot {
+    /// The process's ephemeral key.
+    pub(crate) fn ephemeral_key(&self) -> u64 {
+        EPHEMERAL_KEYS + self.slot
+    }
+
+    /// A session op (no key) of the current process.
+    fn session_op(&self, kind: OpType, f: Fun, value: Value) -> Op {
+        let mut op = Op::new(kind, Process::Client(self.process), f, value);
+        op.time = now_ns();
+        op.session = Some(self.session());
+        op
+    }
+
+    /// Opens the process's session: one `open-session` op, however many
+    /// servers it takes (the same request, executed at most once, is sent
+    /// again until the ensemble answers). Leaves the slot connected.
+    pub(crate) async fn open(&mut self) {
+        let asked = self
+            .rng
+            .random_range(SESSION_TIMEOUT_TICKS.0..=SESSION_TIMEOUT_TICKS.1);
+        let invoke = self.session_op(OpType::Invoke, Fun::OpenSession, Value::Int(asked as i64));
+        self.rec.push(invoke);
+        let seq = self.seq + 1;
+        loop {
+            self.dial().await;
+            let client = self.conn.as_mut().expect("connected");
+            let op = ClientOp::CreateSession { timeout: asked };
+            let res = client.call_seq(seq, op, self.cfg.op_timeout).await;
+            if let Ok(r) = res {
+                if let Outcome::Opened { timeout } = r.outcome {
+                    self.seen = self.seen.max(r.zxid);
+                    self.seq = seq;
+                    self.timeout = timeout;
+                    self.opened = true;
+                    self.holds = false;
+                    let mut ok =
+                        self.session_op(OpType::Ok, Fun::OpenSession, Value::Int(timeout as i64));
+                    ok.zxid = Some(r.zxid.0);
+                    ok.node = Some(r.node);
+                    self.rec.push(ok);
+                    return;
+                }
+            }
+            self.conn = None;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What the process does now for its session, if anything, before its
+    /// next register op: create its ephemeral key when it does not hold
+    /// it (every twentieth op), go silent, or close its session.
+    pub(crate) async fn tend(&mut self) {
+        if !self.opened {
+            return;
+        }
+        if self.rng.random_bool(SILENCE_ODDS) {
+            // No request and no ping for one and a half timeouts.
+            let ms = self.timeout * 10 * 3 / 2;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return;
+        }
+        if self.rng.random_bool(CLOSE_ODDS) {
+            self.close().await;
+            return self.retire();
+        }
+        if !self.holds && self.counter % 20 == 1 {
+            let key = self.ephemeral_key();
+            self.counter += 1;
+            let value = (self.process as i64 + 1) * 1_000_000 + self.counter;
+            let call = Call {
+                f: Fun::CreateEphemeral,
+                key,
+                op: ClientOp::CreateEphemeral { key, value },
+                value: Value::Int(value),
+            };
+            self.run_one(call).await;
+        }
+    }
+
+    /// The client leaves: it closes its session if it has one open.
+    pub(crate) async fn leave(&mut self) {
+        if self.opened {
+            self.close().await;
+            self.opened = false;
+        }
+    }
+
+    /// Closes the session (recorded as `close-session`).
+    async fn close(&mut self) {
+        self.connect().await;
+        let call = Call {
+            f: Fun::CloseSession,
+            key: 0,
+            op: ClientOp::CloseSession,
+            value: Value::Nil,
+        };
+        let mut invoke = self.op(self.process, OpType::Invoke, &call, Value::Nil);
+        invoke.key = None;
+        self.rec.push(invoke);
+        let client = self.conn.as_mut().expect("connected");
+        let seq = client.next_seq();
+        let res = client
+            .call_seq(seq, ClientOp::CloseSession, self.cfg.op_timeout)
+            .await;
+        let (kind, error, resp) = match res {
+            Ok(r) if r.outcome == Outcome::Written => (OpType::Ok, None, Some(r)),
+            Ok(r) if r.outcome == Outcome::SessionExpired => {
+                (OpType::Fail, Some("session-expired"), Some(r))
+            }
+            Ok(r) => (OpType::Info, Some("not-closed"), Some(r)),
+            Err(_) => (OpType::Info, Some("timeout"), None),
+        };
+        let mut done = self.op(self.process, kind, &call, Value::Nil);
+        done.key = None;
+        done.error = error.map(str::to_string);
+        if let Some(r) = resp {
+            done.zxid = Some(r.zxid.0);
+            done.node = Some(r.node);
+        }
+        self.rec.push(done);
+    }
+}
