@@ -4,10 +4,12 @@
 //! health checks), with the run's figures (latencies, op counts, the
 //! history hash).
 
-use crate::run::{topology, RunConfig, RunResult};
+use crate::run::{leader_spans, topology, RunConfig, RunResult};
 use crate::system::{Durable, Evidence, RoleChange};
+use faultline_checker::durable::LoggedTxn;
 use faultline_checker::durable::{Journal, Record};
 use faultline_checker::health::{self, ServerFootprint, Window};
+use faultline_checker::sessions::{self, LeaderTime, SessionRun};
 use faultline_checker::zk::{self, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::CheckOutcome;
 use faultline_checker::{check, Budget, ModelKind, Validity};
@@ -186,9 +188,29 @@ const TIMELINESS_MS: u64 = 500;
 /// (measured on correct runs: at least 0.89).
 const THROUGHPUT_FLOOR: f64 = 0.5;
 
+/// How much earlier than its timeout of leader time a correct leader may
+/// expire a session, counted from a request it surely heard of (ZAB.md
+/// §9's "one tick plus the network delay bound", made concrete): its tick
+/// and the next (20 ms), and a learner that serves for up to syncLimit
+/// after losing its leader while its touches cannot reach it (100 ms),
+/// rounded up.
+const SESSION_SLACK_MS: u64 = 150;
+
+/// How long a touch may take to reach the leader (a learner's report with
+/// its next ping reply: a tick plus a round trip under the latency
+/// nemesis's 80 ms links) and the close to commit (an fsync of up to 20
+/// ms and another round trip), rounded up: requests served within this of
+/// the close's commit are not counted as the client's last contact.
+const SESSION_REPORT_MS: u64 = 400;
+
+/// How long past its timeout of leader time a silent session may stay
+/// open: the expiry tick, the close's proposal, fsync and commit.
+const SESSION_LATE_MS: u64 = 1000;
+
 /// The checks that read a system's durable evidence.
-const DURABLE_CHECKS: [&str; 6] = [
+const DURABLE_CHECKS: [&str; 7] = [
     "read-guarantees",
+    "sessions",
     "durability",
     "quorum-acks",
     "discovery",
@@ -252,7 +274,32 @@ pub(crate) fn judge(
     match &ev.durable {
         Some(d) => {
             let topo = topology(cfg);
-            last = durable_checks(h, d, ev, &topo.voters, &mut checks);
+            let dh = durable_checks(h, d, ev, &topo.voters, &mut checks);
+            last = dh.keys().next_back().copied().unwrap_or(0);
+            if let Some(h) = h {
+                let spans: Vec<(u64, Option<u64>)> = leader_spans(roles)
+                    .into_iter()
+                    .map(|(a, b, _, _)| (a, b))
+                    .collect();
+                let mut commit_ns = BTreeMap::new();
+                for (t, z) in evidence_records(&d.journals).0 {
+                    commit_ns.entry(z).or_insert(t);
+                }
+                let complete_from = durable::gaps(&d.files).last().map_or(0, |g| g.1);
+                let run = SessionRun {
+                    tick_ns: d.tick_ns,
+                    txns: &dh,
+                    complete_from,
+                    commit_ns: &commit_ns,
+                    leaders: LeaderTime { spans: &spans },
+                    heal_ns: phases.heal_ns,
+                    end_ns: (sim_s * 1e9) as u64,
+                    slack_ns: SESSION_SLACK_MS * 1_000_000,
+                    late_ns: SESSION_LATE_MS * 1_000_000,
+                    report_ns: SESSION_REPORT_MS * 1_000_000,
+                };
+                checks.run(|| sessions::sessions(h, &run));
+            }
         }
         None => not_applicable.extend(DURABLE_CHECKS.map(String::from)),
     }
@@ -338,14 +385,14 @@ fn figures(ops: &[Op], leaders: &[LeaderEntry], ev: &Evidence, log: Vec<Entry>) 
 /// (against the committed history: the durable one, with what leaders
 /// reported below every server's log when the reports are used),
 /// durability, quorum ACKs, discovery and the cross-check of the leaders'
-/// reports. Returns the last committed position, for convergence.
+/// reports. Returns the durable history.
 fn durable_checks(
     h: Option<&History>,
     d: &Durable,
     ev: &Evidence,
     initial_voters: &[Sid],
     checks: &mut Checks,
-) -> u64 {
+) -> BTreeMap<u64, LoggedTxn> {
     let files = &d.files;
     let (dh, conflicts) = durable::durable_history(files);
     let final_voters = dh
@@ -396,7 +443,7 @@ fn durable_checks(
         }
         checks.list.push(o);
     }
-    dh.keys().next_back().copied().unwrap_or(0)
+    dh
 }
 
 /// Per-protocol records from the journals: (time, zxid) of every COMMIT a

@@ -486,7 +486,7 @@ fn converged(c: &Cluster) -> bool {
 
 /// Each established leadership, from its establishment to the leader's next
 /// change of role (or the next leader's establishment).
-fn leader_spans(roles: &[RoleChange]) -> Vec<(u64, Option<u64>, Sid, u64)> {
+pub(crate) fn leader_spans(roles: &[RoleChange]) -> Vec<(u64, Option<u64>, Sid, u64)> {
     let mut spans: Vec<(u64, Option<u64>, Sid, u64)> = Vec::new();
     for r in roles {
         if let Some(open) = spans.last_mut().filter(|o| o.1.is_none()) {

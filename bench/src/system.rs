@@ -78,6 +78,8 @@ pub struct Durable {
     pub files: Vec<ServerFiles>,
     /// Each host's journal.
     pub journals: Vec<Journal>,
+    /// The servers' tick, ns (session timeouts are counted in ticks).
+    pub tick_ns: u64,
 }
 
 /// What the system leaves for the checks after the run (after the final

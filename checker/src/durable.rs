@@ -37,14 +37,21 @@ pub struct LoggedTxn {
     pub reconfig: Option<Vec<u64>>,
     /// The keys it deletes (a closed session's ephemeral keys).
     pub deletes: Vec<i64>,
+    /// What it does to sessions, if anything.
+    pub session: Option<crate::sessions::SessionTxn>,
     /// A readable description.
     pub describe: String,
 }
 
 impl LoggedTxn {
     fn same(&self, o: &LoggedTxn) -> bool {
-        (self.set, self.origin, &self.reconfig, &self.deletes)
-            == (o.set, o.origin, &o.reconfig, &o.deletes)
+        (
+            self.set,
+            self.origin,
+            &self.reconfig,
+            &self.deletes,
+            &self.session,
+        ) == (o.set, o.origin, &o.reconfig, &o.deletes, &o.session)
     }
 }
 

@@ -13,6 +13,7 @@ const E2: u64 = 2 << 32;
 fn set(z: u64, k: i64, v: i64) -> LoggedTxn {
     LoggedTxn {
         deletes: vec![],
+        session: None,
         zxid: z,
         set: Some((k, v)),
         origin: None,

@@ -158,12 +158,48 @@ impl Node {
         }
     }
 
-    /// A txn was applied: answer the client waiting for it here, if any.
+    /// A txn was applied: answer the client waiting for it here, if any;
+    /// a closed session's requests still waiting here get SessionExpired
+    /// (none of them can take effect any more).
     pub(crate) fn requests_on_applied(&mut self, txn: &Txn) {
         if let Some((session, seq)) = txn.origin {
             if self.serving() {
                 self.requests_executed(session, seq, txn.outcome(), txn.zxid);
             }
+        }
+        if let crate::TxnOp::CloseSession { session, .. } = txn.op {
+            self.expire_requests(session);
+        }
+    }
+
+    /// Answers every request of `session` waiting here SessionExpired.
+    fn expire_requests(&mut self, session: u64) {
+        let z = self.store.applied;
+        let r = &mut self.requests;
+        let pending: Vec<(u64, u64)> = r
+            .pending
+            .range((session, 0)..=(session, u64::MAX))
+            .map(|(k, (conn, _))| (k.1, *conn))
+            .collect();
+        r.pending.retain(|(s, _), _| *s != session);
+        let mut blocked = Vec::new();
+        r.blocked_reads.retain(|(conn, req)| {
+            let mine = req.session == session;
+            if mine {
+                blocked.push((req.seq, *conn));
+            }
+            !mine
+        });
+        let mut held = Vec::new();
+        r.held.retain(|h| {
+            let mine = h.req.session == session;
+            if mine {
+                held.push((h.req.seq, h.conn));
+            }
+            !mine
+        });
+        for (seq, conn) in pending.into_iter().chain(blocked).chain(held) {
+            self.reply(conn, session, seq, Outcome::SessionExpired, z);
         }
     }
 

@@ -20,7 +20,9 @@ pub const EPHEMERAL_KEYS: u64 = 1_000;
 pub const SESSION_TIMEOUT_TICKS: (u64, u64) = (120, 200);
 
 /// One op in fifteen hundred (a few times a run), a process goes silent
-/// (no request, no ping) for one and a half times its timeout.
+/// (no request, no ping) for 0.8 to 1.6 times its timeout, then at once
+/// makes sure of its ephemeral key (a lock holder back from a pause):
+/// around its timeout, its session may be expiring just then.
 const SILENCE_ODDS: f64 = 1.0 / 1500.0;
 
 /// One op in three thousand, a process closes its session and goes on
@@ -83,17 +85,17 @@ impl Slot {
         if !self.opened {
             return;
         }
+        let mut resumed = false;
         if self.rng.random_bool(SILENCE_ODDS) {
-            // No request and no ping for one and a half timeouts.
-            let ms = self.timeout * 10 * 3 / 2;
+            let ms = self.timeout * 10 * self.rng.random_range(80..=160) / 100;
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            return;
+            resumed = true;
         }
         if self.rng.random_bool(CLOSE_ODDS) {
             self.close().await;
             return self.retire();
         }
-        if !self.holds && self.counter % 20 == 1 {
+        if resumed || (!self.holds && self.counter % 20 == 1) {
             let key = self.ephemeral_key();
             self.counter += 1;
             let value = (self.process as i64 + 1) * 1_000_000 + self.counter;

@@ -4,6 +4,7 @@
 //! the checker's plain data. Nothing here asks the protocol core.
 
 use faultline_checker::durable::{DiskEvent, Journal, LoggedTxn, Record, ServerFiles};
+use faultline_checker::sessions::SessionTxn;
 use faultline_node::disk::{self, DiskImage};
 use faultline_node::shell::{self, Evidence};
 use faultline_node::{Sid, Store, Txn, TxnOp, Zxid};
@@ -55,6 +56,21 @@ fn logged(t: &Txn) -> LoggedTxn {
             _ => None,
         },
         deletes: deletes(t),
+        session: match &t.op {
+            TxnOp::CreateSession { session, timeout } => Some(SessionTxn::Open {
+                session: *session,
+                timeout: *timeout,
+            }),
+            TxnOp::CloseSession { session, .. } => Some(SessionTxn::Close {
+                session: *session,
+                expired: t.origin.is_none(),
+            }),
+            TxnOp::SetEphemeral { key, owner, .. } => Some(SessionTxn::Ephemeral {
+                key: *key as i64,
+                owner: *owner,
+            }),
+            _ => None,
+        },
         describe: describe(t),
     }
 }

@@ -38,6 +38,8 @@ pub struct Zab {
     /// The in-memory log bound the snapshot settings imply.
     log_bound: usize,
     holding_judged: bool,
+    /// The servers' tick, ns.
+    tick_ns: u64,
 }
 
 impl Zab {
@@ -71,6 +73,10 @@ impl Zab {
             let hold_ms = n.hold_timeout * n.tick.as_millis() as u64;
             2 * cfg.processes < n.hold_queue_max && cfg.op_timeout_ms < hold_ms
         });
+        let tick_ns = configs
+            .values()
+            .next()
+            .map_or(10_000_000, |c: &ShellConfig| c.node.tick.as_nanos() as u64);
         Zab {
             configs,
             probes: BTreeMap::new(),
@@ -79,6 +85,7 @@ impl Zab {
             leader_reports: cfg.leader_reports,
             log_bound: (cfg.snapshot_interval + cfg.snapshot_interval / 2) as usize,
             holding_judged,
+            tick_ns,
         }
     }
 
@@ -243,6 +250,7 @@ impl System for Zab {
             durable: Some(Durable {
                 files: evidence::server_files(&ev),
                 journals: evidence::journals(&ev),
+                tick_ns: self.tick_ns,
             }),
             reported: self.leader_reports.then(|| self.leader_reported()),
             protocol_errors: self

@@ -1,0 +1,206 @@
+//! The sessions check on hand-made histories and logs: each of S1-S4
+//! flagged when broken, and a well-behaved session passing.
+
+use faultline_checker::durable::LoggedTxn;
+use faultline_checker::sessions::{sessions, LeaderTime, SessionRun, SessionTxn};
+use faultline_checker::Validity;
+use faultline_history::{Fun, History, Op, OpType, Process, Value};
+use std::collections::BTreeMap;
+
+const MS: u64 = 1_000_000;
+
+fn op(kind: OpType, f: Fun, value: Value, t_ms: u64, zxid: Option<u64>) -> Op {
+    let mut o = Op::new(kind, Process::Client(0), f, value);
+    o.time = t_ms * MS;
+    o.session = Some(1);
+    o.zxid = zxid;
+    o.node = zxid.map(|_| 1);
+    if !matches!(o.f, Fun::OpenSession) {
+        o.key = Some(Value::Int(0));
+    }
+    o
+}
+
+/// Session 1 opens (timeout 100 ticks = 1 s) at zxid 1, writes at
+/// `write_ms` (zxid 2), then is silent.
+fn history(write_ms: u64) -> History {
+    History::new(vec![
+        op(OpType::Invoke, Fun::OpenSession, Value::Int(100), 0, None),
+        op(OpType::Ok, Fun::OpenSession, Value::Int(100), 5, Some(1)),
+        op(OpType::Invoke, Fun::Write, Value::Int(7), write_ms, None),
+        op(OpType::Ok, Fun::Write, Value::Int(7), write_ms + 5, Some(2)),
+    ])
+    .unwrap()
+}
+
+fn txn(
+    zxid: u64,
+    session: Option<SessionTxn>,
+    deletes: Vec<i64>,
+    origin: Option<(u64, u64)>,
+) -> LoggedTxn {
+    LoggedTxn {
+        zxid,
+        set: None,
+        origin,
+        reconfig: None,
+        deletes,
+        session,
+        describe: String::new(),
+    }
+}
+
+/// Opened at 1, the write at 2, an ephemeral key at 3, then closed (an
+/// expiry) at `close`, committed at `close_ms`.
+fn logs(close: u64, deletes: Vec<i64>) -> BTreeMap<u64, LoggedTxn> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        1,
+        txn(
+            1,
+            Some(SessionTxn::Open {
+                session: 1,
+                timeout: 100,
+            }),
+            vec![],
+            Some((1, 1)),
+        ),
+    );
+    m.insert(2, txn(2, None, vec![], Some((1, 2))));
+    m.insert(
+        3,
+        txn(
+            3,
+            Some(SessionTxn::Ephemeral {
+                key: 1000,
+                owner: 1,
+            }),
+            vec![],
+            Some((1, 3)),
+        ),
+    );
+    m.insert(
+        close,
+        txn(
+            close,
+            Some(SessionTxn::Close {
+                session: 1,
+                expired: true,
+            }),
+            deletes,
+            None,
+        ),
+    );
+    m
+}
+
+fn check(
+    h: &History,
+    txns: &BTreeMap<u64, LoggedTxn>,
+    close_ms: u64,
+    spans: &[(u64, Option<u64>)],
+) -> (Validity, Vec<String>) {
+    let commit_ns: BTreeMap<u64, u64> = txns
+        .keys()
+        .map(|&z| (z, if z >= 4 { close_ms * MS } else { z * MS }))
+        .collect();
+    let run = SessionRun {
+        tick_ns: 10 * MS,
+        txns,
+        complete_from: 0,
+        commit_ns: &commit_ns,
+        leaders: LeaderTime { spans },
+        heal_ns: 0,
+        end_ns: 10_000 * MS,
+        slack_ns: 150 * MS,
+        late_ns: 1000 * MS,
+        report_ns: 400 * MS,
+    };
+    let o = sessions(h, &run);
+    (o.result, o.anomalies)
+}
+
+const ALWAYS: &[(u64, Option<u64>)] = &[(0, None)];
+
+#[test]
+fn a_session_expired_after_its_timeout_passes() {
+    let (r, a) = check(&history(100), &logs(4, vec![1000]), 1200, ALWAYS);
+    assert_eq!(r, Validity::Valid, "{a:?}");
+}
+
+#[test]
+fn s1_an_expiry_before_the_timeout_is_flagged() {
+    let (r, a) = check(&history(100), &logs(4, vec![1000]), 800, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a[0].starts_with("S1"), "{a:?}");
+}
+
+#[test]
+fn s1_counts_only_leader_time() {
+    // A second of silence, but no leader from 300 ms to 900 ms: only 0.4 s
+    // of it counts.
+    let spans = [(0, Some(300 * MS)), (900 * MS, None)];
+    let (r, a) = check(&history(100), &logs(4, vec![1000]), 1200, &spans);
+    assert_eq!(r, Validity::Invalid, "{a:?}");
+    // With the leader back early enough, the timeout is reached.
+    let spans = [(0, Some(300 * MS)), (400 * MS, None)];
+    let (r, a) = check(&history(100), &logs(4, vec![1000]), 1400, &spans);
+    assert_eq!(r, Validity::Valid, "{a:?}");
+}
+
+#[test]
+fn s2_a_silent_session_never_closed_is_flagged() {
+    let mut l = logs(4, vec![1000]);
+    l.remove(&4);
+    let (r, a) = check(&history(100), &l, 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.starts_with("S2")), "{a:?}");
+    assert!(
+        a.iter().all(|x| !x.starts_with("S3")),
+        "its key has not outlived it: {a:?}"
+    );
+}
+
+#[test]
+fn s3_a_close_that_leaves_a_key_or_a_key_for_a_closed_session() {
+    let (r, a) = check(&history(100), &logs(4, vec![]), 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.contains("deletes keys {}")), "{a:?}");
+    let mut l = logs(4, vec![1000]);
+    l.insert(
+        5,
+        txn(
+            5,
+            Some(SessionTxn::Ephemeral {
+                key: 1001,
+                owner: 1,
+            }),
+            vec![],
+            None,
+        ),
+    );
+    let (r, a) = check(&history(100), &l, 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.contains("not open there")), "{a:?}");
+    assert!(a.iter().any(|x| x.contains("outlives its owner")), "{a:?}");
+}
+
+#[test]
+fn s4_a_txn_or_an_answer_after_the_close_is_flagged() {
+    let mut l = logs(4, vec![1000]);
+    l.insert(5, txn(5, None, vec![], Some((1, 9))));
+    let (r, a) = check(&history(100), &l, 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.starts_with("S4: zxid")), "{a:?}");
+    // The client's write answered at a zxid after the close.
+    let h = History::new(vec![
+        op(OpType::Invoke, Fun::OpenSession, Value::Int(100), 0, None),
+        op(OpType::Ok, Fun::OpenSession, Value::Int(100), 5, Some(1)),
+        op(OpType::Invoke, Fun::Write, Value::Int(7), 100, None),
+        op(OpType::Ok, Fun::Write, Value::Int(7), 105, Some(9)),
+    ])
+    .unwrap();
+    let (r, a) = check(&h, &logs(4, vec![1000]), 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.starts_with("S4: op")), "{a:?}");
+}
