@@ -110,7 +110,7 @@ fn bench_pages_render_in_headless_chromium() {
     let index = d.join("index.html");
     let html = std::fs::read_to_string(&run).unwrap();
     assert!(
-        html.contains("VALID: all 13 checks passed"),
+        html.contains("VALID: all 14 checks passed"),
         "{}",
         &html[..html.len().min(3000)]
     );

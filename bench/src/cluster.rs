@@ -18,6 +18,8 @@ pub(crate) struct Cluster<'a> {
     /// Servers crashed and not restarted yet.
     crashed: BTreeSet<Sid>,
     cut: BTreeSet<(Sid, Sid)>,
+    /// The client host's switches, once the clients run.
+    pub(crate) clients: Option<faultline_workload::Control>,
 }
 
 impl<'a> Cluster<'a> {
@@ -29,6 +31,7 @@ impl<'a> Cluster<'a> {
             started: BTreeSet::new(),
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
+            clients: None,
         }
     }
 
@@ -177,5 +180,12 @@ impl Target for Cluster<'_> {
             self.start(s);
         }
         self.system.add_voter(s);
+    }
+
+    fn pause_client(&mut self, slot: u64, ms: u64) {
+        if let Some(c) = &self.clients {
+            let until = self.sim.elapsed().as_nanos() as u64 + ms * 1_000_000;
+            c.pause(slot, until);
+        }
     }
 }

@@ -145,6 +145,7 @@ pub fn topology(cfg: &RunConfig) -> Topology {
         voters: (1..=cfg.voters).collect(),
         joiner: cfg.joiner.then_some(cfg.voters + cfg.observers + 1),
         servers,
+        clients: cfg.processes as u64,
     }
 }
 
@@ -201,6 +202,7 @@ pub fn run_system<'a>(
         r.c.start(s);
     }
     let clients = Clients::spawn(&mut r.c, cfg, &topo);
+    r.c.clients = Some(clients.control.clone());
     let marks = r.drive(cfg, schedule, &clients)?;
     r.final_reads(&clients)?;
     let footprints: Vec<_> =

@@ -68,6 +68,8 @@ pub trait Target {
     fn latency(&mut self, max_ms: Option<u64>);
     /// Start a configured joiner and ask for it to become a voter.
     fn add_node(&mut self, s: Sid);
+    /// Client process slot `slot` sends nothing for `ms` milliseconds.
+    fn pause_client(&mut self, slot: u64, ms: u64);
 }
 
 /// What an entry of the nemesis log did to the cluster: typed, so that
@@ -209,6 +211,16 @@ impl Nemesis {
             Fault::AddNode { node } => {
                 t.add_node(*node);
                 (Moment, format!("started joiner {node}"))
+            }
+            Fault::IsolateAll => {
+                for s in t.servers() {
+                    t.isolate(s);
+                }
+                (Hit, "isolated every server from every other".into())
+            }
+            Fault::PauseClient { slot, ms } => {
+                t.pause_client(*slot, *ms);
+                (Moment, format!("paused client {slot} for {ms} ms"))
             }
             Fault::EpochSkew
             | Fault::CrashInSync { .. }

@@ -30,11 +30,18 @@ pub enum NemesisKind {
     AddNode,
     /// Crash a quorum at once (power loss), then restart it.
     RestartAll,
+    /// Cut every link between servers for two to three session timeouts
+    /// (no quorum anywhere), then heal: clients that kept trying keep
+    /// their sessions (ZAB.md §9).
+    LongElection,
+    /// One client process stops sending for longer than its session
+    /// timeout: its session must expire and its ephemeral key vanish.
+    ClientPause,
 }
 
 impl NemesisKind {
     /// Every kind.
-    pub const ALL: [NemesisKind; 9] = [
+    pub const ALL: [NemesisKind; 11] = [
         NemesisKind::CrashLeader,
         NemesisKind::Crash,
         NemesisKind::PartitionHalves,
@@ -44,6 +51,8 @@ impl NemesisKind {
         NemesisKind::Latency,
         NemesisKind::AddNode,
         NemesisKind::RestartAll,
+        NemesisKind::LongElection,
+        NemesisKind::ClientPause,
     ];
 
     /// The command-line name.
@@ -58,6 +67,8 @@ impl NemesisKind {
             NemesisKind::Latency => "latency",
             NemesisKind::AddNode => "add-node",
             NemesisKind::RestartAll => "restart-all",
+            NemesisKind::LongElection => "long-election",
+            NemesisKind::ClientPause => "client-pause",
         }
     }
 
@@ -117,6 +128,11 @@ pub enum Fault {
     NormalNetwork,
     /// Start the joining server and ask for it to become a voter.
     AddNode { node: Sid },
+    /// Cut every link between servers (none can reach a quorum).
+    IsolateAll,
+    /// Client process slot `slot` sends nothing (no request, no ping) for
+    /// `ms` milliseconds.
+    PauseClient { slot: u64, ms: u64 },
     /// Crash the leader; as soon as another leader is established, power
     /// off every server (a new epoch's fresh state meets a power loss).
     CrashLeaderThenAll,
@@ -169,6 +185,8 @@ impl Fault {
             Fault::Latency { max_ms } => format!("latency up to {max_ms} ms"),
             Fault::NormalNetwork => "normal network".into(),
             Fault::AddNode { node } => format!("add node {node}"),
+            Fault::IsolateAll => "isolate every server".into(),
+            Fault::PauseClient { slot, ms } => format!("pause client {slot} for {ms} ms"),
             Fault::CrashLeaderThenAll => {
                 "crash leader, then everyone once a new leader is established".into()
             }
@@ -211,6 +229,8 @@ pub struct Topology {
     pub voters: Vec<Sid>,
     /// A configured joiner that is not running yet, if any.
     pub joiner: Option<Sid>,
+    /// Client process slots (for `client-pause`).
+    pub clients: u64,
 }
 
 /// Bad schedule input.
@@ -239,8 +259,12 @@ impl Schedule {
             }
             let kind = order[k % order.len()];
             k += 1;
-            let dur = rng.random_range(400..1500).min(chaos_ms - t - 200);
+            let mut dur = rng.random_range(400..1500).min(chaos_ms - t - 200);
             let (start, end) = episode(kind, &mut rng, topo, &mut joined);
+            if kind == NemesisKind::LongElection {
+                // Two to three of the longest session timeouts (2 s).
+                dur = rng.random_range(4000..6000).min(chaos_ms - t - 200);
+            }
             let Some(start) = start else {
                 // A one-shot kind (add-node) already used: if nothing else
                 // is left, the schedule is complete.
@@ -305,6 +329,8 @@ impl Schedule {
                 Fault::CrashLeaderThenAll | Fault::EpochSkew => Some("restart-all"),
                 Fault::CrashInSync { .. } => Some("crash-in-sync"),
                 Fault::CutInDiscovery { .. } => Some("cut-in-discovery"),
+                Fault::IsolateAll => Some("long-election"),
+                Fault::PauseClient { .. } => Some("client-pause"),
                 _ => None,
             })
             .collect();
@@ -363,6 +389,15 @@ fn episode(
             restart(rng),
         ),
         NemesisKind::RestartAll => restart_all(rng, topo),
+        NemesisKind::LongElection => (Some(Fault::IsolateAll), vec![Fault::RepairNetwork]),
+        NemesisKind::ClientPause if topo.clients > 0 => (
+            Some(Fault::PauseClient {
+                slot: rng.random_range(0..topo.clients),
+                ms: rng.random_range(2500..4000),
+            }),
+            Vec::new(),
+        ),
+        NemesisKind::ClientPause => (None, Vec::new()),
         NemesisKind::PartitionHalves => {
             let mut s = topo.servers.clone();
             shuffle(rng, &mut s);

@@ -7,6 +7,7 @@ fn topo() -> Topology {
     Topology {
         servers: (1..=6).collect(),
         voters: (1..=5).collect(),
+        clients: 10,
         joiner: Some(7),
     }
 }
@@ -29,11 +30,13 @@ fn a_long_schedule_covers_every_kind() {
         s.kinds(),
         vec![
             "add-node",
+            "client-pause",
             "crash",
             "crash-in-sync",
             "crash-leader",
             "cut-in-discovery",
             "latency",
+            "long-election",
             "packet-loss",
             "partition",
             "partition-leader",
@@ -114,7 +117,7 @@ fn one_shot_kinds_end_the_schedule() {
 
 #[test]
 fn lists_parse() {
-    assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 9);
+    assert_eq!(NemesisKind::parse_list("all").unwrap().len(), 11);
     assert!(NemesisKind::parse_list("none").unwrap().is_empty());
     assert_eq!(
         NemesisKind::parse_list("crash,latency").unwrap(),

@@ -103,6 +103,8 @@ impl Recorder {
 #[derive(Clone, Debug, Default)]
 pub struct Control {
     stop: Rc<Cell<bool>>,
+    /// Slots paused by the nemesis, until a simulated time (ns).
+    paused: Rc<RefCell<BTreeMap<u64, u64>>>,
 }
 
 impl Control {
@@ -113,6 +115,19 @@ impl Control {
 
     fn stopped(&self) -> bool {
         self.stop.get()
+    }
+
+    /// Process slot `slot` sends nothing, no request and no ping, from its
+    /// next op until `until_ns` of simulated time.
+    pub fn pause(&self, slot: u64, until_ns: u64) {
+        self.paused.borrow_mut().insert(slot, until_ns);
+    }
+
+    /// How long slot `slot` must stay quiet from now, if it is paused.
+    fn pause_left(&self, slot: u64) -> Option<Duration> {
+        let until = *self.paused.borrow().get(&slot)?;
+        let now = now_ns();
+        (until > now).then(|| Duration::from_nanos(until - now))
     }
 }
 
@@ -406,6 +421,10 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
         let control = control.clone();
         tasks.push(tokio::task::spawn_local(async move {
             while !control.stopped() {
+                if let Some(left) = control.pause_left(slot.slot) {
+                    tokio::time::sleep(left).await;
+                    slot.resumed().await;
+                }
                 slot.tend().await;
                 if control.stopped() {
                     break;

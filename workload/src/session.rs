@@ -85,28 +85,40 @@ impl Slot {
         if !self.opened {
             return;
         }
-        let mut resumed = false;
         if self.rng.random_bool(SILENCE_ODDS) {
             let ms = self.timeout * 10 * self.rng.random_range(80..=160) / 100;
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            resumed = true;
+            return self.resumed().await;
         }
         if self.rng.random_bool(CLOSE_ODDS) {
             self.close().await;
             return self.retire();
         }
-        if resumed || (!self.holds && self.counter % 20 == 1) {
-            let key = self.ephemeral_key();
-            self.counter += 1;
-            let value = (self.process as i64 + 1) * 1_000_000 + self.counter;
-            let call = Call {
-                f: Fun::CreateEphemeral,
-                key,
-                op: ClientOp::CreateEphemeral { key, value },
-                value: Value::Int(value),
-            };
-            self.run_one(call).await;
+        if !self.holds && self.counter % 20 == 1 {
+            self.acquire().await;
         }
+    }
+
+    /// Back from a silence or a pause: the process makes sure of its
+    /// ephemeral key at once (a lock holder back from a pause).
+    pub(crate) async fn resumed(&mut self) {
+        if self.opened {
+            self.acquire().await;
+        }
+    }
+
+    /// Creates the process's ephemeral key.
+    async fn acquire(&mut self) {
+        let key = self.ephemeral_key();
+        self.counter += 1;
+        let value = (self.process as i64 + 1) * 1_000_000 + self.counter;
+        let call = Call {
+            f: Fun::CreateEphemeral,
+            key,
+            op: ClientOp::CreateEphemeral { key, value },
+            value: Value::Int(value),
+        };
+        self.run_one(call).await;
     }
 
     /// The client leaves: it closes its session if it has one open.
