@@ -293,7 +293,7 @@ fn bad_flags_exit_2() {
     }
     let o = faultline(&["bench", "--list-bugs"]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 13);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 14);
 }
 
 #[test]

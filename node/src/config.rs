@@ -56,12 +56,7 @@ pub struct Bugs {
 
 impl Bugs {
     /// Every switch: its command-line name and one line on what it breaks.
-    ///
-    /// `orphan_ephemeral` joins this list, the command line and the matrix
-    /// once the workload makes the race it needs (an ephemeral create of an
-    /// absent key from a session the leader is closing) often enough for
-    /// the bench to catch it; node/tests/sessions.rs shows it meanwhile.
-    pub const ALL: [(&'static str, &'static str); 13] = [
+    pub const ALL: [(&'static str, &'static str); 14] = [
         ("ack-before-fsync", "ACK a proposal before it is fsynced"),
         (
             "commit-without-quorum",
@@ -105,6 +100,10 @@ impl Bugs {
             "session timeouts run on while there is no leader",
         ),
         (
+            "orphan-ephemeral",
+            "an ephemeral create is accepted from a closing session",
+        ),
+        (
             "follower-local-expiry",
             "a follower expires sessions by its own clock",
         ),
@@ -125,6 +124,7 @@ impl Bugs {
             "reconfig-single-quorum" => &mut self.reconfig_single_quorum,
             "session-fifo-off" => &mut self.session_fifo_off,
             "expire-during-election" => &mut self.expire_during_election,
+            "orphan-ephemeral" => &mut self.orphan_ephemeral,
             "follower-local-expiry" => &mut self.follower_local_expiry,
             _ => return false,
         };

@@ -322,7 +322,9 @@ impl Slot {
                         ClientOp::Write { value, .. } | ClientOp::Cas { to: value, .. } => {
                             self.last.insert(call.key, Some(value));
                         }
-                        ClientOp::CreateEphemeral { .. } => self.holds = true,
+                        ClientOp::CreateEphemeral { key, .. } if key == self.ephemeral_key() => {
+                            self.holds = true
+                        }
                         _ => {}
                     }
                     (OpType::Ok, call.value.clone(), None, Some(r))
@@ -478,7 +480,7 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
             timeout: 0,
             holds: false,
         };
-        let ephemeral = EPHEMERAL_KEYS..EPHEMERAL_KEYS + cfg.processes as u64;
+        let ephemeral = EPHEMERAL_KEYS..EPHEMERAL_KEYS + 2 * cfg.processes as u64;
         for key in (0..cfg.keys).chain(ephemeral) {
             let call = Call {
                 f: Fun::Read,

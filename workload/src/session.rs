@@ -35,6 +35,12 @@ impl Slot {
         EPHEMERAL_KEYS + self.slot
     }
 
+    /// The key a process takes when it is back from a silence or a pause
+    /// (a second lock), owned by the session that took it.
+    fn resume_key(&self) -> u64 {
+        EPHEMERAL_KEYS + self.cfg.processes as u64 + self.slot
+    }
+
     /// A session op (no key) of the current process.
     fn session_op(&self, kind: OpType, f: Fun, value: Value) -> Op {
         let mut op = Op::new(kind, Process::Client(self.process), f, value);
@@ -86,7 +92,15 @@ impl Slot {
             return;
         }
         if self.rng.random_bool(SILENCE_ODDS) {
-            let ms = self.timeout * 10 * self.rng.random_range(80..=160) / 100;
+            // Half the silences end right about the timeout (when the
+            // leader may be closing the session just then), half anywhere
+            // from 0.8 to 1.6 timeouts.
+            let t = self.timeout * 10;
+            let ms = if self.rng.random_bool(0.5) {
+                t + self.rng.random_range(0..=60) - 40
+            } else {
+                t * self.rng.random_range(80..=160) / 100
+            };
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return self.resumed().await;
         }
@@ -95,7 +109,7 @@ impl Slot {
             return self.retire();
         }
         if !self.holds && self.counter % 20 == 1 {
-            self.acquire().await;
+            self.acquire(self.ephemeral_key()).await;
         }
     }
 
@@ -103,13 +117,12 @@ impl Slot {
     /// ephemeral key at once (a lock holder back from a pause).
     pub(crate) async fn resumed(&mut self) {
         if self.opened {
-            self.acquire().await;
+            self.acquire(self.resume_key()).await;
         }
     }
 
-    /// Creates the process's ephemeral key.
-    async fn acquire(&mut self) {
-        let key = self.ephemeral_key();
+    /// Creates ephemeral key `key` for the process's session.
+    async fn acquire(&mut self, key: u64) {
         self.counter += 1;
         let value = (self.process as i64 + 1) * 1_000_000 + self.counter;
         let call = Call {
