@@ -114,6 +114,7 @@ fn bench_pages_render_in_headless_chromium() {
         "{}",
         &html[..html.len().min(3000)]
     );
+    assert!(html.contains("<h2>Sessions</h2>") && html.contains("closed by its client at"));
     assert!(std::fs::read_to_string(&index)
         .unwrap()
         .contains("runs/seed-2/report.html"));

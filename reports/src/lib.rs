@@ -14,6 +14,7 @@
 //! data.
 
 pub mod plots;
+mod sessions;
 
 use faultline_checker::CheckOutcome;
 use faultline_checker::Validity;
@@ -210,6 +211,7 @@ pub fn run_page(p: &RunPage) -> String {
         }
         b.push_str("</table>\n");
     }
+    b.push_str(&sessions::section(p.history));
     if let Some(c) = &p.config_json {
         let _ = writeln!(b, "<h2>Configuration</h2>\n<pre>{}</pre>", esc(c));
     }

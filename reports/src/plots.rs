@@ -57,6 +57,9 @@ fn with_overlay(mut svg: String, overlay: &str) -> String {
 /// A compact hover text: `#12 p3 write k1 7 ok z3:17 s2 1.2ms`.
 fn describe(index: usize, inv: &Op, done: Option<&Op>) -> String {
     let mut s = format!("#{index} p{} {}", inv.process, inv.f);
+    if let Some(session) = inv.session {
+        let _ = write!(s, " session {session}");
+    }
     if let Some(k) = &inv.key {
         let _ = write!(s, " k{k}");
     }
