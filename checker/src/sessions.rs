@@ -94,11 +94,13 @@ struct Session {
     timeout_ns: Option<u64>,
     /// Its requests answered through the leader (ok, or a definite
     /// failure the leader decided): (invoked, answered), in order.
-    served: Vec<(u64, u64)>,
+    served: Vec<(u64, u64, usize)>,
     /// The zxid its open-session was answered at.
     opened_at: Option<u64>,
     /// Invocation time of its last request of any kind.
     last_any: Option<u64>,
+    /// The history index of that invocation.
+    last_any_index: Option<usize>,
     /// Answered ops: (zxid, history index).
     answered: Vec<(u64, usize)>,
     /// Whether its client asked to close it.
@@ -113,7 +115,10 @@ fn sessions_of(h: &History, tick_ns: u64) -> BTreeMap<u64, Session> {
         let e = out.entry(s).or_default();
         e.asked_close |= p.invoke.f == Fun::CloseSession;
         let t = p.invoke.time;
-        e.last_any = Some(e.last_any.map_or(t, |x| x.max(t)));
+        if e.last_any.is_none_or(|x| t >= x) {
+            e.last_any = Some(t);
+            e.last_any_index = Some(p.invoke_index);
+        }
         let Some(done) = p.complete else { continue };
         // Only answers the leader took part in prove that the server was
         // in touch with it (a local read may come from a server cut off
@@ -121,7 +126,7 @@ fn sessions_of(h: &History, tick_ns: u64) -> BTreeMap<u64, Session> {
         let via_leader = !matches!(p.invoke.f, Fun::Read);
         let decided = matches!(done.error.as_deref(), Some("cas-mismatch" | "node-exists"));
         if via_leader && done.node.is_some() && (done.kind == OpType::Ok || decided) {
-            e.served.push((t, done.time));
+            e.served.push((t, done.time, p.invoke_index));
         }
         if p.invoke.f == Fun::OpenSession && done.kind == OpType::Ok {
             if let Value::Int(ticks) = done.value {
@@ -199,7 +204,8 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
                 closed.insert(*session, (z, expired));
                 if expired {
                     expiries += 1;
-                    judged += early_expiry(*session, z, &clients, run, &mut anomalies) as usize;
+                    judged +=
+                        early_expiry(*session, z, &clients, run, &mut anomalies, &mut ops) as usize;
                 }
             }
         }
@@ -226,7 +232,7 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
             }
         }
     }
-    let overdue = late_expiries(&clients, &closed, run, &mut anomalies);
+    let overdue = late_expiries(&clients, &closed, run, &mut anomalies, &mut ops);
     let mut o = outcome(
         "sessions",
         format!(
@@ -268,6 +274,7 @@ fn early_expiry(
     clients: &BTreeMap<u64, Session>,
     run: &SessionRun<'_>,
     anomalies: &mut Vec<String>,
+    ops: &mut Vec<usize>,
 ) -> bool {
     let (Some(&at), Some(c)) = (run.commit_ns.get(&z), clients.get(&session)) else {
         return false;
@@ -281,11 +288,12 @@ fn early_expiry(
         return false;
     };
     let reported_by = at.saturating_sub(run.report_ns);
-    let Some(&(last, _)) = c.served.iter().rev().find(|(_, a)| *a < reported_by) else {
+    let Some(&(last, _, index)) = c.served.iter().rev().find(|(_, a, _)| *a < reported_by) else {
         return false;
     };
     let silent = run.leaders.within(last, at);
     if silent + run.slack_ns < timeout {
+        ops.push(index);
         anomalies.push(format!(
             "S1: session {session} expired at zxid {} ({:.3} s) after only {:.3} s of leader time since its last answered request ({:.3} s); its timeout is {:.3} s",
             zx(z),
@@ -305,6 +313,7 @@ fn late_expiries(
     closed: &BTreeMap<u64, (u64, bool)>,
     run: &SessionRun<'_>,
     anomalies: &mut Vec<String>,
+    ops: &mut Vec<usize>,
 ) -> usize {
     let mut judged = 0;
     for (s, c) in clients {
@@ -322,6 +331,7 @@ fn late_expiries(
         }
         judged += 1;
         if !closed.contains_key(s) {
+            ops.extend(c.last_any_index);
             anomalies.push(format!(
                 "S2: session {s} was never closed, though its client was silent for {:.3} s of leader time after healing (timeout {:.3} s)",
                 silent as f64 / 1e9,

@@ -100,6 +100,17 @@ fn check(
     close_ms: u64,
     spans: &[(u64, Option<u64>)],
 ) -> (Validity, Vec<String>) {
+    let (r, a, _) = check_ops(h, txns, close_ms, spans);
+    (r, a)
+}
+
+/// The verdict, anomalies and the history ops they point at.
+fn check_ops(
+    h: &History,
+    txns: &BTreeMap<u64, LoggedTxn>,
+    close_ms: u64,
+    spans: &[(u64, Option<u64>)],
+) -> (Validity, Vec<String>, Vec<usize>) {
     let commit_ns: BTreeMap<u64, u64> = txns
         .keys()
         .map(|&z| (z, if z >= 4 { close_ms * MS } else { z * MS }))
@@ -117,7 +128,7 @@ fn check(
         report_ns: 400 * MS,
     };
     let o = sessions(h, &run);
-    (o.result, o.anomalies)
+    (o.result, o.anomalies, o.ops)
 }
 
 const ALWAYS: &[(u64, Option<u64>)] = &[(0, None)];
@@ -130,9 +141,14 @@ fn a_session_expired_after_its_timeout_passes() {
 
 #[test]
 fn s1_an_expiry_before_the_timeout_is_flagged() {
-    let (r, a) = check(&history(100), &logs(4, vec![1000]), 800, ALWAYS);
+    let (r, a, ops) = check_ops(&history(100), &logs(4, vec![1000]), 800, ALWAYS);
     assert_eq!(r, Validity::Invalid);
     assert!(a[0].starts_with("S1"), "{a:?}");
+    assert_eq!(
+        ops,
+        vec![2],
+        "the anomaly points at the client's last write"
+    );
 }
 
 #[test]
