@@ -271,6 +271,9 @@ pub(crate) fn judge(
         checks.run(|| linearizable(ops, cfg.workload));
     }
     let mut last = ends.iter().map(|e| e.last_committed).max().unwrap_or(0);
+    // COMMITs sent, establishments and sync starts, read once from the
+    // journals for sessions, timeliness and stability.
+    let records = ev.durable.as_ref().map(|d| evidence_records(&d.journals));
     match &ev.durable {
         Some(d) => {
             let topo = topology(cfg);
@@ -282,7 +285,7 @@ pub(crate) fn judge(
                     .map(|(a, b, _, _)| (a, b))
                     .collect();
                 let mut commit_ns = BTreeMap::new();
-                for (t, z) in evidence_records(&d.journals).0 {
+                for &(t, z) in records.iter().flat_map(|r| &r.0) {
                     commit_ns.entry(z).or_insert(t);
                 }
                 let complete_from = durable::gaps(&d.files).last().map_or(0, |g| g.1);
@@ -316,11 +319,9 @@ pub(crate) fn judge(
         });
     }
     checks.run(|| zk::leadership(&leaders));
-    if let (Some(h), Some(d)) = (h, &ev.durable) {
-        let (commits, established, syncs) = evidence_records(&d.journals);
-        checks.run(|| health::timeliness(h, &commits, TIMELINESS_MS * 1_000_000));
-        checks
-            .run(|| health::stability(h, &phases.windows, &established, &syncs, THROUGHPUT_FLOOR));
+    if let (Some(h), Some((commits, established, syncs))) = (h, &records) {
+        checks.run(|| health::timeliness(h, commits, TIMELINESS_MS * 1_000_000));
+        checks.run(|| health::stability(h, &phases.windows, established, syncs, THROUGHPUT_FLOOR));
     }
     match (h, ev.holding) {
         (Some(h), Some(judged)) => checks.run(|| health::holding(h, judged)),

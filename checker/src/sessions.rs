@@ -31,8 +31,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum SessionTxn {
     /// The session opened with this timeout (server ticks).
     Open { session: u64, timeout: u64 },
-    /// The session closed; `expired`: by the leader, not its client.
-    Close { session: u64, expired: bool },
+    /// The session closed (by its client or by an expiry: the history
+    /// tells which).
+    Close { session: u64 },
     /// An ephemeral key created for `owner`.
     Ephemeral { key: i64, owner: u64 },
 }
@@ -159,7 +160,7 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
                 .map(|z| (*s, z))
         })
         .collect();
-    let mut closed: BTreeMap<u64, (u64, bool)> = BTreeMap::new(); // session -> (zxid, expired)
+    let mut closed: BTreeMap<u64, u64> = BTreeMap::new(); // session -> its close's zxid
     let mut owners: BTreeMap<i64, u64> = BTreeMap::new();
     let (mut expiries, mut judged) = (0, 0);
     for (&z, t) in run.txns.range(run.complete_from + 1..) {
@@ -201,7 +202,7 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
                 }
                 owners.retain(|_, o| o != session);
                 open.remove(session);
-                closed.insert(*session, (z, expired));
+                closed.insert(*session, z);
                 if expired {
                     expiries += 1;
                     judged +=
@@ -221,7 +222,7 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
     // S4 from the history: an answered op of a closed session after the
     // close.
     for (s, c) in &clients {
-        if let Some(&(cz, _)) = closed.get(s) {
+        if let Some(&cz) = closed.get(s) {
             for &(z, i) in c.answered.iter().filter(|(z, _)| *z > cz) {
                 ops.push(i);
                 anomalies.push(format!(
@@ -249,14 +250,9 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
 
 /// S4 from the logs: a txn executing a request of a session closed at an
 /// earlier zxid.
-fn s4_from_logs(
-    z: u64,
-    t: &LoggedTxn,
-    closed: &BTreeMap<u64, (u64, bool)>,
-    anomalies: &mut Vec<String>,
-) {
+fn s4_from_logs(z: u64, t: &LoggedTxn, closed: &BTreeMap<u64, u64>, anomalies: &mut Vec<String>) {
     if let Some((s, _)) = t.origin {
-        if let Some(&(cz, _)) = closed.get(&s).filter(|(cz, _)| *cz < z) {
+        if let Some(&cz) = closed.get(&s).filter(|cz| **cz < z) {
             anomalies.push(format!(
                 "S4: zxid {} executes a request of session {s}, closed at zxid {}",
                 zx(z),
@@ -310,7 +306,7 @@ fn early_expiry(
 /// leader time must be closed. Returns how many were judged.
 fn late_expiries(
     clients: &BTreeMap<u64, Session>,
-    closed: &BTreeMap<u64, (u64, bool)>,
+    closed: &BTreeMap<u64, u64>,
     run: &SessionRun<'_>,
     anomalies: &mut Vec<String>,
     ops: &mut Vec<usize>,

@@ -137,6 +137,7 @@ pub fn read_guarantees(
     let mut reads = 0;
     let mut unjudged = 0;
     let mut last_zxid: BTreeMap<&Process, (u64, usize)> = BTreeMap::new();
+    let before = session_predecessors(h);
     for (i, op) in h.ops().iter().enumerate() {
         if op.kind != OpType::Ok || !op.process.is_client() {
             continue;
@@ -160,7 +161,7 @@ pub fn read_guarantees(
             *e = (z, i);
         }
         if op.f == Fun::Read {
-            if let Some(bad) = read_misses_session_write(h, i) {
+            if let Some(bad) = read_misses_session_write(h, &before, i) {
                 involved.extend([bad.0, i]);
                 anomalies.push(bad.1);
             }
@@ -196,22 +197,35 @@ pub fn read_guarantees(
     o
 }
 
+/// For each invocation, the same session's previous invocation, if any
+/// (one pass over the history).
+fn session_predecessors(h: &History) -> Vec<Option<usize>> {
+    let mut last: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut out = vec![None; h.len()];
+    for (i, o) in h.ops().iter().enumerate() {
+        if let (OpType::Invoke, Some(s)) = (o.kind, o.session) {
+            out[i] = last.insert(s, i);
+        }
+    }
+    out
+}
+
 /// A read that shares its session with another process's write (a read
 /// pipelined behind the write, invoked before the write's answer) must be
 /// served at or after the zxid of that write when the write succeeded:
 /// ZooKeeper executes a session's requests in order. Only histories whose
 /// ops name their sessions are judged. Returns the write's index and the
 /// anomaly.
-fn read_misses_session_write(h: &History, read: usize) -> Option<(usize, String)> {
+fn read_misses_session_write(
+    h: &History,
+    before: &[Option<usize>],
+    read: usize,
+) -> Option<(usize, String)> {
     let op = &h.ops()[read];
-    let session = op.session?;
-    let read_invoke = h.partner(read)?;
+    op.session?;
     // The session's last invocation before the read's, by another process
     // (the read's own process going back in time is flagged on its own).
-    let w = (0..read_invoke).rev().find(|&j| {
-        let o = &h.ops()[j];
-        o.kind == OpType::Invoke && o.session == Some(session)
-    })?;
+    let w = before[h.partner(read)?]?;
     let main = &h.ops()[w].process;
     if *main == op.process {
         return None;

@@ -81,15 +81,7 @@ fn logs(close: u64, deletes: Vec<i64>) -> BTreeMap<u64, LoggedTxn> {
     );
     m.insert(
         close,
-        txn(
-            close,
-            Some(SessionTxn::Close {
-                session: 1,
-                expired: true,
-            }),
-            deletes,
-            None,
-        ),
+        txn(close, Some(SessionTxn::Close { session: 1 }), deletes, None),
     );
     m
 }

@@ -39,12 +39,6 @@ pub(crate) struct Tracker {
     closing: BTreeSet<u64>,
 }
 
-/// Why the leader refuses a request of a session at prep time, if it does.
-pub(crate) enum Refusal {
-    /// The session is not open (never opened, closed or closing).
-    Expired,
-}
-
 impl Node {
     fn tracker(&mut self) -> Option<&mut Tracker> {
         match &mut self.role {
@@ -141,26 +135,21 @@ impl Node {
     /// ephemeral create); a closed one is refused; a session never opened
     /// is sessionless, which may do anything but own ephemeral keys or be
     /// closed. Opening a session is accepted unless it was closed.
-    pub(crate) fn session_admits(&mut self, session: u64, op: &ClientOp) -> Result<(), Refusal> {
+    pub(crate) fn session_admits(&mut self, session: u64, op: &ClientOp) -> bool {
         if self.store.closed.contains(&session) {
-            return Err(Refusal::Expired);
+            return false;
         }
         let open = self.store.live.contains_key(&session);
         let closing = self
             .tracker()
             .is_some_and(|tr| tr.closing.contains(&session));
-        let ok = match op {
+        match op {
             ClientOp::CreateSession { .. } => !closing,
             ClientOp::CreateEphemeral { .. } => {
                 open && (!closing || self.cfg.bugs.orphan_ephemeral)
             }
             ClientOp::CloseSession => open && !closing,
             _ => !closing,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Refusal::Expired)
         }
     }
 

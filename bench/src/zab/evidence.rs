@@ -61,10 +61,7 @@ fn logged(t: &Txn) -> LoggedTxn {
                 session: *session,
                 timeout: *timeout,
             }),
-            TxnOp::CloseSession { session, .. } => Some(SessionTxn::Close {
-                session: *session,
-                expired: t.origin.is_none(),
-            }),
+            TxnOp::CloseSession { session, .. } => Some(SessionTxn::Close { session: *session }),
             TxnOp::SetEphemeral { key, owner, .. } => Some(SessionTxn::Ephemeral {
                 key: *key as i64,
                 owner: *owner,

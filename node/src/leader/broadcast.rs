@@ -27,7 +27,7 @@ impl Node {
         {
             return; // outstanding: its commit answers every server waiting on it
         }
-        if self.session_admits(session, &op).is_err() {
+        if !self.session_admits(session, &op) {
             let z = self.store.applied;
             return self.answer(origin, session, seq, Outcome::SessionExpired, z);
         }
