@@ -7,7 +7,7 @@ use crate::flags::{self, BenchArgs, RunFlags, DEFAULT_SEEDS};
 use crate::output::{campaign_dir, campaign_report, run_dir, write, write_run_dir};
 use crate::run::{self, RunResult};
 use crate::seed::{self, aborted, Abort};
-use crate::summary::{self, junit_xml, SeedLine, Summary};
+use crate::summary::{self, junit_xml, SeedLine, Summary, LONG_ELECTION_MS};
 use anyhow::{bail, Context as _};
 use faultline_checker::{CheckOutcome, Validity};
 use faultline_nemesis::Schedule;
@@ -67,12 +67,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
             bar.set_message("(failures found)");
         }
         let line = format!(
-            "  seed {:>4}: {:<7} {:>5} ops, {:>2} faults, {:>2} leader changes, {:.1} s sim in {:.1} s{}",
+            "  seed {:>4}: {:<7} {:>5} ops, {:>2} faults, {:>2} leader changes, {:>2} expiries, {:.1} s leaderless, {:.1} s sim in {:.1} s{}",
             r.seed,
             r.result.to_string(),
             r.ops,
             r.faults,
             r.leader_changes,
+            r.session_expiries.unwrap_or(0),
+            r.longest_leaderless_ms as f64 / 1000.0,
             r.sim_s,
             r.wall_s,
             failed(r)
@@ -332,6 +334,17 @@ fn summarize(
         summary.unknown,
         out.display()
     );
+    let f = summary.sessions;
+    if f.judged_runs > 0 {
+        eprintln!(
+            "sessions: {} expiries; at least one in {} of {} runs; no leader for {:.0} s or more in {} runs",
+            f.expiries,
+            f.runs_with_expiry,
+            f.judged_runs,
+            LONG_ELECTION_MS as f64 / 1000.0,
+            f.runs_with_long_election
+        );
+    }
     if let Some(c) = &summary.slowest_check {
         eprintln!(
             "slowest check: {} {:.0} ms (seed {})",

@@ -271,6 +271,12 @@ pub(crate) fn judge(
         checks.run(|| linearizable(ops, cfg.workload));
     }
     let mut last = ends.iter().map(|e| e.last_committed).max().unwrap_or(0);
+    let mut expiries = None;
+    let end_ns = (sim_s * 1e9) as u64;
+    let spans: Vec<(u64, Option<u64>)> = leader_spans(roles)
+        .into_iter()
+        .map(|(a, b, _, _)| (a, b))
+        .collect();
     // COMMITs sent, establishments and sync starts, read once from the
     // journals for sessions, timeliness and stability.
     let records = ev.durable.as_ref().map(|d| evidence_records(&d.journals));
@@ -280,10 +286,6 @@ pub(crate) fn judge(
             let dh = durable_checks(h, d, ev, &topo.voters, &mut checks);
             last = dh.keys().next_back().copied().unwrap_or(0);
             if let Some(h) = h {
-                let spans: Vec<(u64, Option<u64>)> = leader_spans(roles)
-                    .into_iter()
-                    .map(|(a, b, _, _)| (a, b))
-                    .collect();
                 let mut commit_ns = BTreeMap::new();
                 for &(t, z) in records.iter().flat_map(|r| &r.0) {
                     commit_ns.entry(z).or_insert(t);
@@ -296,12 +298,16 @@ pub(crate) fn judge(
                     commit_ns: &commit_ns,
                     leaders: LeaderTime { spans: &spans },
                     heal_ns: phases.heal_ns,
-                    end_ns: (sim_s * 1e9) as u64,
+                    end_ns,
                     slack_ns: SESSION_SLACK_MS * 1_000_000,
                     late_ns: SESSION_LATE_MS * 1_000_000,
                     report_ns: SESSION_REPORT_MS * 1_000_000,
                 };
-                checks.run(|| sessions::sessions(h, &run));
+                checks.run(|| {
+                    let (o, counts) = sessions::sessions(h, &run);
+                    expiries = Some(counts.expiries);
+                    o
+                });
             }
         }
         None => not_applicable.extend(DURABLE_CHECKS.map(String::from)),
@@ -340,6 +346,8 @@ pub(crate) fn judge(
     r.checks = list;
     r.check_ms = ms;
     r.not_applicable = not_applicable;
+    r.session_expiries = expiries;
+    r.longest_leaderless_ms = longest_leaderless(&spans, end_ns) / 1_000_000;
     (r.sim_s, r.wall_s) = (sim_s, wall_s);
     r
 }
@@ -379,7 +387,27 @@ fn figures(ops: &[Op], leaders: &[LeaderEntry], ev: &Evidence, log: Vec<Entry>) 
         latency_ms: percentiles(&latencies),
         latency_hist: histogram(&latencies),
         recovery_ms: None,
+        session_expiries: None,
+        longest_leaderless_ms: 0,
     }
+}
+
+/// The longest time without an established leader between the first
+/// establishment and `end_ns`, given the leadership spans in time order.
+fn longest_leaderless(spans: &[(u64, Option<u64>)], end_ns: u64) -> u64 {
+    let mut longest = 0;
+    let mut covered = None::<u64>; // a leader was established until here
+    for &(a, b) in spans {
+        if let Some(c) = covered {
+            longest = longest.max(a.saturating_sub(c));
+        }
+        let b = b.unwrap_or(end_ns);
+        covered = Some(covered.map_or(b, |c| c.max(b)));
+    }
+    if let Some(c) = covered {
+        longest = longest.max(end_ns.saturating_sub(c));
+    }
+    longest
 }
 
 /// The checks that read the durable evidence: ZooKeeper's read guarantees
@@ -466,4 +494,25 @@ fn evidence_records(
         }
     }
     (commits, established, syncs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_leaderless;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_longest_gap_between_leaders_and_after_the_last_counts() {
+        // Led 1-3 s, none until 7 s, led to 8 s, none to the end (10 s).
+        let spans = [(S, Some(3 * S)), (7 * S, Some(8 * S))];
+        assert_eq!(longest_leaderless(&spans, 10 * S), 4 * S);
+        assert_eq!(longest_leaderless(&spans, 13 * S), 5 * S);
+        // Time before the first leader does not count; an open span lasts.
+        assert_eq!(longest_leaderless(&[(5 * S, None)], 10 * S), 0);
+        assert_eq!(longest_leaderless(&[], 10 * S), 0);
+        // Back to back leaders: no gap.
+        let spans = [(S, Some(2 * S)), (2 * S, None)];
+        assert_eq!(longest_leaderless(&spans, 10 * S), 0);
+    }
 }

@@ -115,6 +115,14 @@ pub struct RunResult {
     /// under one established leader (`None`: not within the quiesce phase).
     #[serde(default)]
     pub recovery_ms: Option<u64>,
+    /// Sessions the logs show expired (closed without their client
+    /// asking), as the `sessions` check counted them (`None`: not judged).
+    #[serde(default)]
+    pub session_expiries: Option<usize>,
+    /// The longest time, after the first leader was established, with no
+    /// established leader (elections, no quorum), ms.
+    #[serde(default)]
+    pub longest_leaderless_ms: u64,
 }
 
 impl RunResult {

@@ -149,6 +149,8 @@ pub fn aborted(
             latency_ms: (0.0, 0.0),
             latency_hist: Vec::new(),
             recovery_ms: None,
+            session_expiries: None,
+            longest_leaderless_ms: 0,
         },
         RunArtifacts {
             history: Vec::new(),

@@ -25,6 +25,9 @@ pub struct Summary {
     /// The check that took longest over every run (wall time; for figures
     /// only).
     pub slowest_check: Option<SlowestCheck>,
+    /// How often sessions expired and elections outlasted them.
+    #[serde(default)]
+    pub sessions: SessionFigures,
     /// The campaign's configuration (the first seed's `RunConfig`).
     pub config: serde_json::Value,
     /// One line per run, by seed.
@@ -49,8 +52,44 @@ impl Summary {
             unknown: count(Validity::Unknown),
             wall_s,
             slowest_check,
+            sessions: SessionFigures::of(results),
             config,
             seeds,
+        }
+    }
+}
+
+/// The time without a leader that counts as a long election: the longest
+/// session timeout the workload asks for (200 ticks of the node's 10 ms).
+pub const LONG_ELECTION_MS: u64 = 2_000;
+
+/// Session figures over a campaign: whether expiries and long elections,
+/// which the sessions check needs to judge anything, really happened.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionFigures {
+    /// Runs whose sessions the `sessions` check judged.
+    pub judged_runs: usize,
+    /// Expiries in those runs.
+    pub expiries: usize,
+    /// Of those runs, the ones with at least one expiry.
+    pub runs_with_expiry: usize,
+    /// Runs with no established leader for at least [`LONG_ELECTION_MS`]
+    /// after the first one was established.
+    pub runs_with_long_election: usize,
+}
+
+impl SessionFigures {
+    /// The figures of `results`.
+    pub fn of(results: &[RunResult]) -> SessionFigures {
+        let judged: Vec<usize> = results.iter().filter_map(|r| r.session_expiries).collect();
+        SessionFigures {
+            judged_runs: judged.len(),
+            expiries: judged.iter().sum(),
+            runs_with_expiry: judged.iter().filter(|&&n| n > 0).count(),
+            runs_with_long_election: results
+                .iter()
+                .filter(|r| r.longest_leaderless_ms >= LONG_ELECTION_MS)
+                .count(),
         }
     }
 }
@@ -85,6 +124,12 @@ pub struct SeedLine {
     pub leader_changes: usize,
     /// Learner protocol errors.
     pub protocol_errors: usize,
+    /// Sessions expired (`None`: not judged).
+    #[serde(default)]
+    pub session_expiries: Option<usize>,
+    /// The longest time without an established leader, ms.
+    #[serde(default)]
+    pub longest_leaderless_ms: u64,
     /// Median latency of ok ops, ms.
     pub latency_p50_ms: f64,
     /// 99th percentile latency of ok ops, ms.
@@ -178,6 +223,8 @@ impl SeedLine {
             faults: r.faults,
             leader_changes: r.leader_changes,
             protocol_errors: r.protocol_errors,
+            session_expiries: r.session_expiries,
+            longest_leaderless_ms: r.longest_leaderless_ms,
             latency_p50_ms: r.latency_ms.0,
             latency_p99_ms: r.latency_ms.1,
             sim_s: r.sim_s,

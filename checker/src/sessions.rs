@@ -145,8 +145,23 @@ fn sessions_of(h: &History, tick_ns: u64) -> BTreeMap<u64, Session> {
     out
 }
 
-/// `sessions`: see the module docs.
-pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
+/// What the `sessions` check counted (figures for the campaign summary).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Sessions in the history.
+    pub sessions: usize,
+    /// Closes in the logs where every txn is known.
+    pub closes: usize,
+    /// Of those, closes no client asked for: expiries.
+    pub expiries: usize,
+    /// Expiries judged against their client's silence (S1).
+    pub judged: usize,
+    /// Sessions silent after healing long enough to be judged for S2.
+    pub overdue: usize,
+}
+
+/// `sessions`: see the module docs. Also returns what it counted.
+pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCounts) {
     let mut anomalies = Vec::new();
     let mut ops = Vec::new();
     let clients = sessions_of(h, run.tick_ns);
@@ -233,19 +248,24 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> CheckOutcome {
             }
         }
     }
-    let overdue = late_expiries(&clients, &closed, run, &mut anomalies, &mut ops);
+    let counts = SessionCounts {
+        sessions: clients.len(),
+        closes: closed.len(),
+        expiries,
+        judged,
+        overdue: late_expiries(&clients, &closed, run, &mut anomalies, &mut ops),
+    };
     let mut o = outcome(
         "sessions",
         format!(
-            "{} sessions in the history, {} closes in the logs ({expiries} expiries, {judged} judged against their client's silence), {overdue} silent sessions judged for expiry",
-            clients.len(),
-            closed.len()
+            "{} sessions in the history, {} closes in the logs ({} expiries, {} judged against their client's silence), {} silent sessions judged for expiry",
+            counts.sessions, counts.closes, counts.expiries, counts.judged, counts.overdue
         ),
         anomalies,
     );
     ops.truncate(400);
     o.ops = ops;
-    o
+    (o, counts)
 }
 
 /// S4 from the logs: a txn executing a request of a session closed at an

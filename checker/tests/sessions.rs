@@ -2,7 +2,7 @@
 //! flagged when broken, and a well-behaved session passing.
 
 use faultline_checker::durable::LoggedTxn;
-use faultline_checker::sessions::{sessions, LeaderTime, SessionRun, SessionTxn};
+use faultline_checker::sessions::{sessions, LeaderTime, SessionCounts, SessionRun, SessionTxn};
 use faultline_checker::Validity;
 use faultline_history::{Fun, History, Op, OpType, Process, Value};
 use std::collections::BTreeMap;
@@ -119,7 +119,7 @@ fn check_ops(
         late_ns: 1000 * MS,
         report_ns: 400 * MS,
     };
-    let o = sessions(h, &run);
+    let (o, _) = sessions(h, &run);
     (o.result, o.anomalies, o.ops)
 }
 
@@ -129,6 +129,34 @@ const ALWAYS: &[(u64, Option<u64>)] = &[(0, None)];
 fn a_session_expired_after_its_timeout_passes() {
     let (r, a) = check(&history(100), &logs(4, vec![1000]), 1200, ALWAYS);
     assert_eq!(r, Validity::Valid, "{a:?}");
+}
+
+#[test]
+fn the_check_counts_sessions_closes_and_expiries() {
+    let txns = logs(4, vec![1000]);
+    let commit_ns: BTreeMap<u64, u64> = txns.keys().map(|&z| (z, z * 300 * MS)).collect();
+    let run = SessionRun {
+        tick_ns: 10 * MS,
+        txns: &txns,
+        complete_from: 0,
+        commit_ns: &commit_ns,
+        leaders: LeaderTime { spans: ALWAYS },
+        heal_ns: 0,
+        end_ns: 10_000 * MS,
+        slack_ns: 150 * MS,
+        late_ns: 1000 * MS,
+        report_ns: 400 * MS,
+    };
+    let (_, counts) = sessions(&history(100), &run);
+    let want = SessionCounts {
+        sessions: 1,
+        closes: 1,
+        expiries: 1,
+        judged: 1,
+        // Silent from 0.1 s to the end (10 s) after healing at 0.
+        overdue: 1,
+    };
+    assert_eq!(counts, want);
 }
 
 #[test]
