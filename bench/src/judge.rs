@@ -273,10 +273,9 @@ pub(crate) fn judge(
     let mut last = ends.iter().map(|e| e.last_committed).max().unwrap_or(0);
     let mut expiries = None;
     let end_ns = (sim_s * 1e9) as u64;
-    let spans: Vec<(u64, Option<u64>)> = leader_spans(roles)
-        .into_iter()
-        .map(|(a, b, _, _)| (a, b))
-        .collect();
+    let led = leader_spans(roles);
+    let spans: Vec<(u64, Option<u64>)> = led.iter().map(|&(a, b, _, _)| (a, b)).collect();
+    let sids: Vec<u64> = led.iter().map(|&(_, _, s, _)| s).collect();
     // COMMITs sent, establishments and sync starts, read once from the
     // journals for sessions, timeliness and stability.
     let records = ev.durable.as_ref().map(|d| evidence_records(&d.journals));
@@ -296,7 +295,10 @@ pub(crate) fn judge(
                     txns: &dh,
                     complete_from,
                     commit_ns: &commit_ns,
-                    leaders: LeaderTime { spans: &spans },
+                    leaders: LeaderTime {
+                        spans: &spans,
+                        sids: &sids,
+                    },
                     heal_ns: phases.heal_ns,
                     end_ns,
                     slack_ns: SESSION_SLACK_MS * 1_000_000,

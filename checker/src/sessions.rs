@@ -6,11 +6,14 @@
 //!   client asking) only after its client was silent for its whole
 //!   timeout, counted over time with an established leader. The client's
 //!   last contact is the invocation of its last request answered through
-//!   the leader (a write, cas, sync-read or session op; an unanswered one
-//!   may never have arrived, and a local read may come from a server cut
-//!   off from the leader), made long enough before the close for its
-//!   touch to have been reported; `slack` covers the leader's ticks and a
-//!   learner that serves for a while after losing its leader.
+//!   the leader (a write, cas, sync-read, open, close or ephemeral create),
+//!   or answered by the established leader itself (a local read or a
+//!   ping); an unanswered one may never have arrived, and a follower's
+//!   local answer may come from a server cut off from the leader, whose
+//!   touches never reach it. That request was made long enough before the
+//!   close for its touch to have been reported; `slack` covers the
+//!   leader's ticks and a learner that serves for a while after losing its
+//!   leader.
 //! * **S2 expiry happens**: a session whose client falls silent (no
 //!   request at all) after healing for its timeout plus `late_ns` of
 //!   leader time is closed by the end of the run.
@@ -43,9 +46,20 @@ pub enum SessionTxn {
 pub struct LeaderTime<'a> {
     /// The spans, in time order.
     pub spans: &'a [(u64, Option<u64>)],
+    /// The server that led each span (empty when not known).
+    pub sids: &'a [u64],
 }
 
 impl LeaderTime<'_> {
+    /// Whether server `sid` was the established leader all through
+    /// `[from, to]`.
+    pub fn led_by(&self, sid: u64, from: u64, to: u64) -> bool {
+        self.spans
+            .iter()
+            .zip(self.sids)
+            .any(|(&(a, b), &s)| s == sid && a <= from && b.is_none_or(|b| b >= to))
+    }
+
     /// Nanoseconds of `[from, to)` some leader was established.
     pub fn within(&self, from: u64, to: u64) -> u64 {
         self.spans
@@ -94,8 +108,12 @@ pub struct SessionRun<'a> {
 struct Session {
     timeout_ns: Option<u64>,
     /// Its requests answered through the leader (ok, or a definite
-    /// failure the leader decided): (invoked, answered), in order.
+    /// failure the leader decided): (invoked, answered, history index), in
+    /// order.
     served: Vec<(u64, u64, usize)>,
+    /// Its local reads and pings answered ok: (invoked, answered, server,
+    /// history index), in order.
+    local: Vec<(u64, u64, u64, usize)>,
     /// The zxid its open-session was answered at.
     opened_at: Option<u64>,
     /// Invocation time of its last request of any kind.
@@ -124,10 +142,13 @@ fn sessions_of(h: &History, tick_ns: u64) -> BTreeMap<u64, Session> {
         // Only answers the leader took part in prove that the server was
         // in touch with it (a local read may come from a server cut off
         // from the leader, whose touches never reach it).
-        let via_leader = !matches!(p.invoke.f, Fun::Read);
+        let via_leader = !matches!(p.invoke.f, Fun::Read | Fun::Ping);
         let decided = matches!(done.error.as_deref(), Some("cas-mismatch" | "node-exists"));
         if via_leader && done.node.is_some() && (done.kind == OpType::Ok || decided) {
             e.served.push((t, done.time, p.invoke_index));
+        }
+        if let (false, OpType::Ok, Some(n)) = (via_leader, done.kind, done.node) {
+            e.local.push((t, done.time, n, p.invoke_index));
         }
         if p.invoke.f == Fun::OpenSession && done.kind == OpType::Ok {
             if let Value::Int(ticks) = done.value {
@@ -177,6 +198,11 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCoun
         .collect();
     let mut closed: BTreeMap<u64, u64> = BTreeMap::new(); // session -> its close's zxid
     let mut owners: BTreeMap<i64, u64> = BTreeMap::new();
+    // The create-ephemeral op of each (key, value) (values are unique), so
+    // that S3 anomalies point at the ops they are about.
+    let creates = ephemeral_creates(h);
+    let create_op = |t: &LoggedTxn| t.set.and_then(|kv| creates.get(&kv).copied());
+    let mut created: BTreeMap<i64, Option<usize>> = BTreeMap::new(); // key -> its create op
     let (mut expiries, mut judged) = (0, 0);
     for (&z, t) in run.txns.range(run.complete_from + 1..) {
         let Some(eff) = &t.session else {
@@ -189,12 +215,14 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCoun
             }
             SessionTxn::Ephemeral { key, owner } => {
                 if !open.contains_key(owner) {
+                    ops.extend(create_op(t));
                     anomalies.push(format!(
                         "S3: ephemeral key {key} created at zxid {} for session {owner}, which is not open there",
                         zx(z)
                     ));
                 }
                 owners.insert(*key, *owner);
+                created.insert(*key, create_op(t));
             }
             SessionTxn::Close { session, .. } => {
                 // An expiry is a close its client never asked for, whatever
@@ -210,6 +238,8 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCoun
                 // Only a session whose whole life the logs show.
                 let whole = open.get(session).is_some_and(|o| *o > run.complete_from);
                 if whole && owned != deleted {
+                    let differ = owned.symmetric_difference(&deleted);
+                    ops.extend(differ.filter_map(|k| created.get(k).copied().flatten()));
                     anomalies.push(format!(
                         "S3: session {session}'s close at zxid {} deletes keys {deleted:?}, but it owns {owned:?}",
                         zx(z)
@@ -229,6 +259,7 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCoun
     }
     for (k, o) in &owners {
         if closed.contains_key(o) {
+            ops.extend(created.get(k).copied().flatten());
             anomalies.push(format!(
                 "S3: ephemeral key {k} outlives its owner session {o}"
             ));
@@ -268,6 +299,18 @@ pub fn sessions(h: &History, run: &SessionRun<'_>) -> (CheckOutcome, SessionCoun
     (o, counts)
 }
 
+/// The invocation of each `create-ephemeral` op, by (key, value).
+fn ephemeral_creates(h: &History) -> BTreeMap<(i64, i64), usize> {
+    h.pairs()
+        .filter(|p| p.invoke.f == Fun::CreateEphemeral)
+        .filter_map(|p| {
+            let key = crate::verdict::int(p.invoke.key.as_ref()?)?;
+            let value = crate::verdict::int(&p.invoke.value)?;
+            Some(((key, value), p.invoke_index))
+        })
+        .collect()
+}
+
 /// S4 from the logs: a txn executing a request of a session closed at an
 /// earlier zxid.
 fn s4_from_logs(z: u64, t: &LoggedTxn, closed: &BTreeMap<u64, u64>, anomalies: &mut Vec<String>) {
@@ -304,7 +347,17 @@ fn early_expiry(
         return false;
     };
     let reported_by = at.saturating_sub(run.report_ns);
-    let Some(&(last, _, index)) = c.served.iter().rev().find(|(_, a, _)| *a < reported_by) else {
+    let through_leader = c.served.iter().rev().find(|(_, a, _)| *a < reported_by);
+    // A local answer of the established leader: it touched the session
+    // itself.
+    let by_leader = c
+        .local
+        .iter()
+        .rev()
+        .filter(|(_, a, _, _)| *a < reported_by)
+        .find(|&&(i, a, n, _)| run.leaders.led_by(n, i, a))
+        .map(|&(i, a, _, index)| (i, a, index));
+    let Some((last, _, index)) = through_leader.copied().into_iter().chain(by_leader).max() else {
         return false;
     };
     let silent = run.leaders.within(last, at);

@@ -103,6 +103,19 @@ fn check_ops(
     close_ms: u64,
     spans: &[(u64, Option<u64>)],
 ) -> (Validity, Vec<String>, Vec<usize>) {
+    let leaders = LeaderTime { spans, sids: &[] };
+    let (o, _) = judge(h, txns, close_ms, leaders);
+    (o.result, o.anomalies, o.ops)
+}
+
+/// The check's outcome and counts, with the close committed at
+/// `close_ms` (the other txns at their zxid in ms).
+fn judge(
+    h: &History,
+    txns: &BTreeMap<u64, LoggedTxn>,
+    close_ms: u64,
+    leaders: LeaderTime<'_>,
+) -> (faultline_checker::CheckOutcome, SessionCounts) {
     let commit_ns: BTreeMap<u64, u64> = txns
         .keys()
         .map(|&z| (z, if z >= 4 { close_ms * MS } else { z * MS }))
@@ -112,15 +125,14 @@ fn check_ops(
         txns,
         complete_from: 0,
         commit_ns: &commit_ns,
-        leaders: LeaderTime { spans },
+        leaders,
         heal_ns: 0,
         end_ns: 10_000 * MS,
         slack_ns: 150 * MS,
         late_ns: 1000 * MS,
         report_ns: 400 * MS,
     };
-    let (o, _) = sessions(h, &run);
-    (o.result, o.anomalies, o.ops)
+    sessions(h, &run)
 }
 
 const ALWAYS: &[(u64, Option<u64>)] = &[(0, None)];
@@ -133,21 +145,11 @@ fn a_session_expired_after_its_timeout_passes() {
 
 #[test]
 fn the_check_counts_sessions_closes_and_expiries() {
-    let txns = logs(4, vec![1000]);
-    let commit_ns: BTreeMap<u64, u64> = txns.keys().map(|&z| (z, z * 300 * MS)).collect();
-    let run = SessionRun {
-        tick_ns: 10 * MS,
-        txns: &txns,
-        complete_from: 0,
-        commit_ns: &commit_ns,
-        leaders: LeaderTime { spans: ALWAYS },
-        heal_ns: 0,
-        end_ns: 10_000 * MS,
-        slack_ns: 150 * MS,
-        late_ns: 1000 * MS,
-        report_ns: 400 * MS,
+    let leaders = LeaderTime {
+        spans: ALWAYS,
+        sids: &[],
     };
-    let (_, counts) = sessions(&history(100), &run);
+    let (_, counts) = judge(&history(100), &logs(4, vec![1000]), 1200, leaders);
     let want = SessionCounts {
         sessions: 1,
         closes: 1,
@@ -157,6 +159,50 @@ fn the_check_counts_sessions_closes_and_expiries() {
         overdue: 1,
     };
     assert_eq!(counts, want);
+}
+
+/// `history(100)` with a ping at 700 ms answered by server `node`.
+fn pinged(node: u64) -> History {
+    let mut ops = history(100).ops().to_vec();
+    for (kind, t) in [(OpType::Invoke, 700), (OpType::Ok, 702)] {
+        let mut o = op(kind, Fun::Ping, Value::Nil, t, None);
+        o.key = None;
+        o.node = (kind == OpType::Ok).then_some(node);
+        ops.push(o);
+    }
+    History::new(ops).unwrap()
+}
+
+#[test]
+fn s1_a_ping_the_leader_answered_counts_as_contact() {
+    // Server 1 leads throughout. Expired 0.8 s after the ping: early.
+    let leaders = LeaderTime {
+        spans: ALWAYS,
+        sids: &[1],
+    };
+    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1500, leaders);
+    assert_eq!(o.result, Validity::Invalid, "{:?}", o.anomalies);
+    assert!(o.anomalies[0].starts_with("S1"), "{:?}", o.anomalies);
+    assert_eq!(o.ops, vec![4], "the anomaly points at the ping");
+    // 1.1 s after it: on time.
+    let leaders = LeaderTime {
+        spans: ALWAYS,
+        sids: &[1],
+    };
+    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1800, leaders);
+    assert_eq!(o.result, Validity::Valid, "{:?}", o.anomalies);
+}
+
+#[test]
+fn s1_a_ping_a_follower_answered_is_not_counted() {
+    // Server 2 follows: its touches may never have reached the leader, so
+    // the session's contact is its write at 100 ms, 1.4 s before.
+    let leaders = LeaderTime {
+        spans: ALWAYS,
+        sids: &[1],
+    };
+    let (o, _) = judge(&pinged(2), &logs(4, vec![1000]), 1500, leaders);
+    assert_eq!(o.result, Validity::Valid, "{:?}", o.anomalies);
 }
 
 #[test]
@@ -219,6 +265,40 @@ fn s3_a_close_that_leaves_a_key_or_a_key_for_a_closed_session() {
     assert_eq!(r, Validity::Invalid);
     assert!(a.iter().any(|x| x.contains("not open there")), "{a:?}");
     assert!(a.iter().any(|x| x.contains("outlives its owner")), "{a:?}");
+}
+
+#[test]
+fn s3_anomalies_point_at_the_create_of_the_key() {
+    // After the close, the client's create of key 1001 (no answer) takes
+    // effect for the closed session.
+    let mut ops = history(100).ops().to_vec();
+    let mut create = op(
+        OpType::Invoke,
+        Fun::CreateEphemeral,
+        Value::Int(55),
+        1300,
+        None,
+    );
+    create.key = Some(Value::Int(1001));
+    ops.push(create);
+    let h = History::new(ops).unwrap();
+    let mut l = logs(4, vec![1000]);
+    let mut t = txn(
+        5,
+        Some(SessionTxn::Ephemeral {
+            key: 1001,
+            owner: 1,
+        }),
+        vec![],
+        Some((1, 9)),
+    );
+    t.set = Some((1001, 55));
+    l.insert(5, t);
+    let (r, a, ops) = check_ops(&h, &l, 1200, ALWAYS);
+    assert_eq!(r, Validity::Invalid);
+    assert!(a.iter().any(|x| x.contains("not open there")), "{a:?}");
+    assert!(a.iter().any(|x| x.contains("outlives its owner")), "{a:?}");
+    assert!(ops.contains(&4), "points at the create: {ops:?}");
 }
 
 #[test]

@@ -135,6 +135,10 @@ pub enum Fun {
     /// Create an ephemeral key owned by the process's session, if absent:
     /// value the value written.
     CreateEphemeral,
+    /// A client's keep-alive ping on its session (ZooKeeper's PING, sent
+    /// when the client has been idle for a third of its timeout): no key,
+    /// no effect, answered by the server it reached.
+    Ping,
     /// Any other function name.
     Other(String),
 }
@@ -153,16 +157,18 @@ impl Fun {
             Fun::OpenSession => "open-session",
             Fun::CloseSession => "close-session",
             Fun::CreateEphemeral => "create-ephemeral",
+            Fun::Ping => "ping",
             Fun::Other(s) => s,
         }
     }
 
     /// Whether the op belongs to the session machinery (ZAB.md §9) rather
-    /// than to a register: opening and closing sessions, ephemeral keys.
+    /// than to a register: opening and closing sessions, ephemeral keys,
+    /// pings.
     pub fn is_session(&self) -> bool {
         matches!(
             self,
-            Fun::OpenSession | Fun::CloseSession | Fun::CreateEphemeral
+            Fun::OpenSession | Fun::CloseSession | Fun::CreateEphemeral | Fun::Ping
         )
     }
 
@@ -179,6 +185,7 @@ impl Fun {
             "open-session" => Fun::OpenSession,
             "close-session" => Fun::CloseSession,
             "create-ephemeral" => Fun::CreateEphemeral,
+            "ping" => Fun::Ping,
             other => Fun::Other(other.to_string()),
         }
     }

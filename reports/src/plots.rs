@@ -3,7 +3,7 @@
 //! coordinates it maps to (plotters cannot add `<title>` itself).
 
 use crate::{esc, LeaderSpan, Span};
-use faultline_history::{History, Op, OpType};
+use faultline_history::{Fun, History, Op, OpType, Value};
 use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -54,8 +54,25 @@ fn with_overlay(mut svg: String, overlay: &str) -> String {
     svg
 }
 
-/// A compact hover text: `#12 p3 write k1 7 ok z3:17 s2 1.2ms`.
-fn describe(index: usize, inv: &Op, done: Option<&Op>) -> String {
+/// Which session created each ephemeral value: (key, value) -> session,
+/// from the history's `create-ephemeral` invocations (values are unique
+/// per process and counter).
+fn ephemeral_owners(h: &History) -> BTreeMap<(Value, Value), u64> {
+    h.ops()
+        .iter()
+        .filter(|o| o.kind == OpType::Invoke && o.f == Fun::CreateEphemeral)
+        .filter_map(|o| Some(((o.key.clone()?, o.value.clone()), o.session?)))
+        .collect()
+}
+
+/// A compact hover text: `#12 p3 write k1 7 ok z3:17 s2 1.2ms`; a read
+/// of an ephemeral key names the session that created the value it read.
+fn describe(
+    index: usize,
+    inv: &Op,
+    done: Option<&Op>,
+    owners: &BTreeMap<(Value, Value), u64>,
+) -> String {
     let mut s = format!("#{index} p{} {}", inv.process, inv.f);
     if let Some(session) = inv.session {
         let _ = write!(s, " session {session}");
@@ -71,6 +88,14 @@ fn describe(index: usize, inv: &Op, done: Option<&Op>) -> String {
             let _ = write!(s, " {}", c.kind);
             if c.value != inv.value {
                 let _ = write!(s, " {}", c.value);
+            }
+            let read = matches!(inv.f, Fun::Read | Fun::SyncRead);
+            let owner = inv
+                .key
+                .clone()
+                .and_then(|k| owners.get(&(k, c.value.clone())));
+            if let (true, Some(o)) = (read, owner) {
+                let _ = write!(s, " (ephemeral of session {o})");
             }
             if let Some(e) = &c.error {
                 let _ = write!(s, " ({e})");
@@ -175,7 +200,8 @@ pub fn timeline(
             .ok();
         draw_faults(&mut chart, faults, &w, n);
         draw_leaders(&mut chart, leaders, &w, &mut overlay);
-        op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay);
+        let owners = ephemeral_owners(h);
+        op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay, &owners);
         root.present().ok();
     }
     let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}</style>";
@@ -257,6 +283,7 @@ fn op_bars(
     highlight: &BTreeSet<usize>,
     w: &Window,
     overlay: &mut String,
+    owners: &BTreeMap<(Value, Value), u64>,
 ) {
     let mut drawn: BTreeSet<(usize, i32)> = BTreeSet::new();
     let mut by_lane: BTreeMap<usize, String> = BTreeMap::new();
@@ -292,7 +319,7 @@ fn op_bars(
             "<rect class=\"{class}\" x=\"{}\" width=\"{}\"><title>{}</title></rect>",
             p0.0,
             (p1.0 - p0.0).max(1),
-            esc(&describe(p.invoke_index, p.invoke, p.complete))
+            esc(&describe(p.invoke_index, p.invoke, p.complete, owners))
         );
     }
     for (lane, rects) in by_lane {
@@ -546,4 +573,46 @@ pub fn histogram(counts: &[u64]) -> String {
         root.present().ok();
     }
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_history::Process;
+
+    fn op(kind: OpType, process: u64, f: Fun, value: i64, t_ms: u64) -> Op {
+        let mut o = Op::new(kind, Process::Client(process), f, Value::Int(value));
+        o.key = Some(Value::Int(1000));
+        o.time = t_ms * 1_000_000;
+        o.session = Some(process + 1);
+        o
+    }
+
+    #[test]
+    fn a_read_of_an_ephemeral_key_names_the_session_that_created_it() {
+        let h = History::new(vec![
+            op(OpType::Invoke, 3, Fun::CreateEphemeral, 7, 0),
+            op(OpType::Ok, 3, Fun::CreateEphemeral, 7, 10),
+            op(OpType::Invoke, 5, Fun::Read, 0, 20),
+            op(OpType::Ok, 5, Fun::Read, 7, 30),
+            op(OpType::Invoke, 5, Fun::Read, 0, 40),
+            op(OpType::Ok, 5, Fun::Read, 8, 50),
+        ])
+        .unwrap();
+        let svg = timeline(
+            &h,
+            &[],
+            &[],
+            &BTreeSet::new(),
+            (0, 60_000_000),
+            Axis::Seconds,
+        );
+        assert!(
+            svg.contains("ok 7 (ephemeral of session 4) 10.0ms"),
+            "{svg}"
+        );
+        // A value no session created names no owner.
+        assert!(svg.contains("ok 8 10.0ms"), "{svg}");
+        assert_eq!(svg.matches("ephemeral of session").count(), 1);
+    }
 }

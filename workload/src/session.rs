@@ -6,6 +6,7 @@
 
 use crate::{now_ns, Call, Slot};
 use faultline_history::{Fun, Op, OpType, Process, Value};
+use faultline_node::client::CallError;
 use faultline_node::{ClientOp, Outcome};
 use rand::Rng;
 use std::time::Duration;
@@ -28,6 +29,12 @@ const SILENCE_ODDS: f64 = 1.0 / 1500.0;
 /// One op in three thousand, a process closes its session and goes on
 /// with a new one.
 const CLOSE_ODDS: f64 = 1.0 / 3000.0;
+
+/// One op in a thousand, a process idles for one to two and a half times
+/// its timeout, but keeps its session alive: it pings whenever it has been
+/// idle for a third of its timeout (ZooKeeper's client), moving to another
+/// server when a ping goes unanswered.
+const IDLE_ODDS: f64 = 1.0 / 1000.0;
 
 impl Slot {
     /// The process's ephemeral key.
@@ -104,12 +111,65 @@ impl Slot {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return self.resumed().await;
         }
+        if self.rng.random_bool(IDLE_ODDS) {
+            let t = self.timeout * 10;
+            let ms = t * self.rng.random_range(100..=250) / 100;
+            return self.idle(Duration::from_millis(ms)).await;
+        }
         if self.rng.random_bool(CLOSE_ODDS) {
             self.close().await;
             return self.retire();
         }
         if !self.holds && self.counter % 20 == 1 {
             self.acquire(self.ephemeral_key()).await;
+        }
+    }
+
+    /// Sends no request for `length`, but pings every third of the
+    /// session timeout (each ping recorded as a `ping` op).
+    async fn idle(&mut self, length: Duration) {
+        let every = Duration::from_millis(self.timeout * 10 / 3);
+        let mut left = length;
+        while left >= every && self.opened {
+            tokio::time::sleep(every).await;
+            left -= every;
+            self.ping().await;
+        }
+        tokio::time::sleep(left).await;
+    }
+
+    /// One ping: `ok` when the server answered `Pong`; otherwise `fail` (a
+    /// ping has no effect) and the next request goes to another server,
+    /// or, on `SessionExpired`, the slot goes on with a new session. The
+    /// answer carries no zxid the client keeps (as ZooKeeper's client
+    /// skips ping replies), so none is recorded.
+    async fn ping(&mut self) {
+        self.connect().await;
+        let invoke = self.session_op(OpType::Invoke, Fun::Ping, Value::Nil);
+        self.rec.push(invoke);
+        let client = self.conn.as_mut().expect("connected");
+        let seq = client.next_seq();
+        let res = client
+            .call_seq(seq, ClientOp::Ping, self.cfg.op_timeout)
+            .await;
+        self.seq = seq;
+        let (kind, error, node) = match res {
+            Ok(r) if r.outcome == Outcome::Pong => (OpType::Ok, None, Some(r.node)),
+            Ok(r) if r.outcome == Outcome::SessionExpired => {
+                (OpType::Fail, Some("session-expired"), Some(r.node))
+            }
+            Ok(r) => (OpType::Fail, Some("not-ready"), Some(r.node)),
+            Err(CallError::Timeout) => (OpType::Fail, Some("timeout"), None),
+            Err(CallError::Disconnected(_)) => (OpType::Fail, Some("disconnected"), None),
+        };
+        let mut done = self.session_op(kind, Fun::Ping, Value::Nil);
+        done.error = error.map(str::to_string);
+        done.node = node;
+        self.rec.push(done);
+        match error {
+            None => {}
+            Some("session-expired") => self.retire(),
+            Some(_) => self.conn = None,
         }
     }
 
