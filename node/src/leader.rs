@@ -219,6 +219,9 @@ impl Node {
             PeerMsg::Sync { session, seq } if self.serves_learner(from) => {
                 self.start_sync(from, session, seq);
             }
+            PeerMsg::Revalidate { session } if self.serves_learner(from) => {
+                self.leader_revalidate(from, session);
+            }
             // Messages meant for learners, or from a stale leadership.
             _ => {}
         }

@@ -142,6 +142,7 @@ impl Node {
                 zxid,
             } => self.requests_executed(session, seq, outcome, zxid),
             PeerMsg::SyncDone { session, seq } => self.requests_sync_done(session, seq),
+            PeerMsg::Revalidated { session, alive } => self.on_revalidated(session, alive),
             _ => {}
         }
     }

@@ -128,6 +128,21 @@ pub enum PeerMsg {
         /// Sessions touched.
         touched: Vec<u64>,
     },
+    /// Learner -> leader: a client reached this learner on a session it
+    /// has not seen since it began following: does the session live?
+    /// (ZooKeeper's REVALIDATE.)
+    Revalidate {
+        /// Session.
+        session: u64,
+    },
+    /// Leader -> learner: whether the session lives (open, or never
+    /// opened, and not closing); a live session was touched.
+    Revalidated {
+        /// Session.
+        session: u64,
+        /// Whether it lives.
+        alive: bool,
+    },
     /// Learner -> leader: a client write or cas, forwarded.
     Request {
         /// Session.

@@ -31,12 +31,18 @@ pub(crate) struct Requests {
     pending: BTreeMap<(u64, u64), (u64, ClientOp)>,
     /// Reads waiting for their session's earlier writes.
     blocked_reads: Vec<(u64, ClientRequest)>,
+    /// Requests of sessions this learner asked the leader about, in
+    /// arrival order per session.
+    pub(crate) revalidating: BTreeMap<u64, Vec<(u64, ClientRequest)>>,
 }
 
 impl Requests {
     /// Requests held, pending or blocked.
     pub(crate) fn len(&self) -> usize {
-        self.held.len() + self.pending.len() + self.blocked_reads.len()
+        self.held.len()
+            + self.pending.len()
+            + self.blocked_reads.len()
+            + self.revalidating.values().map(Vec::len).sum::<usize>()
     }
 
     /// Drops everything of a closed connection.
@@ -44,11 +50,21 @@ impl Requests {
         self.held.retain(|h| h.conn != conn);
         self.pending.retain(|_, (c, _)| *c != conn);
         self.blocked_reads.retain(|(c, _)| *c != conn);
+        for waiting in self.revalidating.values_mut() {
+            waiting.retain(|(c, _)| *c != conn);
+        }
     }
 }
 
 impl Node {
-    fn reply(&mut self, conn: u64, session: u64, seq: u64, outcome: Outcome, zxid: Zxid) {
+    pub(crate) fn reply(
+        &mut self,
+        conn: u64,
+        session: u64,
+        seq: u64,
+        outcome: Outcome,
+        zxid: Zxid,
+    ) {
         let resp = ClientResponse {
             session,
             seq,
@@ -85,6 +101,9 @@ impl Node {
     }
 
     fn execute(&mut self, conn: u64, req: ClientRequest) {
+        if !self.session_known_here(req.session, &req.op) {
+            return self.revalidate(conn, req);
+        }
         let ClientRequest {
             session,
             seq,
@@ -241,10 +260,25 @@ impl Node {
 
     /// The server stopped serving (it is looking for a leader).
     pub(crate) fn requests_stop_serving(&mut self) {
+        // Requests waiting for a revalidation go back to being held (they
+        // ask the next leader), or are answered like the rest below.
+        let waiting = std::mem::take(&mut self.requests.revalidating);
+        let z = self.store.applied;
+        for (conn, req) in waiting.into_values().flatten() {
+            if self.cfg.hold_requests {
+                let deadline = self.now + self.cfg.hold_timeout;
+                self.requests.held.push_back(Held {
+                    conn,
+                    req,
+                    deadline,
+                });
+            } else {
+                self.reply(conn, req.session, req.seq, Outcome::ConnectionLoss, z);
+            }
+        }
         if self.cfg.hold_requests {
             return;
         }
-        let z = self.store.applied;
         let pending = std::mem::take(&mut self.requests.pending);
         for ((session, seq), (conn, _)) in pending {
             self.reply(conn, session, seq, Outcome::ConnectionLoss, z);

@@ -10,6 +10,11 @@
 //!   deletes the session's ephemeral keys in the same txn.
 //! * A newly established leader gives every open session a full fresh
 //!   timeout, so the time without a leader never counts.
+//! * A learner that gets a request of a session it has not seen since it
+//!   began following asks the leader whether the session lives (ZooKeeper's
+//!   REVALIDATE, on a client's reconnect) and holds the session's requests
+//!   until it knows: a live session goes on (and was touched at the
+//!   leader), a dead or closing one gets `SessionExpired`.
 
 use crate::core::{Node, Role};
 use crate::msg::PeerMsg;
@@ -27,6 +32,9 @@ pub(crate) struct Touches {
     /// `follower_local_expiry`: deadlines by this server's own clock, for
     /// the sessions that touched it.
     local: BTreeMap<u64, u64>,
+    /// Sessions the leader confirmed alive to this learner since it began
+    /// following it.
+    known: BTreeSet<u64>,
 }
 
 /// The leader's session tracker.
@@ -83,6 +91,64 @@ impl Node {
     /// This server stopped following or leading.
     pub(crate) fn sessions_lost_leader(&mut self) {
         self.touches.lost_leader_at = self.now;
+        self.touches.known.clear();
+    }
+
+    /// Whether this server may run `op` of `session` without asking the
+    /// leader first: a leader knows its sessions; a learner knows those the
+    /// leader confirmed to it; opening a session goes to the leader anyway.
+    pub(crate) fn session_known_here(&self, session: u64, op: &ClientOp) -> bool {
+        !matches!(self.role, Role::Learning(_))
+            || matches!(op, ClientOp::CreateSession { .. })
+            || self.touches.known.contains(&session)
+    }
+
+    /// Holds a request of a session this learner does not know and asks
+    /// the leader about the session (again for each request that joins the
+    /// wait, so that a lost question is asked again; the first answer
+    /// releases them all).
+    pub(crate) fn revalidate(&mut self, conn: u64, req: crate::ClientRequest) {
+        let Role::Learning(l) = &self.role else {
+            unreachable!("only learners revalidate")
+        };
+        let leader = l.leader;
+        let session = req.session;
+        let waiting = self.requests.revalidating.entry(session).or_default();
+        waiting.push((conn, req));
+        self.send(leader, PeerMsg::Revalidate { session });
+    }
+
+    /// The leader's answer to a REVALIDATE: the waiting requests run (the
+    /// session lives) or get `SessionExpired`.
+    pub(crate) fn on_revalidated(&mut self, session: u64, alive: bool) {
+        let Some(waiting) = self.requests.revalidating.remove(&session) else {
+            return;
+        };
+        if alive {
+            self.touches.known.insert(session);
+        }
+        for (conn, req) in waiting {
+            if alive {
+                self.on_client(conn, req);
+            } else {
+                let z = self.store.applied;
+                self.reply(conn, session, req.seq, Outcome::SessionExpired, z);
+            }
+        }
+    }
+
+    /// The leader answers a learner's REVALIDATE: a session lives if it
+    /// was not closed and is not closing (a session never opened is
+    /// sessionless and lives); a live one is touched.
+    pub(crate) fn leader_revalidate(&mut self, from: crate::Sid, session: u64) {
+        let closing = self
+            .tracker()
+            .is_some_and(|tr| tr.closing.contains(&session));
+        let alive = !closing && !self.store.closed.contains(&session);
+        if alive {
+            self.session_touch(session);
+        }
+        self.send(from, PeerMsg::Revalidated { session, alive });
     }
 
     /// A leader was just established: every open session gets a full fresh

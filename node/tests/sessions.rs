@@ -264,3 +264,53 @@ fn orphan_ephemeral_leaves_keys_of_dead_sessions() {
         "a create ordered after its session's close"
     );
 }
+
+/// A session opened at the leader expires while follower `lagging` is cut
+/// off from the leader but still serving (syncLimit and the links' idle
+/// timeout are 1 s and 2 s here). The
+/// client comes back at `lagging`, which has not seen the close, and pings.
+/// Returns what it heard before the cut healed (1.2 s later) and in the
+/// end.
+fn reconnect_to_a_lagging_server() -> (Vec<String>, Vec<String>) {
+    let mut c = Cluster::with(29, 3, 0, |sc| {
+        sc.node.sync_limit = 100;
+        sc.idle_timeout = Duration::from_secs(2);
+    });
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    let lagging = if leader == 3 { 2 } else { 3 };
+    let opened: Rc<std::cell::Cell<bool>> = Rc::default();
+    let seen: Seen = Rc::default();
+    let (s, o) = (seen.clone(), opened.clone());
+    c.sim.client("returner", async move {
+        let mut cl = Client::connect(&host(leader), 2181, 31, Duration::from_secs(1)).await?;
+        open(&mut cl, 20).await;
+        o.set(true);
+        // Silent for 2.5 timeouts: the leader expires the session.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (seq, seen) = (cl.next_seq() - 1, cl.seen());
+        let mut cl = Client::connect(&host(lagging), 2181, 31, Duration::from_secs(1)).await?;
+        cl.resume(seq, seen);
+        let r = cl.call(ClientOp::Ping, Duration::from_secs(5)).await;
+        note(&s, format!("{:?}", r.map(|r| r.outcome).ok()));
+        Ok(())
+    });
+    c.run_until(Duration::from_secs(5), "the session opens", |_| {
+        opened.get()
+    });
+    c.sim.hold(host(leader), host(lagging));
+    c.run_for(Duration::from_millis(1200));
+    let before = seen.borrow().clone();
+    c.sim.release(host(leader), host(lagging));
+    c.sim.run().expect("the client finishes");
+    let after = seen.borrow().clone();
+    (before, after)
+}
+
+#[test]
+fn a_reconnect_to_a_server_that_missed_the_close_asks_the_leader() {
+    let (before, after) = reconnect_to_a_lagging_server();
+    // The lagging server still serves but must not vouch for the session
+    // on its own: it asks the leader, and cannot reach it.
+    assert!(before.is_empty(), "answered without the leader: {before:?}");
+    assert_eq!(after, vec!["Some(SessionExpired)".to_string()]);
+}
