@@ -1,8 +1,8 @@
 //! A process's session (ZAB.md §9): opened once however many servers it
 //! takes, an ephemeral key it owns (a lock-like pattern: create its own
 //! key, read the others'), silences past its timeout so that expiry really
-//! happens, and now and then a close by the client itself. Everything is
-//! recorded in the history.
+//! happens, idle spells kept alive by pings, and now and then a close by
+//! the client itself. Everything is recorded in the history.
 
 use crate::{now_ns, Call, Slot};
 use faultline_history::{Fun, Op, OpType, Process, Value};
