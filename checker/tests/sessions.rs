@@ -173,23 +173,23 @@ fn pinged(node: u64) -> History {
     History::new(ops).unwrap()
 }
 
-#[test]
-fn s1_a_ping_the_leader_answered_counts_as_contact() {
-    // Server 1 leads throughout. Expired 0.8 s after the ping: early.
-    let leaders = LeaderTime {
+/// Server 1 leads throughout.
+fn led_by_1() -> LeaderTime<'static> {
+    LeaderTime {
         spans: ALWAYS,
         sids: &[1],
-    };
-    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1500, leaders);
+    }
+}
+
+#[test]
+fn s1_a_ping_the_leader_answered_counts_as_contact() {
+    // Expired 0.8 s after the ping: early.
+    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1500, led_by_1());
     assert_eq!(o.result, Validity::Invalid, "{:?}", o.anomalies);
     assert!(o.anomalies[0].starts_with("S1"), "{:?}", o.anomalies);
     assert_eq!(o.ops, vec![4], "the anomaly points at the ping");
     // 1.1 s after it: on time.
-    let leaders = LeaderTime {
-        spans: ALWAYS,
-        sids: &[1],
-    };
-    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1800, leaders);
+    let (o, _) = judge(&pinged(1), &logs(4, vec![1000]), 1800, led_by_1());
     assert_eq!(o.result, Validity::Valid, "{:?}", o.anomalies);
 }
 
@@ -197,11 +197,7 @@ fn s1_a_ping_the_leader_answered_counts_as_contact() {
 fn s1_a_ping_a_follower_answered_is_not_counted() {
     // Server 2 follows: its touches may never have reached the leader, so
     // the session's contact is its write at 100 ms, 1.4 s before.
-    let leaders = LeaderTime {
-        spans: ALWAYS,
-        sids: &[1],
-    };
-    let (o, _) = judge(&pinged(2), &logs(4, vec![1000]), 1500, leaders);
+    let (o, _) = judge(&pinged(2), &logs(4, vec![1000]), 1500, led_by_1());
     assert_eq!(o.result, Validity::Valid, "{:?}", o.anomalies);
 }
 

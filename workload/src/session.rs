@@ -7,7 +7,7 @@
 use crate::{now_ns, Call, Slot};
 use faultline_history::{Fun, Op, OpType, Process, Value};
 use faultline_node::client::CallError;
-use faultline_node::{ClientOp, Outcome};
+use faultline_node::{ClientOp, ClientResponse, Outcome};
 use rand::Rng;
 use std::time::Duration;
 
@@ -147,12 +147,7 @@ impl Slot {
         self.connect().await;
         let invoke = self.session_op(OpType::Invoke, Fun::Ping, Value::Nil);
         self.rec.push(invoke);
-        let client = self.conn.as_mut().expect("connected");
-        let seq = client.next_seq();
-        let res = client
-            .call_seq(seq, ClientOp::Ping, self.cfg.op_timeout)
-            .await;
-        self.seq = seq;
+        let res = self.call_next(ClientOp::Ping).await;
         let (kind, error, node) = match res {
             Ok(r) if r.outcome == Outcome::Pong => (OpType::Ok, None, Some(r.node)),
             Ok(r) if r.outcome == Outcome::SessionExpired => {
@@ -202,6 +197,16 @@ impl Slot {
         }
     }
 
+    /// Sends `op` on the current connection with the next sequence number
+    /// and waits for its answer (up to the op timeout).
+    async fn call_next(&mut self, op: ClientOp) -> Result<ClientResponse, CallError> {
+        let client = self.conn.as_mut().expect("connected");
+        let seq = client.next_seq();
+        let res = client.call_seq(seq, op, self.cfg.op_timeout).await;
+        self.seq = seq;
+        res
+    }
+
     /// Closes the session (recorded as `close-session`).
     async fn close(&mut self) {
         self.connect().await;
@@ -214,11 +219,7 @@ impl Slot {
         let mut invoke = self.op(self.process, OpType::Invoke, &call, Value::Nil);
         invoke.key = None;
         self.rec.push(invoke);
-        let client = self.conn.as_mut().expect("connected");
-        let seq = client.next_seq();
-        let res = client
-            .call_seq(seq, ClientOp::CloseSession, self.cfg.op_timeout)
-            .await;
+        let res = self.call_next(ClientOp::CloseSession).await;
         let (kind, error, resp) = match res {
             Ok(r) if r.outcome == Outcome::Written => (OpType::Ok, None, Some(r)),
             Ok(r) if r.outcome == Outcome::SessionExpired => {
