@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call_retrying, Cluster};
+use common::{call_retrying, sync_modes, write_all, Cluster};
 use faultline_node::{ClientOp, Outcome, PeerState};
 use std::time::Duration;
 
@@ -94,24 +94,6 @@ fn write_is_not_acked(c: &mut Cluster, server: u64, session: u64) {
 
 fn leader_of(c: &Cluster) -> u64 {
     c.leader().expect("an established leader")
-}
-
-/// Writes `n` values to key `key` through `server`, each acknowledged.
-fn write_all(c: &mut Cluster, server: u64, session: u64, key: u64, values: std::ops::Range<i64>) {
-    c.sim.client(format!("writer-{session}"), async move {
-        for (i, v) in values.enumerate() {
-            let r = call_retrying(
-                &[server],
-                session,
-                i as u64 + 1,
-                ClientOp::Write { key, value: v },
-            )
-            .await;
-            assert_eq!(r.outcome, Outcome::Written);
-        }
-        Ok(())
-    });
-    c.sim.run().expect("writes finish");
 }
 
 /// §3.1: after the leader crashes, the live voter with the highest
@@ -207,17 +189,6 @@ fn orphan_proposal_is_truncated() {
         "old leader was TRUNCed below {orphan:?}: {truncs:?}"
     );
     assert_ne!(c.status(old).last_logged, orphan);
-}
-
-fn sync_modes(c: &Cluster, sid: u64) -> Vec<faultline_node::SyncMode> {
-    c.probes[&sid]
-        .events()
-        .into_iter()
-        .filter_map(|(_, e)| match e {
-            faultline_node::ProtocolEvent::Sync { mode, .. } => Some(mode),
-            _ => None,
-        })
-        .collect()
 }
 
 /// §3.3 case 4: a follower that is behind the leader's in-memory log

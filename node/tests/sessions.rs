@@ -1,10 +1,14 @@
 //! Sessions under turmoil (ZAB.md §9): a silent session expires and its
-//! ephemeral keys vanish at every server; time without a leader never
-//! counts against a session (and does with `expire-during-election`).
+//! ephemeral keys vanish at every server, a server synced by SNAP
+//! included; time without a leader never counts against a session (and
+//! does with `expire-during-election`); a session that moves keeps going;
+//! a reconnect to a server that missed the close asks the leader; an
+//! ephemeral create never outlives its session (and does with
+//! `orphan-ephemeral`).
 
 mod common;
 
-use common::{host, Cluster};
+use common::{host, sync_modes, write_all, Cluster};
 use faultline_node::client::Client;
 use faultline_node::{ClientOp, Outcome};
 use std::cell::RefCell;
@@ -313,4 +317,60 @@ fn a_reconnect_to_a_server_that_missed_the_close_asks_the_leader() {
     // on its own: it asks the leader, and cannot reach it.
     assert!(before.is_empty(), "answered without the leader: {before:?}");
     assert_eq!(after, vec!["Some(SessionExpired)".to_string()]);
+}
+
+/// S3 through SNAP: a follower is down while a session's expiry deletes
+/// its ephemeral key and sixty more txns commit (far past the DIFF
+/// window); back, it is synced by SNAP, and neither the key nor the
+/// session lives there.
+#[test]
+fn an_ephemeral_of_an_expired_session_is_gone_after_a_snap() {
+    let mut c = Cluster::with(31, 3, 0, |sc| {
+        sc.node.snapshot_interval = 20;
+        sc.node.committed_log_window = 5;
+    });
+    let leader = c.wait_for_leader(Duration::from_secs(10));
+    let behind = (1..=3).find(|&s| s != leader).expect("a follower");
+    let seen: Seen = Rc::default();
+    let s = seen.clone();
+    c.sim.client("owner", async move {
+        let mut cl = Client::connect(&host(leader), 2181, 41, Duration::from_secs(1)).await?;
+        open(&mut cl, 20).await;
+        let op = ClientOp::CreateEphemeral { key: 100, value: 7 };
+        let r = cl.call(op, Duration::from_secs(1)).await?;
+        note(&s, format!("create {:?}", r.outcome));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        note(&s, format!("before {:?}", read_at(behind, 100).await));
+        Ok(())
+    });
+    c.sim.run().expect("the owner finishes");
+    c.crash(behind);
+    // The owner is silent: its session (200 ms) expires meanwhile.
+    c.run_for(Duration::from_secs(1));
+    write_all(&mut c, leader, 42, 1, 0..60);
+    c.restart(behind);
+    c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
+    let modes = sync_modes(&c, behind);
+    assert!(
+        matches!(modes.last(), Some(faultline_node::SyncMode::Snap(_))),
+        "{modes:?}"
+    );
+    let s = seen.clone();
+    c.sim.client("after", async move {
+        note(&s, format!("after {:?}", read_at(behind, 100).await));
+        let mut cl = Client::connect(&host(behind), 2181, 41, Duration::from_secs(1)).await?;
+        let r = cl.call(ClientOp::Ping, Duration::from_secs(1)).await?;
+        note(&s, format!("ping {:?}", r.outcome));
+        Ok(())
+    });
+    c.sim.run().expect("the reader finishes");
+    assert_eq!(
+        *seen.borrow(),
+        vec![
+            "create Written".to_string(),
+            "before Some(Some(7))".into(),
+            "after Some(None)".into(),
+            "ping SessionExpired".into(),
+        ]
+    );
 }

@@ -200,3 +200,40 @@ pub async fn write_once(
     let mut cl = Client::connect(&host(server), 2181, session, Duration::from_secs(1)).await?;
     Ok(cl.call(ClientOp::Write { key, value }, timeout).await)
 }
+
+/// Writes `values` to key `key` through `server` (session `session`),
+/// each acknowledged.
+pub fn write_all(
+    c: &mut Cluster,
+    server: u64,
+    session: u64,
+    key: u64,
+    values: std::ops::Range<i64>,
+) {
+    c.sim.client(format!("writer-{session}"), async move {
+        for (i, v) in values.enumerate() {
+            let r = call_retrying(
+                &[server],
+                session,
+                i as u64 + 1,
+                ClientOp::Write { key, value: v },
+            )
+            .await;
+            assert_eq!(r.outcome, Outcome::Written);
+        }
+        Ok(())
+    });
+    c.sim.run().expect("writes finish");
+}
+
+/// The sync modes server `sid` reported, in order.
+pub fn sync_modes(c: &Cluster, sid: u64) -> Vec<faultline_node::SyncMode> {
+    c.probes[&sid]
+        .events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            faultline_node::ProtocolEvent::Sync { mode, .. } => Some(mode),
+            _ => None,
+        })
+        .collect()
+}
