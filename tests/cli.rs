@@ -195,3 +195,37 @@ fn convert_round_trips_through_edn_and_jsonl() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!Path::new(&missing).exists());
 }
+
+#[test]
+fn check_reads_session_ops_in_both_formats_and_sets_them_aside() {
+    // A session's open, a write, a ping and an ephemeral key that vanished
+    // with its session (read absent later): as the bench records them.
+    let jsonl = br#"{"type":"invoke","process":0,"f":"open-session","value":150,"time":0,"session":1}
+{"type":"ok","process":0,"f":"open-session","value":150,"time":5,"session":1,"zxid":1,"node":2}
+{"type":"invoke","process":0,"f":"write","key":3,"value":7,"time":10,"session":1}
+{"type":"ok","process":0,"f":"write","key":3,"value":7,"time":15,"session":1,"zxid":2,"node":2}
+{"type":"invoke","process":0,"f":"create-ephemeral","key":1000,"value":9,"time":20,"session":1}
+{"type":"ok","process":0,"f":"create-ephemeral","key":1000,"value":9,"time":25,"session":1,"zxid":3,"node":2}
+{"type":"invoke","process":0,"f":"ping","value":null,"time":30,"session":1}
+{"type":"ok","process":0,"f":"ping","value":null,"time":32,"session":1,"node":2}
+{"type":"invoke","process":1,"f":"read","key":1000,"value":null,"time":40,"session":2}
+{"type":"ok","process":1,"f":"read","key":1000,"value":null,"time":45,"session":2,"zxid":4,"node":1}
+"#;
+    let jl = scratch("sessions.jsonl", jsonl);
+    let edn = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli/sessions.edn")
+        .to_string_lossy()
+        .into_owned();
+    let o = faultline(&["convert", &jl, "--to", "edn", "-o", &edn]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [&jl, &edn] {
+        let o = faultline(&["check", "--json", f]);
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["result"], "valid", "{f}");
+        assert_eq!(
+            (v["ops"].as_u64(), v["set_aside"].as_u64()),
+            (Some(1), Some(4))
+        );
+    }
+}

@@ -17,31 +17,20 @@ use faultline_checker::{discovery, durable};
 use faultline_history::{Fun, History, Op, OpType};
 use faultline_nemesis::{Entry, Sid};
 use faultline_workload::WorkloadKind;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// The linearizability check: writes and cas (and sync-reads); local reads
-/// are checked by `read-guarantees` instead.
 /// The part of a history the linearizability check reads: everything but
 /// the clients' local reads (sequentially consistent in ZooKeeper, judged
 /// by read-guarantees instead), with each op's index in the full history.
+/// (The checker itself sets session ops and ephemeral keys aside.)
 pub(crate) fn linearizable_part(
     ops: &[Op],
 ) -> (Result<History, faultline_history::HistoryError>, Vec<usize>) {
-    // Ephemeral keys vanish with their sessions, which no register op
-    // says: the sessions' ops and keys are judged by the committed history
-    // (read-guarantees) and the sessions check instead.
-    let ephemeral: BTreeSet<&faultline_history::Value> = ops
-        .iter()
-        .filter(|o| o.f == Fun::CreateEphemeral)
-        .filter_map(|o| o.key.as_ref())
-        .collect();
     let index_map: Vec<usize> = ops
         .iter()
         .enumerate()
         .filter(|(_, o)| !(o.f == Fun::Read && o.process.is_client()))
-        .filter(|(_, o)| !o.f.is_session())
-        .filter(|(_, o)| o.key.as_ref().is_none_or(|k| !ephemeral.contains(k)))
         .map(|(i, _)| i)
         .collect();
     let keep: Vec<Op> = index_map.iter().map(|&i| ops[i].clone()).collect();

@@ -4,8 +4,8 @@
 use crate::model::{Kv, Model, ModelKind, Register};
 use crate::verdict::{Candidate, LinReport, OpRef, Step, UnknownKey, Validity, Witness};
 use crate::wgl::{Budget, Exhausted, Failure, Item, Outcome, Search};
-use faultline_history::{History, OpType, Pair, Value};
-use std::collections::BTreeMap;
+use faultline_history::{Fun, History, OpType, Pair, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -46,13 +46,42 @@ struct Partition<'h, O> {
     pairs: Vec<Pair<'h>>,
 }
 
+/// Whether a pair is set aside by every model: a session op (ZAB.md §9:
+/// open, close, ping, ephemeral create) or any op on a key some
+/// `create-ephemeral` made (such keys vanish with their session, which no
+/// register op says; the bench's `sessions` and `read-guarantees` checks
+/// judge them from the servers' logs).
+fn set_aside(pair: &Pair<'_>, ephemeral: &BTreeSet<&Value>) -> bool {
+    pair.invoke.f.is_session()
+        || pair
+            .invoke
+            .key
+            .as_ref()
+            .is_some_and(|k| ephemeral.contains(k))
+}
+
+/// A history's partitions, and how many ops were set aside.
+type Partitions<'h, O> = (Vec<Partition<'h, O>>, usize);
+
+/// The history's partitions, and how many ops were set aside.
 fn partitions<'h, M: Model>(
     model: &M,
     history: &'h History,
     reductions: bool,
-) -> Result<Vec<Partition<'h, M::Op>>, ModelError> {
+) -> Result<Partitions<'h, M::Op>, ModelError> {
     let mut parts: BTreeMap<Option<Value>, Partition<'h, M::Op>> = BTreeMap::new();
+    let ephemeral: BTreeSet<&Value> = history
+        .ops()
+        .iter()
+        .filter(|o| o.f == Fun::CreateEphemeral)
+        .filter_map(|o| o.key.as_ref())
+        .collect();
+    let mut aside = 0;
     for pair in history.pairs() {
+        if set_aside(&pair, &ephemeral) {
+            aside += 1;
+            continue;
+        }
         let outcome = pair.outcome();
         if outcome == OpType::Fail {
             continue; // it did not happen
@@ -100,7 +129,7 @@ fn partitions<'h, M: Model>(
             p.pairs.retain(|_| keep2.next().expect("same length"));
         }
     }
-    Ok(parts)
+    Ok((parts, aside))
 }
 
 /// How one partition's search ended.
@@ -129,7 +158,7 @@ pub fn check_model<M: Model>(
     budget: &Budget,
     threads: usize,
 ) -> Result<LinReport, ModelError> {
-    let parts = partitions(model, history, !budget.no_reductions)?;
+    let (parts, set_aside) = partitions(model, history, !budget.no_reductions)?;
     let (ends, states) = run_rounds(model, &parts, budget, threads);
     let mut report = LinReport {
         result: Validity::Valid,
@@ -140,6 +169,7 @@ pub fn check_model<M: Model>(
         anomalies: Vec::new(),
         unknown: Vec::new(),
         skipped: Vec::new(),
+        set_aside,
     };
     for (part, end) in parts.iter().zip(ends) {
         match end {

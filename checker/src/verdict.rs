@@ -144,6 +144,10 @@ pub struct LinReport {
     /// Keys not searched to the end because another key was already found
     /// not linearizable, in key order.
     pub skipped: Vec<Option<Value>>,
+    /// Ops no register or kv model judges, left out: session ops (open,
+    /// close, ping, ephemeral create) and ops on ephemeral keys, which
+    /// vanish with their session (ZAB.md §9).
+    pub set_aside: usize,
 }
 
 fn key_name(k: &Option<Value>) -> String {
@@ -258,6 +262,13 @@ impl LinReport {
                 s,
                 "{} more keys were not searched to the end: a violation had already been found",
                 self.skipped.len()
+            );
+        }
+        if self.set_aside > 0 {
+            let _ = writeln!(
+                s,
+                "{} session ops and ops on ephemeral keys set aside (sessions are judged by the bench's sessions check, from the servers' logs)",
+                self.set_aside
             );
         }
         s

@@ -316,3 +316,59 @@ fn s4_a_txn_or_an_answer_after_the_close_is_flagged() {
     assert_eq!(r, Validity::Invalid);
     assert!(a.iter().any(|x| x.starts_with("S4: op")), "{a:?}");
 }
+
+/// A register history with session ops and an ephemeral key: the models
+/// set them aside (counted), and judge the rest.
+#[test]
+fn linearizability_sets_session_ops_and_ephemeral_keys_aside() {
+    use faultline_checker::{check, Budget, ModelKind};
+    let keyed = |kind, f, key: i64, v: Value, t| {
+        let mut o = op(kind, f, v, t, None);
+        o.key = Some(Value::Int(key));
+        o
+    };
+    let mut ops = history(100).ops().to_vec(); // open, write 7 to key 0
+                                               // Key 1000 is ephemeral: created, then read back absent after its
+                                               // session closed, which a register could never do.
+    ops.push(keyed(
+        OpType::Invoke,
+        Fun::CreateEphemeral,
+        1000,
+        Value::Int(5),
+        200,
+    ));
+    ops.push(keyed(
+        OpType::Ok,
+        Fun::CreateEphemeral,
+        1000,
+        Value::Int(5),
+        201,
+    ));
+    ops.push(keyed(OpType::Invoke, Fun::Read, 1000, Value::Nil, 300));
+    ops.push(keyed(OpType::Ok, Fun::Read, 1000, Value::Nil, 301));
+    let budget = Budget {
+        deadline: None,
+        max_steps: None,
+        max_bytes: None,
+        no_reductions: false,
+        no_certificates: false,
+    };
+    let h = History::new(ops.clone()).unwrap();
+    let r = check(&h, ModelKind::CasRegister, &budget, 1).unwrap();
+    assert_eq!(r.result, Validity::Valid, "{}", r.render(5));
+    assert_eq!((r.ops, r.keys, r.set_aside), (1, 1, 3));
+    assert!(r
+        .render(5)
+        .contains("3 session ops and ops on ephemeral keys set aside"));
+    // The register part is still judged: a read of key 0 that never was.
+    ops.push(keyed(OpType::Invoke, Fun::Read, 0, Value::Nil, 400));
+    ops.push(keyed(OpType::Ok, Fun::Read, 0, Value::Int(9), 401));
+    let r = check(
+        &History::new(ops).unwrap(),
+        ModelKind::CasRegister,
+        &budget,
+        1,
+    )
+    .unwrap();
+    assert_eq!(r.result, Validity::Invalid);
+}

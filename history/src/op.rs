@@ -172,6 +172,13 @@ impl Fun {
         )
     }
 
+    /// Whether the function never takes a key (opening and closing a
+    /// session, pings): such ops keep their plain value in a
+    /// `jepsen.independent` history.
+    pub fn keyless(&self) -> bool {
+        matches!(self, Fun::OpenSession | Fun::CloseSession | Fun::Ping)
+    }
+
     /// Parses a function name (without the leading colon).
     pub fn parse(s: &str) -> Fun {
         match s {

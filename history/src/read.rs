@@ -144,13 +144,13 @@ pub fn read_str(src: &str, opts: ReadOptions) -> Result<(History, Format), Parse
     }
     if forced && format == Format::Jsonl {
         for (line, op) in ops.iter_mut() {
-            if op.process.is_client() && op.key.is_none() {
+            if op.process.is_client() && op.key.is_none() && !op.f.keyless() {
                 edn::split_independent(op).map_err(|m| ParseError::at(*line, m))?;
             }
         }
     } else if opts.independent.is_none() && format != Format::Jsonl && looks_independent(&ops) {
         for (line, op) in ops.iter_mut() {
-            if op.process.is_client() {
+            if op.process.is_client() && !op.f.keyless() {
                 edn::split_independent(op).map_err(|m| ParseError::at(*line, m))?;
             }
         }
@@ -243,6 +243,31 @@ mod tests {
         let src = "{:type :invoke, :f :cas, :value [1 2], :process 1}\n";
         let (h, _) = read_str(src, ReadOptions::default()).unwrap();
         assert_eq!(h.ops()[0].key, None);
+    }
+
+    #[test]
+    fn keyless_session_ops_keep_their_value_in_an_independent_history() {
+        // As the bench writes it: keyed ops as [key value], session ops
+        // (open, ping) with their plain value.
+        let src = "{:type :invoke, :f :open-session, :value 150, :process 0, :session 1}\n\
+                   {:type :ok, :f :open-session, :value 150, :process 0, :session 1}\n\
+                   {:type :invoke, :f :write, :value [3 7], :process 0, :session 1}\n\
+                   {:type :ok, :f :write, :value [3 7], :process 0, :session 1}\n\
+                   {:type :invoke, :f :ping, :value nil, :process 0, :session 1}\n\
+                   {:type :ok, :f :ping, :value nil, :process 0, :session 1, :node 2}\n";
+        for independent in [None, Some(true)] {
+            let opts = ReadOptions {
+                independent,
+                ..ReadOptions::default()
+            };
+            let (h, _) = read_str(src, opts).unwrap();
+            assert_eq!(h.ops()[1].value, Value::Int(150));
+            assert_eq!(h.ops()[1].key, None);
+            assert_eq!(h.ops()[3].key, Some(Value::Int(3)));
+            assert_eq!(h.ops()[3].value, Value::Int(7));
+            assert_eq!(h.ops()[5].f, Fun::Ping);
+            assert_eq!(h.ops()[5].node, Some(2));
+        }
     }
 
     #[test]

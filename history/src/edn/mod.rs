@@ -73,7 +73,7 @@ pub fn op_from_edn(e: &Edn, independent: bool) -> Result<Op, String> {
     op.zxid = uint_field(e, "zxid")?;
     op.node = uint_field(e, "node")?;
     op.session = uint_field(e, "session")?;
-    if independent && op.process.is_client() && op.key.is_none() {
+    if independent && op.process.is_client() && op.key.is_none() && !op.f.keyless() {
         split_independent(&mut op)?;
     }
     Ok(op)
