@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use faultline_checker::{check, Budget, LinReport, ModelKind};
+use faultline_checker::{check_from, Budget, LinReport, ModelKind, RegisterOptions};
 use faultline_history::{read_file, Format, ReadOptions};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -31,8 +31,12 @@ pub enum FormatArg {
     Jsonl,
     /// Jepsen EDN history (history.edn).
     Edn,
-    /// Jepsen console log (as in Porcupine's etcd data).
+    /// Jepsen log: jepsen.log or the console (as in Porcupine's etcd data).
     JepsenLog,
+    /// Jepsen's history.txt (tab-separated process, type, f, value).
+    HistoryTxt,
+    /// A JSON array of op objects (as elle-cli ships them).
+    Json,
     /// Porcupine's kv format.
     PorcupineKv,
 }
@@ -44,6 +48,8 @@ impl From<FormatArg> for Format {
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Edn => Format::Edn,
             FormatArg::JepsenLog => Format::JepsenLog,
+            FormatArg::HistoryTxt => Format::HistoryTxt,
+            FormatArg::Json => Format::Json,
             FormatArg::PorcupineKv => Format::PorcupineKv,
         }
     }
@@ -76,6 +82,15 @@ pub struct CheckArgs {
     /// Also write an HTML report of the history and verdict to this file.
     #[arg(long, value_name = "FILE")]
     pub html: Option<String>,
+    /// Every register starts at this value (an EDN value: `0`, `nil`,
+    /// `"a"`) instead of nil, as Jepsen's `(model/cas-register 0)`; for
+    /// the register and cas-register models.
+    #[arg(long, value_name = "VALUE", value_parser = parse_initial)]
+    pub initial: Option<faultline_history::Value>,
+    /// Read an ok read of nil as Knossos does: it constrains nothing (as if
+    /// its result were unknown). By default it says the register held nil.
+    #[arg(long)]
+    pub knossos_nil_reads: bool,
     /// Search without the sound reductions (crashed ops placed just in
     /// time, commuting reads, pruning of unobserved crashed writes): the
     /// same verdict, found more slowly; for comparisons and as a
@@ -87,6 +102,22 @@ pub struct CheckArgs {
 /// Cache memory one key's search may use before it gives up as unknown
 /// (approximate: heap data inside states is not counted).
 pub const SEARCH_MEMORY_BYTES: usize = 2 << 30;
+
+/// Parses one EDN value (`--initial`).
+pub fn parse_initial(s: &str) -> Result<faultline_history::Value, String> {
+    use faultline_history::edn::Reader;
+    let mut r = Reader::new(s);
+    let form = r
+        .next_form()
+        .map_err(|e| format!("{s:?} is not an EDN value: {}", e.message))?;
+    let Some((_, v)) = form else {
+        return Err("an initial value is required (e.g. 0 or nil)".into());
+    };
+    if !matches!(r.next_form(), Ok(None)) {
+        return Err(format!("{s:?} is more than one value"));
+    }
+    Ok(faultline_history::edn::to_value(&v))
+}
 
 /// Parses a positive number of seconds.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -104,6 +135,8 @@ struct JsonVerdict<'a> {
     file: &'a str,
     format: &'a str,
     elapsed_ms: f64,
+    /// Invocations by a process after an `info` had retired it.
+    reinvoked_after_info: usize,
     #[serde(flatten)]
     report: &'a LinReport,
 }
@@ -127,6 +160,13 @@ fn nemesis_spans(h: &faultline_history::History) -> Vec<faultline_reports::Span>
         }
     }
     spans
+}
+
+/// The note on processes that invoked again after an `info`.
+fn reinvoke_note(n: usize) -> String {
+    format!(
+        "{n} ops were invoked by a process after an :info had retired it: accepted, as Knossos does (each :info op stays open to the end, a new op follows)"
+    )
 }
 
 fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> String {
@@ -165,7 +205,13 @@ fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> Str
         history: h,
         faults: nemesis_spans(h),
         leaders: Vec::new(),
-        facts: vec![("operations".into(), h.pairs().count().to_string())],
+        facts: {
+            let mut f = vec![("operations".into(), h.pairs().count().to_string())];
+            if h.reinvoked_after_info() > 0 {
+                f.push(("note".into(), reinvoke_note(h.reinvoked_after_info())));
+            }
+            f
+        },
         config_json: None,
         messages_per_second: Vec::new(),
     };
@@ -193,7 +239,18 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
         no_reductions: a.no_reductions,
         no_certificates: false,
     };
-    let report = check(&history, kind, &budget, a.jobs).with_context(|| a.file.clone())?;
+    if (a.initial.is_some() || a.knossos_nil_reads) && kind == ModelKind::Kv {
+        anyhow::bail!(
+            "--initial and --knossos-nil-reads apply to the register and cas-register models, not kv"
+        );
+    }
+    let opts = RegisterOptions {
+        initial: a.initial.clone(),
+        nil_reads_unknown: a.knossos_nil_reads,
+    };
+    let report =
+        check_from(&history, kind, &opts, &budget, a.jobs).with_context(|| a.file.clone())?;
+    let reinvoked = history.reinvoked_after_info();
     let elapsed = start.elapsed();
     if let Some(path) = &a.html {
         let page = html_report(&a.file, &history, &report);
@@ -204,12 +261,21 @@ pub fn run(a: CheckArgs) -> anyhow::Result<u8> {
             file: &a.file,
             format: format.name(),
             elapsed_ms: elapsed.as_secs_f64() * 1e3,
+            reinvoked_after_info: reinvoked,
             report: &report,
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::stdout(format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
-        print!("{}: {}", a.file, report.render(10));
-        println!("checked in {:.1} ms", elapsed.as_secs_f64() * 1e3);
+        let mut text = format!("{}: {}", a.file, report.render(10));
+        if reinvoked > 0 {
+            text.push_str(&reinvoke_note(reinvoked));
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "checked in {:.1} ms\n",
+            elapsed.as_secs_f64() * 1e3
+        ));
+        crate::stdout(&text)?;
     }
     Ok(report.result.exit_code() as u8)
 }

@@ -3,7 +3,6 @@
 
 use clap::{Args, ValueEnum};
 use faultline_history::{edn, jsonl, read_file, ReadOptions};
-use std::io::Write as _;
 
 use crate::check::FormatArg;
 
@@ -49,7 +48,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<u8> {
         OutFormat::Edn => edn::write_ops(&mut buf, h.ops())?,
     }
     match a.output {
-        None => std::io::stdout().lock().write_all(&buf)?,
+        None => crate::stdout(&buf)?,
         Some(path) => faultline_bench::output::write(std::path::Path::new(&path), &buf)?,
     }
     Ok(0)

@@ -45,6 +45,18 @@ enum Command {
     Perf(bench::PerfArgs),
 }
 
+/// Writes `text` to standard output. A reader that went away (`faultline
+/// check ... | head`) ends the output quietly, never a panic; other write
+/// errors are reported.
+pub fn stdout(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_ref()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -229,3 +229,82 @@ fn check_reads_session_ops_in_both_formats_and_sets_them_aside() {
         );
     }
 }
+
+#[test]
+fn initial_values_and_knossos_nil_reads() {
+    // A cas-register that starts at 0: the first op reads 0, then a cas 0->1.
+    let src = b"{:type :invoke, :f :read, :value nil, :process 0}\n\
+{:type :ok, :f :read, :value 0, :process 0}\n\
+{:type :invoke, :f :cas, :value [0 1], :process 1}\n\
+{:type :ok, :f :cas, :value [0 1], :process 1}\n";
+    let f = scratch("initial.edn", src);
+    assert_eq!(faultline(&["check", &f]).status.code(), Some(1));
+    let o = faultline(&["check", "--initial", "0", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = faultline(&["check", "--initial", "0", "--model", "kv", &f]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not kv"), "{}", stderr(&o));
+    let o = faultline(&["check", "--initial", "[1", &f]);
+    assert_eq!(o.status.code(), Some(2));
+    // A read of nil after a write: nil is a value here, unknown to Knossos.
+    let src = b"{:type :invoke, :f :write, :value 3, :process 0}\n\
+{:type :ok, :f :write, :value 3, :process 0}\n\
+{:type :invoke, :f :read, :value nil, :process 1}\n\
+{:type :ok, :f :read, :value nil, :process 1}\n";
+    let f = scratch("nil-read.edn", src);
+    assert_eq!(faultline(&["check", &f]).status.code(), Some(1));
+    let o = faultline(&["check", "--knossos-nil-reads", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn named_clients_are_checked_and_reinvocations_after_info_noted() {
+    // Only named clients: a stale read is still found.
+    let src = b"{:type :invoke, :f :write, :value 3, :process :client-a, :node \"n4\"}\n\
+{:type :ok, :f :write, :value 3, :process :client-a, :node \"n4\"}\n\
+{:type :invoke, :f :read, :value nil, :process \"p0\"}\n\
+{:type :ok, :f :read, :value 2, :process \"p0\"}\n";
+    let o = faultline(&["check", &scratch("named.edn", src)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let src = b"{:type :invoke, :f :write, :value 3, :process 0}\n\
+{:type :info, :f :write, :value 3, :process 0}\n\
+{:type :invoke, :f :read, :value nil, :process 0}\n\
+{:type :ok, :f :read, :value 3, :process 0}\n";
+    let o = faultline(&["check", &scratch("reinvoke.edn", src)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("1 ops were invoked by a process after an :info"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    // Far more output than a pipe holds, so that writes meet the closed end.
+    let mut big = String::new();
+    for i in 0..4000 {
+        big.push_str(&format!(
+            "{{\"type\":\"invoke\",\"process\":{i},\"f\":\"write\",\"key\":1,\"value\":{i}}}\n\
+             {{\"type\":\"ok\",\"process\":{i},\"f\":\"write\",\"key\":1,\"value\":{i}}}\n"
+        ));
+    }
+    let f = scratch("big.jsonl", big.as_bytes());
+    for args in [vec!["convert", &f, "--to", "edn"], vec!["check", &f]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here, as `| head -c 16` does.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}");
+    }
+}

@@ -40,7 +40,7 @@ pub mod wgl;
 pub mod zk;
 pub mod zones;
 
-pub use linearizability::{check, check_model, ModelError};
+pub use linearizability::{check, check_from, check_model, ModelError, RegisterOptions};
 pub use model::{Kv, KvOp, Model, ModelKind, Register, RegisterOp};
 pub use verdict::{Candidate, CheckOutcome, LinReport, OpRef, Step, UnknownKey, Validity, Witness};
 pub use wgl::Budget;

@@ -25,17 +25,51 @@ pub struct ModelError {
 const PREFIX_KEEP: usize = 50;
 const CONCURRENT_KEEP: usize = 100;
 
-/// Checks `history` against the model named by `kind`.
+/// Checks `history` against the model named by `kind`, every key starting
+/// from the model's initial value (`nil` for registers, `""` for kv).
 pub fn check(
     history: &History,
     kind: ModelKind,
     budget: &Budget,
     threads: usize,
 ) -> Result<LinReport, ModelError> {
+    check_from(history, kind, &RegisterOptions::default(), budget, threads)
+}
+
+/// How a register model reads a history (Knossos's choices).
+#[derive(Clone, Debug, Default)]
+pub struct RegisterOptions {
+    /// Every register's value before the first op (`None`: nil), as
+    /// Jepsen's `(model/cas-register 0)`.
+    pub initial: Option<Value>,
+    /// An ok read of nil constrains nothing, as Knossos reads it.
+    pub nil_reads_unknown: bool,
+}
+
+/// Like [`check`], with the register models read as `opts` says (the kv
+/// model takes no options: `opts` must be the default).
+pub fn check_from(
+    history: &History,
+    kind: ModelKind,
+    opts: &RegisterOptions,
+    budget: &Budget,
+    threads: usize,
+) -> Result<LinReport, ModelError> {
+    let register = |cas| Register {
+        cas,
+        initial: opts.initial.clone().unwrap_or(Value::Nil),
+        nil_reads_unknown: opts.nil_reads_unknown,
+    };
     match kind {
-        ModelKind::Register => check_model(&Register { cas: false }, history, budget, threads),
-        ModelKind::CasRegister => check_model(&Register { cas: true }, history, budget, threads),
-        ModelKind::Kv => check_model(&Kv, history, budget, threads),
+        ModelKind::Register => check_model(&register(false), history, budget, threads),
+        ModelKind::CasRegister => check_model(&register(true), history, budget, threads),
+        ModelKind::Kv => {
+            assert!(
+                opts.initial.is_none() && !opts.nil_reads_unknown,
+                "the kv model takes no register options"
+            );
+            check_model(&Kv, history, budget, threads)
+        }
     }
 }
 

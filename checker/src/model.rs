@@ -105,12 +105,29 @@ pub enum RegisterOp {
     Cas(Value, Value),
 }
 
-/// A single register per key, initially `nil`: reads (`read`, `sync-read`)
-/// and writes, plus compare-and-set when `cas` is true (`cas-register`).
-#[derive(Clone, Copy, Debug)]
+/// A single register per key, initially `initial` (`nil` unless given):
+/// reads (`read`, `sync-read`) and writes, plus compare-and-set when `cas`
+/// is true (`cas-register`).
+#[derive(Clone, Debug)]
 pub struct Register {
     /// Whether `cas` ops are allowed.
     pub cas: bool,
+    /// Every key's value before the first op.
+    pub initial: Value,
+    /// Knossos's reading: an ok read of `nil` says nothing (as if its
+    /// result were unknown) instead of "the register held nil".
+    pub nil_reads_unknown: bool,
+}
+
+impl Register {
+    /// A register (`cas`: a cas-register) starting at `nil`.
+    pub fn new(cas: bool) -> Register {
+        Register {
+            cas,
+            initial: Value::Nil,
+            nil_reads_unknown: false,
+        }
+    }
 }
 
 impl Model for Register {
@@ -126,13 +143,15 @@ impl Model for Register {
     }
 
     fn init(&self) -> Value {
-        Value::Nil
+        self.initial.clone()
     }
 
     fn prepare(&self, pair: &Pair<'_>) -> Result<Option<RegisterOp>, String> {
         let inv = pair.invoke;
         match &inv.f {
-            Fun::Read | Fun::SyncRead => Ok(observed(pair).map(|v| RegisterOp::Read(v.clone()))),
+            Fun::Read | Fun::SyncRead => Ok(observed(pair)
+                .filter(|v| !(self.nil_reads_unknown && **v == Value::Nil))
+                .map(|v| RegisterOp::Read(v.clone()))),
             Fun::Write => Ok(Some(RegisterOp::Write(inv.value.clone()))),
             Fun::Cas if self.cas => match inv.value.as_pair() {
                 Some((from, to)) => Ok(Some(RegisterOp::Cas(from.clone(), to.clone()))),
@@ -196,7 +215,7 @@ impl Model for Register {
 
     /// The zones of a register with unique values (see [`crate::zones`]).
     fn certificate(&self, items: &[crate::wgl::Item<RegisterOp>]) -> Option<Vec<usize>> {
-        crate::zones::candidate(items)
+        crate::zones::candidate(items, &self.initial)
     }
 
     fn describe_op(&self, op: &RegisterOp) -> String {
@@ -365,7 +384,7 @@ mod tests {
     #[rustfmt::skip]
     #[test]
     fn register_steps() {
-        let m = Register { cas: true };
+        let m = Register::new(true);
         let cases: &[(Value, RegisterOp, Option<Value>)] = &[
             (Value::Nil, Read(Value::Nil), Some(Value::Nil)),
             (Value::Nil, Read(v(1)),       None),

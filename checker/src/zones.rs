@@ -56,16 +56,16 @@ fn needs<'a>(k: &Kind<'a>) -> Option<&'a Value> {
     }
 }
 
-/// A candidate linearization of one register partition (indices into
-/// `items`, optional ops that never happened left out), or `None` when the
-/// zones do not apply or yield no order.
-pub fn candidate(items: &[Item<RegisterOp>]) -> Option<Vec<usize>> {
+/// A candidate linearization of one register partition starting at
+/// `initial` (indices into `items`, optional ops that never happened left
+/// out), or `None` when the zones do not apply or yield no order.
+pub fn candidate(items: &[Item<RegisterOp>], initial: &Value) -> Option<Vec<usize>> {
     let kinds: Vec<Kind> = items.iter().map(|it| kind(&it.op)).collect();
     // Unique values: the one op that produces each value.
     let mut producer: BTreeMap<&Value, usize> = BTreeMap::new();
     for (i, k) in kinds.iter().enumerate() {
         if let Kind::Write(v) | Kind::Cas(_, v) = k {
-            if **v == Value::Nil || producer.insert(v, i).is_some() {
+            if *v == initial || producer.insert(v, i).is_some() {
                 return None;
             }
         }
@@ -81,7 +81,7 @@ pub fn candidate(items: &[Item<RegisterOp>]) -> Option<Vec<usize>> {
     }
     while let Some(i) = work.pop() {
         let Some(v) = needs(&kinds[i]) else { continue };
-        if *v == Value::Nil {
+        if v == initial {
             continue;
         }
         let &p = producer.get(v)?; // a value nobody wrote: no order exists
@@ -125,7 +125,7 @@ pub fn candidate(items: &[Item<RegisterOp>]) -> Option<Vec<usize>> {
             }
         }
     };
-    let init = chain(None, &Value::Nil);
+    let init = chain(None, initial);
     let mut chains: Vec<Vec<usize>> = Vec::new();
     for i in (0..items.len()).filter(|&i| included[i]) {
         if let Kind::Write(v) = kinds[i] {
@@ -224,7 +224,7 @@ mod tests {
     }
 
     fn linearizes(items: &[Item<RegisterOp>]) -> bool {
-        candidate(items).is_some_and(|o| verify(&Register { cas: true }, items, &o))
+        candidate(items, &Value::Nil).is_some_and(|o| verify(&Register::new(true), items, &o))
     }
 
     #[test]
@@ -255,23 +255,23 @@ mod tests {
             it(Write(v(2)), 1, None),
             it(Read(v(2)), 2, Some(3)),
         ];
-        let o = candidate(&items).unwrap();
+        let o = candidate(&items, &Value::Nil).unwrap();
         assert_eq!(o, vec![1, 2]);
-        assert!(verify(&Register { cas: true }, &items, &o));
+        assert!(verify(&Register::new(true), &items, &o));
     }
 
     #[test]
     fn repeated_values_fall_back() {
         use RegisterOp::*;
         let items = [it(Write(v(1)), 0, Some(1)), it(Write(v(1)), 2, Some(3))];
-        assert!(candidate(&items).is_none());
+        assert!(candidate(&items, &Value::Nil).is_none());
     }
 
     #[test]
     fn verify_rejects_a_bad_order() {
         use RegisterOp::*;
         let items = [it(Write(v(1)), 0, Some(1)), it(Write(v(2)), 2, Some(3))];
-        let m = Register { cas: true };
+        let m = Register::new(true);
         assert!(verify(&m, &items, &[0, 1]));
         assert!(!verify(&m, &items, &[1, 0]), "real-time order");
         assert!(!verify(&m, &items, &[0]), "a required op left out");

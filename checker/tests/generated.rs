@@ -15,7 +15,7 @@ struct Def {
 }
 
 fn definition_ops(h: &History) -> Vec<Vec<Def>> {
-    let m = Register { cas: true };
+    let m = Register::new(true);
     let mut by_key: std::collections::BTreeMap<Option<Value>, Vec<Def>> = Default::default();
     for p in h.pairs() {
         if p.outcome() == OpType::Fail {
@@ -39,7 +39,7 @@ fn definition_ops(h: &History) -> Vec<Vec<Def>> {
 /// Tries every order: an op may come next when no op left out of the order
 /// so far had to return before it was invoked.
 fn exhaustive(ops: &[Def], done: &mut Vec<bool>, state: &Value) -> bool {
-    let m = Register { cas: true };
+    let m = Register::new(true);
     if ops
         .iter()
         .zip(done.iter())
@@ -238,7 +238,7 @@ fn verdict_does_not_depend_on_threads() {
 fn zones_order_every_true_register_with_unique_values() {
     use faultline_checker::wgl::Item;
     use faultline_checker::zones;
-    let m = Register { cas: true };
+    let m = Register::new(true);
     let mut decided = 0;
     for seed in 0..400 {
         let cfg = SynthConfig {
@@ -261,7 +261,7 @@ fn zones_order_every_true_register_with_unique_values() {
                     ret: d.ret,
                 })
                 .collect();
-            let order = zones::candidate(&items)
+            let order = zones::candidate(&items, &Value::Nil)
                 .unwrap_or_else(|| panic!("seed {seed}: no candidate for {cfg:?}"));
             assert!(zones::verify(&m, &items, &order), "seed {seed}: {cfg:?}");
             decided += 1;

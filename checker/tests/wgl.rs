@@ -19,7 +19,7 @@ fn r(v: i64) -> RegisterOp {
 }
 
 fn verdict(items: &[Item<RegisterOp>]) -> Outcome<Value> {
-    search(&Register { cas: true }, items, &Budget::default()).0
+    search(&Register::new(true), items, &Budget::default()).0
 }
 
 // The 6.824 quiz examples Porcupine tests with.
@@ -85,7 +85,7 @@ fn crashed_writes_are_placed_just_in_time() {
         max_steps: Some(5000),
         ..Budget::default()
     };
-    let (o, stats) = search(&Register { cas: true }, &items, &b);
+    let (o, stats) = search(&Register::new(true), &items, &b);
     assert!(matches!(o, Outcome::NotLinearizable(_)), "{o:?}");
     assert!(stats.states <= 41, "{stats:?}");
     // A crashed write is still placed where a read needs it.
@@ -112,11 +112,11 @@ fn reads_of_the_current_value_commute() {
         max_steps: Some(5000),
         ..Budget::default()
     };
-    let (o, _) = search(&Register { cas: true }, &items, &b);
+    let (o, _) = search(&Register::new(true), &items, &b);
     assert!(matches!(o, Outcome::Linearizable), "{o:?}");
     // And a read that no order allows is still found.
     items.push(it(r(1), 160, Some(161)));
-    let (o, _) = search(&Register { cas: true }, &items, &b);
+    let (o, _) = search(&Register::new(true), &items, &b);
     assert!(matches!(o, Outcome::NotLinearizable(_)), "{o:?}");
 }
 
@@ -133,6 +133,6 @@ fn budget_gives_unknown() {
         max_steps: Some(5000),
         ..Budget::default()
     };
-    let (o, _) = search(&Register { cas: true }, &items, &b);
+    let (o, _) = search(&Register::new(true), &items, &b);
     assert!(matches!(o, Outcome::Unknown(Exhausted::Steps)), "{o:?}");
 }

@@ -41,6 +41,63 @@ pub fn read_ops(src: &str) -> Result<Vec<(usize, Op)>, ParseError> {
     Ok(out)
 }
 
+/// Reads a JSON array of op objects (as elle-cli ships histories), each
+/// op with the line its object starts on.
+pub fn read_array(src: &str) -> Result<Vec<(usize, Op)>, ParseError> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(src).map_err(|e| {
+        ParseError::at(
+            e.line(),
+            format!("not a JSON array of ops: {}", strip_position(&e)),
+        )
+    })?;
+    let starts = object_lines(src);
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let line = starts.get(i).copied().unwrap_or(0);
+            serde_json::from_value::<Op>(v)
+                .map(|op| (line, op))
+                .map_err(|e| ParseError::at(line, format!("op {i}: {e}")))
+        })
+        .collect()
+}
+
+/// serde_json's message without its "at line L column C" (we give lines).
+fn strip_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    msg.rsplit_once(" at line ")
+        .map_or(msg.clone(), |(m, _)| m.to_string())
+}
+
+/// The line each top-level object of a JSON array starts on (depth 1 `{`
+/// outside strings).
+fn object_lines(src: &str) -> Vec<usize> {
+    let (mut depth, mut line, mut in_str, mut escaped) = (0usize, 1usize, false, false);
+    let mut out = Vec::new();
+    for c in src.chars() {
+        match c {
+            '\n' => line += 1,
+            _ if in_str => match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            },
+            '"' => in_str = true,
+            '[' | '{' => {
+                if c == '{' && depth == 1 {
+                    out.push(line);
+                }
+                depth += 1;
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     index: usize,

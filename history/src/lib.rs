@@ -4,8 +4,11 @@
 //! An operation is *invoked* by a client process and then completes as `ok`
 //! (it happened), `fail` (it certainly did not happen) or `info` (unknown: it
 //! may have happened at any time after its invocation). A process that got
-//! `info` is retired and never invokes again. An invocation with no
-//! completion at the end of a history is treated like `info`.
+//! `info` is retired and should never invoke again; some tools' histories
+//! do, and Knossos accepts them: the `info` op stays open to the end, as
+//! always, and the new invocation is a new op (counted, see
+//! [`History::reinvoked_after_info`]). An invocation with no completion at
+//! the end of a history is treated like `info`.
 //!
 //! [`History::new`] checks these rules, so every `History` value is
 //! well-formed: completions match an open invocation of the same process and
@@ -40,6 +43,8 @@ pub struct History {
     /// completion -> invoke), or `None` for an invocation never completed and
     /// for ops outside the client protocol (e.g. nemesis `info` events).
     partner: Vec<Option<u32>>,
+    /// Invocations by a process after an `info` had retired it.
+    reinvoked: usize,
 }
 
 /// One client operation: an invocation and, if it completed, its completion.
@@ -79,11 +84,17 @@ impl History {
         let mut open: BTreeMap<&Process, usize> = BTreeMap::new();
         // process -> index of the `info` that retired it
         let mut retired: BTreeMap<&Process, usize> = BTreeMap::new();
+        let mut reinvoked = 0;
         for (i, op) in ops.iter().enumerate() {
             if !op.process.is_client() {
                 // Nemesis and other non-client events are kept for reports but
                 // take no part in pairing.
                 continue;
+            }
+            if op.kind == OpType::Invoke && retired.remove(&op.process).is_some() {
+                // Accepted (as Knossos does): the `info` op stays open to
+                // the end; this is a new op of the same process.
+                reinvoked += 1;
             }
             if let Some(&r) = retired.get(&op.process) {
                 return Err(HistoryError {
@@ -150,7 +161,17 @@ impl History {
                 }
             }
         }
-        Ok(History { ops, partner })
+        Ok(History {
+            ops,
+            partner,
+            reinvoked,
+        })
+    }
+
+    /// How many invocations came from a process after an `info` had
+    /// retired it (each a new op; the `info` op stays open to the end).
+    pub fn reinvoked_after_info(&self) -> usize {
+        self.reinvoked
     }
 
     /// All ops in observation order.
@@ -253,11 +274,22 @@ mod tests {
     }
 
     #[test]
-    fn info_retires_a_process() {
-        let e = History::new(vec![
+    fn a_process_may_invoke_again_after_info_as_knossos_accepts() {
+        let h = History::new(vec![
             op(OpType::Invoke, 0, Fun::Write, Value::Int(1)),
             op(OpType::Info, 0, Fun::Write, Value::Int(1)),
             op(OpType::Invoke, 0, Fun::Read, Value::Nil),
+            op(OpType::Ok, 0, Fun::Read, Value::Int(1)),
+        ])
+        .unwrap();
+        assert_eq!(h.reinvoked_after_info(), 1);
+        let outcomes: Vec<OpType> = h.pairs().map(|p| p.outcome()).collect();
+        assert_eq!(outcomes, vec![OpType::Info, OpType::Ok]);
+        // A completion with nothing open is still refused.
+        let e = History::new(vec![
+            op(OpType::Invoke, 0, Fun::Write, Value::Int(1)),
+            op(OpType::Info, 0, Fun::Write, Value::Int(1)),
+            op(OpType::Ok, 0, Fun::Write, Value::Int(1)),
         ])
         .unwrap_err();
         assert_eq!(e.index, 2);

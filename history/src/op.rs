@@ -49,20 +49,29 @@ impl fmt::Display for OpType {
     }
 }
 
-/// Who performed an op: a numbered client process, or a named actor such as
-/// Jepsen's `:nemesis`, whose events take no part in invoke/complete pairing.
+/// Who performed an op: a numbered client process, or a named one. Every
+/// process is a client except Jepsen's `:nemesis`, whose events take no
+/// part in invoke/complete pairing (a client may be named: `:client-a`,
+/// `"p0"`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Process {
     /// A client process (Jepsen's integer process ids).
     Client(u64),
-    /// A named actor, e.g. `nemesis`.
+    /// A named process: `nemesis`, or a client with a name.
     Named(String),
 }
 
+/// The one process name that is not a client.
+pub const NEMESIS: &str = "nemesis";
+
 impl Process {
-    /// True for client processes, whose ops are checked.
+    /// True for client processes, whose ops are checked: every process but
+    /// the nemesis.
     pub fn is_client(&self) -> bool {
-        matches!(self, Process::Client(_))
+        match self {
+            Process::Client(_) => true,
+            Process::Named(n) => n != NEMESIS,
+        }
     }
 }
 
@@ -371,22 +380,59 @@ pub struct Op {
     /// op's position.
     #[serde(default)]
     pub time: u64,
-    /// Why the op failed or is unknown (e.g. `timed-out`), if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the op failed or is unknown (e.g. `timed-out`), if known. Read
+    /// from any JSON value (a non-string is kept as its JSON text).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_text"
+    )]
     pub error: Option<String>,
-    /// Node-supplied: the zxid at which the op was applied or read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Node-supplied: the zxid at which the op was applied or read. Read
+    /// leniently: a value that is not a non-negative integer is dropped,
+    /// never an error (the linearizability check does not use it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_uint"
+    )]
     pub zxid: Option<u64>,
-    /// Node-supplied: the server that answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Node-supplied: the server that answered (read leniently, like
+    /// `zxid`: Jepsen stores carry node names such as `"n4"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_uint"
+    )]
     pub node: Option<u64>,
     /// The client session the op ran on, when the client names it.
     /// Several processes may share a session: a read pipelined behind a
     /// write runs on the write's session under a process id of its own
     /// (a process has one op open at a time), and the server executes the
-    /// session's requests in order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// session's requests in order. Read leniently, like `zxid`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_uint"
+    )]
     pub session: Option<u64>,
+}
+
+/// A field the checker does not need: a non-negative integer, or nothing
+/// (whatever else it holds).
+fn lenient_uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_u64())
+}
+
+/// A text field: a string as is, any other JSON value as its JSON text,
+/// `null` as nothing.
+fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 impl Op {

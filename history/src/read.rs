@@ -12,8 +12,12 @@ pub enum Format {
     Jsonl,
     /// A Jepsen EDN history ([`crate::edn`]).
     Edn,
-    /// A Jepsen console log ([`crate::jepsen_log`]).
+    /// A Jepsen log, `jepsen.log` or the console ([`crate::jepsen_log`]).
     JepsenLog,
+    /// Jepsen's `history.txt`: tab-separated process, type, f, value.
+    HistoryTxt,
+    /// A JSON array of op objects (as elle-cli ships histories).
+    Json,
     /// Porcupine's kv format: EDN op maps with a `:key` field.
     PorcupineKv,
 }
@@ -26,6 +30,8 @@ impl Format {
             Format::Jsonl => "jsonl",
             Format::Edn => "edn",
             Format::JepsenLog => "jepsen-log",
+            Format::HistoryTxt => "history-txt",
+            Format::Json => "json",
             Format::PorcupineKv => "porcupine-kv",
         }
     }
@@ -105,7 +111,12 @@ pub fn detect_format(src: &str) -> Result<Format, ParseError> {
     if t.starts_with("{\"") || t.starts_with("{ \"") {
         return Ok(Format::Jsonl);
     }
-    if t.starts_with('{') || t.starts_with('[') {
+    // `[` then an object with a string key: a JSON array of ops.
+    let after = src.trim_start().strip_prefix('[').map(str::trim_start);
+    if after.is_some_and(|a| a.starts_with('{') && a[1..].trim_start().starts_with('"')) {
+        return Ok(Format::Json);
+    }
+    if t.starts_with('{') || t.starts_with('[') || t.starts_with('(') || t.starts_with("#") {
         let kv_like = t.contains(":key ")
             && (t.contains(":f :get") || t.contains(":f :put") || t.contains(":f :append"));
         return Ok(if kv_like {
@@ -114,12 +125,15 @@ pub fn detect_format(src: &str) -> Result<Format, ParseError> {
             Format::Edn
         });
     }
-    if src.lines().take(1000).any(|l| l.contains("jepsen.util - ")) {
+    if jepsen_log::is_txt_line(first) {
+        return Ok(Format::HistoryTxt);
+    }
+    if src.lines().take(1000).any(jepsen_log::is_log_line) {
         return Ok(Format::JepsenLog);
     }
     Err(ParseError::at(
         n + 1,
-        "cannot detect the history format (expected JSON lines, Jepsen EDN, a Jepsen log or Porcupine kv); use --format",
+        "cannot detect the history format (expected JSON lines, a JSON array, Jepsen EDN, history.txt, a Jepsen log or Porcupine kv); use --format",
     ))
 }
 
@@ -134,21 +148,31 @@ pub fn read_str(src: &str, opts: ReadOptions) -> Result<(History, Format), Parse
         Format::Jsonl => jsonl::read_ops(src)?,
         Format::Edn | Format::PorcupineKv => edn::read_ops(src, forced)?,
         Format::JepsenLog => jepsen_log::read_ops(src)?,
+        Format::HistoryTxt => jepsen_log::read_txt(src)?,
+        Format::Json => jsonl::read_array(src)?,
         Format::Auto => unreachable!("resolved above"),
     };
+    if ops.is_empty() && is_empty_collection(src) {
+        // `[]` or `()`: a history of no operations, as written.
+        return Ok((
+            History::new(Vec::new()).expect("empty is well-formed"),
+            format,
+        ));
+    }
     if ops.is_empty() {
         return Err(ParseError::at(
             0,
             format!("empty history: no operations found (read as {format})"),
         ));
     }
-    if forced && format == Format::Jsonl {
+    let json = matches!(format, Format::Jsonl | Format::Json);
+    if forced && json {
         for (line, op) in ops.iter_mut() {
             if op.process.is_client() && op.key.is_none() && !op.f.keyless() {
                 edn::split_independent(op).map_err(|m| ParseError::at(*line, m))?;
             }
         }
-    } else if opts.independent.is_none() && format != Format::Jsonl && looks_independent(&ops) {
+    } else if opts.independent.is_none() && !json && looks_independent(&ops) {
         for (line, op) in ops.iter_mut() {
             if op.process.is_client() && !op.f.keyless() {
                 edn::split_independent(op).map_err(|m| ParseError::at(*line, m))?;
@@ -164,6 +188,18 @@ pub fn read_str(src: &str, opts: ReadOptions) -> Result<(History, Format), Parse
     let ops: Vec<Op> = ops.into_iter().map(|(_, o)| o).collect();
     let h = History::new(ops).map_err(|e| ParseError::at(lines[e.index], e.message))?;
     Ok((h, format))
+}
+
+/// Whether the text, comments and whitespace aside, is an empty list or
+/// vector.
+fn is_empty_collection(src: &str) -> bool {
+    let t: String = src
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(';'))
+        .flat_map(str::chars)
+        .filter(|c| !c.is_whitespace() && *c != ',')
+        .collect();
+    t == "[]" || t == "()"
 }
 
 /// True when every client register or kv op carries a
@@ -271,6 +307,69 @@ mod tests {
     }
 
     #[test]
+    fn fields_the_checker_does_not_use_never_make_an_op_unreadable() {
+        let edn = "{:type :invoke, :f :read, :value nil, :process 0, :node \"n4\", :zxid :x, :session [1]}\n\
+                   {:type :ok, :f :read, :value 3, :process 0, :node \"n4\", :error {:a 1}}\n";
+        let jsonl = "{\"type\":\"invoke\",\"f\":\"read\",\"value\":null,\"process\":0,\"node\":\"n4\",\"zxid\":-1,\"session\":\"s\"}\n\
+                     {\"type\":\"ok\",\"f\":\"read\",\"value\":3,\"process\":0,\"node\":\"n4\",\"error\":{\"a\":1}}\n";
+        for src in [edn, jsonl] {
+            let (h, _) = read_str(src, ReadOptions::default()).unwrap();
+            assert_eq!(h.ops()[0].node, None);
+            assert_eq!(h.ops()[0].zxid, None);
+            assert_eq!(h.ops()[0].session, None);
+            assert_eq!(h.ops()[1].value, Value::Int(3));
+            assert!(h.ops()[1].error.is_some());
+        }
+    }
+
+    #[test]
+    fn wrapped_histories_json_arrays_and_tagged_records_are_read() {
+        let op = |t: &str| format!("{{:type :{t}, :f :write, :value 1, :process 0}}");
+        for (open, close) in [("[", "]"), ("(", ")")] {
+            let src = format!("{open}{}\n {}{close}\n", op("invoke"), op("ok"));
+            let (h, f) = read_str(&src, ReadOptions::default()).unwrap();
+            assert_eq!((h.ops().len(), f), (2, Format::Edn), "{src}");
+        }
+        for empty in ["[]", "()", "[ ]\n", "; nothing\n[]"] {
+            let (h, _) = read_str(empty, ReadOptions::default()).unwrap();
+            assert!(h.ops().is_empty(), "{empty}");
+        }
+        let tagged = "#jepsen.history.Op{:index 0, :time 5, :type :invoke, :process 0, :f :read, :value nil}\n\
+                      #jepsen.history.Op{:index 1, :time 9, :type :ok, :process 0, :f :read, :value 2}\n";
+        let (h, _) = read_str(tagged, ReadOptions::default()).unwrap();
+        assert_eq!(h.ops()[1].value, Value::Int(2));
+        assert_eq!(h.ops()[1].time, 9);
+        let json =
+            "[\n  {\"type\": \"invoke\", \"f\": \"write\", \"value\": 1, \"process\": 0},\n  \
+                    {\"type\": \"ok\", \"f\": \"write\", \"value\": 1, \"process\": 0}\n]\n";
+        let (h, f) = read_str(json, ReadOptions::default()).unwrap();
+        assert_eq!((h.ops().len(), f), (2, Format::Json));
+        let bad = "[\n{\"type\": \"invoke\", \"f\": \"write\", \"process\": 0},\n{\"type\": \"done\", \"f\": \"write\", \"process\": 0}]";
+        let e = read_str(bad, ReadOptions::default()).unwrap_err();
+        assert_eq!(e.line, 3, "{}", e.message);
+        assert!(e.message.contains("op 1"), "{}", e.message);
+        // history.txt is detected
+        let (h, f) = read_str(
+            "0\t:invoke\t:read\tnil\n0\t:ok\t:read\t1\n",
+            ReadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((h.ops().len(), f), (2, Format::HistoryTxt));
+    }
+
+    #[test]
+    fn named_processes_are_clients_except_the_nemesis() {
+        let src = "{:type :invoke, :f :write, :value 1, :process :client-a}\n\
+                   {:type :invoke, :f :read, :value nil, :process \"p0\"}\n\
+                   {:type :info, :f :start, :value nil, :process :nemesis}\n\
+                   {:type :ok, :f :write, :value 1, :process :client-a}\n\
+                   {:type :ok, :f :read, :value 1, :process \"p0\"}\n";
+        let (h, _) = read_str(src, ReadOptions::default()).unwrap();
+        assert_eq!(h.pairs().count(), 2);
+        assert!(!h.ops()[2].process.is_client());
+    }
+
+    #[test]
     fn bad_input_gives_file_and_line() {
         let opts = ReadOptions::default();
         let e = read_str("{\"type\":\"ok\",\"process\":0,\"f\":\"read\"}\n", opts).unwrap_err();
@@ -297,7 +396,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.message.contains("bad process"), "{}", e.message);
+        assert!(e.message.contains("empty history"), "{}", e.message);
     }
 
     #[test]

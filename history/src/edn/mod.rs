@@ -36,6 +36,11 @@ fn name_of(e: &Edn) -> Option<&str> {
 /// Converts one Jepsen op map into an [`Op`]. `independent` splits client
 /// values `[key value]` into key and value.
 pub fn op_from_edn(e: &Edn, independent: bool) -> Result<Op, String> {
+    // A tagged record (`#jepsen.history.Op{...}`) is read as its map.
+    let e = match e {
+        Edn::Tagged(_, inner) => inner.as_ref(),
+        e => e,
+    };
     let Edn::Map(_) = e else {
         return Err(format!("expected an op map, found {}", short(e)));
     };
@@ -70,9 +75,9 @@ pub fn op_from_edn(e: &Edn, independent: bool) -> Result<Op, String> {
         Edn::Str(s) => s.clone(),
         other => other.to_string(),
     });
-    op.zxid = uint_field(e, "zxid")?;
-    op.node = uint_field(e, "node")?;
-    op.session = uint_field(e, "session")?;
+    op.zxid = uint_field(e, "zxid");
+    op.node = uint_field(e, "node");
+    op.session = uint_field(e, "session");
     if independent && op.process.is_client() && op.key.is_none() && !op.f.keyless() {
         split_independent(&mut op)?;
     }
@@ -93,11 +98,12 @@ pub fn split_independent(op: &mut Op) -> Result<(), String> {
     }
 }
 
-fn uint_field(e: &Edn, name: &str) -> Result<Option<u64>, String> {
+/// A field the checker does not need: a non-negative integer, or nothing
+/// whatever else it holds (Jepsen's `:node "n4"`).
+fn uint_field(e: &Edn, name: &str) -> Option<u64> {
     match e.get(name) {
-        None | Some(Edn::Nil) => Ok(None),
-        Some(Edn::Int(i)) if *i >= 0 => Ok(Some(*i as u64)),
-        Some(other) => Err(format!("bad :{name} {}", short(other))),
+        Some(Edn::Int(i)) if *i >= 0 => Some(*i as u64),
+        _ => None,
     }
 }
 
@@ -124,8 +130,8 @@ pub fn read_ops(src: &str, independent: bool) -> Result<Vec<(usize, Op)>, ParseE
     while let Some((line, form)) = r.next_form()? {
         if first {
             first = false;
-            if let Edn::Vector(items) = &form {
-                // a whole history as one vector
+            if let Edn::Vector(items) | Edn::List(items) = &form {
+                // a whole history as one vector or list
                 for it in items {
                     let op = op_from_edn(it, independent).map_err(|m| ParseError::at(line, m))?;
                     out.push((line, op));
@@ -133,7 +139,7 @@ pub fn read_ops(src: &str, independent: bool) -> Result<Vec<(usize, Op)>, ParseE
                 if r.next_form()?.is_some() {
                     return Err(ParseError::at(
                         line,
-                        "expected a single vector of ops or one op map per line",
+                        "expected a single vector or list of ops, or one op map per line",
                     ));
                 }
                 return Ok(out);
