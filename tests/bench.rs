@@ -226,6 +226,33 @@ fn campaign_writes_summary_and_junit() {
             "{f}"
         );
     }
+    // `check` on the exported histories gives the bench's linearizability
+    // verdict, over the same ops (local reads and session ops set aside).
+    let v = json(&format!("{out}/runs/seed-1/verdict.json"));
+    let lin = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "linearizable")
+        .unwrap()
+        .clone();
+    for f in ["history.jsonl", "history.edn"] {
+        let o = faultline(&["check", "--json", &format!("{out}/runs/seed-1/{f}")]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(c["result"], lin["result"], "{f}");
+        let ops = format!(": {} ops,", c["ops"]);
+        assert!(
+            lin["summary"].as_str().unwrap().contains(&ops),
+            "{f}: {lin} vs {c}"
+        );
+        assert!(c["set_aside"].as_u64().unwrap() > 0, "{f}");
+    }
     // The saved schedule replays the same run.
     let replay = dir("replay");
     bench(

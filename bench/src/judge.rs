@@ -30,7 +30,7 @@ pub(crate) fn linearizable_part(
     let index_map: Vec<usize> = ops
         .iter()
         .enumerate()
-        .filter(|(_, o)| !(o.f == Fun::Read && o.process.is_client()))
+        .filter(|(_, o)| o.f != Fun::LocalRead)
         .map(|(i, _)| i)
         .collect();
     let keep: Vec<Op> = index_map.iter().map(|&i| ops[i].clone()).collect();

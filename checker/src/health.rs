@@ -61,7 +61,7 @@ pub fn timeliness(h: &History, commits: &[(u64, u64)], bound_ns: u64) -> CheckOu
     let mut reads = 0;
     let mut worst = 0u64;
     for (i, op) in h.ops().iter().enumerate() {
-        if op.kind != OpType::Ok || op.f != Fun::Read || !op.process.is_client() {
+        if op.kind != OpType::Ok || op.f != Fun::LocalRead || !op.process.is_client() {
             continue;
         }
         let (Some(z), Some(inv)) = (op.zxid, h.partner(i)) else {
@@ -309,8 +309,8 @@ mod tests {
 
     fn read(invoked: u64, zxid: u64) -> History {
         History::new(vec![
-            op(OpType::Invoke, 0, Fun::Read, invoked, None),
-            op(OpType::Ok, 0, Fun::Read, invoked + 1, Some(zxid)),
+            op(OpType::Invoke, 0, Fun::LocalRead, invoked, None),
+            op(OpType::Ok, 0, Fun::LocalRead, invoked + 1, Some(zxid)),
         ])
         .unwrap()
     }
@@ -405,15 +405,15 @@ mod tests {
     #[test]
     fn only_a_server_behind_the_session_may_answer_not_ready() {
         let reply = |kind, p: u64, t: u64, z: u64, err: Option<&str>| {
-            let mut o = op(kind, p, Fun::Read, t, Some(z));
+            let mut o = op(kind, p, Fun::LocalRead, t, Some(z));
             o.error = err.map(str::to_string);
             o
         };
         let h = |z: u64| {
             History::new(vec![
-                op(OpType::Invoke, 0, Fun::Read, 1, None),
+                op(OpType::Invoke, 0, Fun::LocalRead, 1, None),
                 reply(OpType::Ok, 0, 2, 5, None),
-                op(OpType::Invoke, 0, Fun::Read, 3, None),
+                op(OpType::Invoke, 0, Fun::LocalRead, 3, None),
                 reply(OpType::Fail, 0, 4, z, Some("not-ready")),
             ])
             .unwrap()
@@ -435,9 +435,9 @@ mod tests {
         };
         let hp = |session_named: bool| {
             let ops = vec![
-                op(OpType::Invoke, 0, Fun::Read, 1, None),
+                op(OpType::Invoke, 0, Fun::LocalRead, 1, None),
                 reply(OpType::Ok, 0, 2, 5, None),
-                op(OpType::Invoke, 77, Fun::Read, 3, None),
+                op(OpType::Invoke, 77, Fun::LocalRead, 3, None),
                 reply(OpType::Fail, 77, 4, 4, Some("not-ready")),
             ];
             let ops = if session_named {

@@ -80,13 +80,15 @@ struct Partition<'h, O> {
     pairs: Vec<Pair<'h>>,
 }
 
-/// Whether a pair is set aside by every model: a session op (ZAB.md §9:
-/// open, close, ping, ephemeral create) or any op on a key some
+/// Whether a pair is set aside by every model: a local read (only
+/// sequentially consistent), a session op (ZAB.md §9: open, close, ping,
+/// ephemeral create) or any op on a key some
 /// `create-ephemeral` made (such keys vanish with their session, which no
 /// register op says; the bench's `sessions` and `read-guarantees` checks
 /// judge them from the servers' logs).
 fn set_aside(pair: &Pair<'_>, ephemeral: &BTreeSet<&Value>) -> bool {
     pair.invoke.f.is_session()
+        || pair.invoke.f == Fun::LocalRead
         || pair
             .invoke
             .key
@@ -94,8 +96,9 @@ fn set_aside(pair: &Pair<'_>, ephemeral: &BTreeSet<&Value>) -> bool {
             .is_some_and(|k| ephemeral.contains(k))
 }
 
-/// A history's partitions, and how many ops were set aside.
-type Partitions<'h, O> = (Vec<Partition<'h, O>>, usize);
+/// A history's partitions, and how many ops were set aside and how many
+/// failed.
+type Partitions<'h, O> = (Vec<Partition<'h, O>>, usize, usize);
 
 /// The history's partitions, and how many ops were set aside.
 fn partitions<'h, M: Model>(
@@ -110,7 +113,7 @@ fn partitions<'h, M: Model>(
         .filter(|o| o.f == Fun::CreateEphemeral)
         .filter_map(|o| o.key.as_ref())
         .collect();
-    let mut aside = 0;
+    let (mut aside, mut failed) = (0, 0);
     for pair in history.pairs() {
         if set_aside(&pair, &ephemeral) {
             aside += 1;
@@ -118,6 +121,7 @@ fn partitions<'h, M: Model>(
         }
         let outcome = pair.outcome();
         if outcome == OpType::Fail {
+            failed += 1;
             continue; // it did not happen
         }
         let prepared = model.prepare(&pair).map_err(|message| ModelError {
@@ -163,7 +167,7 @@ fn partitions<'h, M: Model>(
             p.pairs.retain(|_| keep2.next().expect("same length"));
         }
     }
-    Ok((parts, aside))
+    Ok((parts, aside, failed))
 }
 
 /// How one partition's search ended.
@@ -192,7 +196,7 @@ pub fn check_model<M: Model>(
     budget: &Budget,
     threads: usize,
 ) -> Result<LinReport, ModelError> {
-    let (parts, set_aside) = partitions(model, history, !budget.no_reductions)?;
+    let (parts, set_aside, failed) = partitions(model, history, !budget.no_reductions)?;
     let (ends, states) = run_rounds(model, &parts, budget, threads);
     let mut report = LinReport {
         result: Validity::Valid,
@@ -204,6 +208,7 @@ pub fn check_model<M: Model>(
         unknown: Vec::new(),
         skipped: Vec::new(),
         set_aside,
+        failed,
     };
     for (part, end) in parts.iter().zip(ends) {
         match end {

@@ -142,7 +142,7 @@ fn sessions_of(h: &History, tick_ns: u64) -> BTreeMap<u64, Session> {
         // Only answers the leader took part in prove that the server was
         // in touch with it (a local read may come from a server cut off
         // from the leader, whose touches never reach it).
-        let via_leader = !matches!(p.invoke.f, Fun::Read | Fun::Ping);
+        let via_leader = !matches!(p.invoke.f, Fun::Read | Fun::LocalRead | Fun::Ping);
         let decided = matches!(done.error.as_deref(), Some("cas-mismatch" | "node-exists"));
         if via_leader && done.node.is_some() && (done.kind == OpType::Ok || decided) {
             e.served.push((t, done.time, p.invoke_index));

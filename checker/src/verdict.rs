@@ -131,7 +131,8 @@ pub struct LinReport {
     pub result: Validity,
     /// The model used.
     pub model: String,
-    /// Client ops checked (failed ops and unknown reads excluded).
+    /// Client ops checked (failed ops, set-aside ops, unknown reads and
+    /// pruned crashed writes excluded).
     pub ops: usize,
     /// Partitions (keys) checked.
     pub keys: usize,
@@ -144,10 +145,13 @@ pub struct LinReport {
     /// Keys not searched to the end because another key was already found
     /// not linearizable, in key order.
     pub skipped: Vec<Option<Value>>,
-    /// Ops no register or kv model judges, left out: session ops (open,
-    /// close, ping, ephemeral create) and ops on ephemeral keys, which
-    /// vanish with their session (ZAB.md §9).
+    /// Ops no register or kv model judges, left out: local reads (only
+    /// sequentially consistent), session ops (open, close, ping, ephemeral
+    /// create) and ops on ephemeral keys, which vanish with their session
+    /// (ZAB.md §9).
     pub set_aside: usize,
+    /// Ops that completed `fail`, left out: they did not happen.
+    pub failed: usize,
 }
 
 fn key_name(k: &Option<Value>) -> String {
@@ -264,10 +268,17 @@ impl LinReport {
                 self.skipped.len()
             );
         }
+        if self.failed > 0 {
+            let _ = writeln!(
+                s,
+                "{} failed ops left out (they did not happen)",
+                self.failed
+            );
+        }
         if self.set_aside > 0 {
             let _ = writeln!(
                 s,
-                "{} session ops and ops on ephemeral keys set aside (sessions are judged by the bench's sessions check, from the servers' logs)",
+                "{} local reads, session ops and ops on ephemeral keys set aside (the bench judges them by its read-guarantees and sessions checks, from the servers' logs)",
                 self.set_aside
             );
         }

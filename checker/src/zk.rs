@@ -160,7 +160,7 @@ pub fn read_guarantees(
         if z >= e.0 {
             *e = (z, i);
         }
-        if op.f == Fun::Read {
+        if op.f == Fun::LocalRead {
             if let Some(bad) = read_misses_session_write(h, &before, i) {
                 involved.extend([bad.0, i]);
                 anomalies.push(bad.1);
@@ -285,7 +285,7 @@ pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome 
 /// which ops are of that kind.
 const LIVE_KINDS: [(&str, &[Fun]); 3] = [
     ("write", &[Fun::Write, Fun::Cas]),
-    ("local read", &[Fun::Read]),
+    ("local read", &[Fun::LocalRead]),
     ("sync-read", &[Fun::SyncRead]),
 ];
 

@@ -359,7 +359,7 @@ fn linearizability_sets_session_ops_and_ephemeral_keys_aside() {
     assert_eq!((r.ops, r.keys, r.set_aside), (1, 1, 3));
     assert!(r
         .render(5)
-        .contains("3 session ops and ops on ephemeral keys set aside"));
+        .contains("3 local reads, session ops and ops on ephemeral keys set aside"));
     // The register part is still judged: a read of key 0 that never was.
     ops.push(keyed(OpType::Invoke, Fun::Read, 0, Value::Nil, 400));
     ops.push(keyed(OpType::Ok, Fun::Read, 0, Value::Int(9), 401));

@@ -30,17 +30,17 @@ fn reads_must_match_the_committed_history_at_their_zxid() {
     let (c, conflicts) = committed_history(&[txn(1, 0, 10), txn(2, 0, 20)]);
     assert!(conflicts.is_empty());
     let good = History::new(vec![
-        op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
-        op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(1)),
-        op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
-        op(OpType::Ok, 0, Fun::Read, 0, Value::Int(20), Some(2)),
+        op(OpType::Invoke, 0, Fun::LocalRead, 0, Value::Nil, None),
+        op(OpType::Ok, 0, Fun::LocalRead, 0, Value::Int(10), Some(1)),
+        op(OpType::Invoke, 0, Fun::LocalRead, 0, Value::Nil, None),
+        op(OpType::Ok, 0, Fun::LocalRead, 0, Value::Int(20), Some(2)),
     ])
     .unwrap();
     assert_eq!(read_guarantees(&good, &c, &[]).result, Validity::Valid);
     // a stale value for the zxid claimed
     let stale = History::new(vec![
-        op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
-        op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(2)),
+        op(OpType::Invoke, 0, Fun::LocalRead, 0, Value::Nil, None),
+        op(OpType::Ok, 0, Fun::LocalRead, 0, Value::Int(10), Some(2)),
     ])
     .unwrap();
     let o = read_guarantees(&stale, &c, &[]);
@@ -48,10 +48,10 @@ fn reads_must_match_the_committed_history_at_their_zxid() {
     assert!(o.anomalies[0].contains("holds 20"), "{:?}", o.anomalies);
     // going back in time
     let back = History::new(vec![
-        op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
-        op(OpType::Ok, 0, Fun::Read, 0, Value::Int(20), Some(2)),
-        op(OpType::Invoke, 0, Fun::Read, 0, Value::Nil, None),
-        op(OpType::Ok, 0, Fun::Read, 0, Value::Int(10), Some(1)),
+        op(OpType::Invoke, 0, Fun::LocalRead, 0, Value::Nil, None),
+        op(OpType::Ok, 0, Fun::LocalRead, 0, Value::Int(20), Some(2)),
+        op(OpType::Invoke, 0, Fun::LocalRead, 0, Value::Nil, None),
+        op(OpType::Ok, 0, Fun::LocalRead, 0, Value::Int(10), Some(1)),
     ])
     .unwrap();
     let o = read_guarantees(&back, &c, &[]);
@@ -68,8 +68,8 @@ fn reads_that_depend_on_a_gap_are_not_judged() {
     let (c, _) = committed_history(&[txn(1, 0, 10), txn(2, 1, 20), txn(6, 1, 21)]);
     let read = |k: i64, v: i64, z: u64| {
         History::new(vec![
-            op(OpType::Invoke, 0, Fun::Read, k, Value::Nil, None),
-            op(OpType::Ok, 0, Fun::Read, k, Value::Int(v), Some(z)),
+            op(OpType::Invoke, 0, Fun::LocalRead, k, Value::Nil, None),
+            op(OpType::Ok, 0, Fun::LocalRead, k, Value::Int(v), Some(z)),
         ])
         .unwrap()
     };
@@ -94,11 +94,11 @@ fn a_pipelined_read_must_follow_its_sessions_write() {
     let h = |read_zxid: u64, read_value: i64| {
         let ops = vec![
             op(OpType::Invoke, 0, Fun::Write, 0, Value::Int(20), None),
-            op(OpType::Invoke, pipe, Fun::Read, 0, Value::Nil, None),
+            op(OpType::Invoke, pipe, Fun::LocalRead, 0, Value::Nil, None),
             op(
                 OpType::Ok,
                 pipe,
-                Fun::Read,
+                Fun::LocalRead,
                 0,
                 Value::Int(read_value),
                 Some(read_zxid),

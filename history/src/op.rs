@@ -122,8 +122,13 @@ impl<'de> Deserialize<'de> for Process {
 /// anything else (e.g. nemesis `start`/`stop`) is kept as `Other`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fun {
-    /// Read a register (ZooKeeper: a local, sequentially consistent read).
+    /// Read a register: linearizable, as Jepsen means it.
     Read,
+    /// A local read (ZooKeeper's read served by whichever server the client
+    /// is connected to): only sequentially consistent, so no
+    /// linearizability check judges it (the bench's `read-guarantees`
+    /// does, against the servers' logs).
+    LocalRead,
     /// A linearizable read (ZooKeeper: `sync` then read).
     SyncRead,
     /// Write a register.
@@ -157,6 +162,7 @@ impl Fun {
     pub fn name(&self) -> &str {
         match self {
             Fun::Read => "read",
+            Fun::LocalRead => "local-read",
             Fun::SyncRead => "sync-read",
             Fun::Write => "write",
             Fun::Cas => "cas",
@@ -192,6 +198,7 @@ impl Fun {
     pub fn parse(s: &str) -> Fun {
         match s {
             "read" => Fun::Read,
+            "local-read" => Fun::LocalRead,
             "sync-read" => Fun::SyncRead,
             "write" => Fun::Write,
             "cas" => Fun::Cas,

@@ -89,7 +89,7 @@ fn describe(
             if c.value != inv.value {
                 let _ = write!(s, " {}", c.value);
             }
-            let read = matches!(inv.f, Fun::Read | Fun::SyncRead);
+            let read = matches!(inv.f, Fun::Read | Fun::LocalRead | Fun::SyncRead);
             let owner = inv
                 .key
                 .clone()

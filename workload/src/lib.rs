@@ -191,7 +191,7 @@ impl Slot {
             // The register workload's reads are local, one in five a
             // sync-read (so that every campaign asks for both kinds).
             let (f, op) = match self.cfg.kind {
-                WorkloadKind::Register if roll >= 0.1 => (Fun::Read, ClientOp::Read { key }),
+                WorkloadKind::Register if roll >= 0.1 => (Fun::LocalRead, ClientOp::Read { key }),
                 _ => (Fun::SyncRead, ClientOp::SyncRead { key }),
             };
             Call {
@@ -266,7 +266,7 @@ impl Slot {
     async fn run_pipelined(&mut self, write: Call) {
         self.connect().await;
         let read = Call {
-            f: Fun::Read,
+            f: Fun::LocalRead,
             key: write.key,
             op: ClientOp::Read { key: write.key },
             value: Value::Nil,
@@ -310,7 +310,7 @@ impl Slot {
     /// Records the completion of `process`'s op; an `info` of the slot's
     /// own process retires it.
     fn complete(&mut self, process: u64, call: &Call, res: Result<ClientResponse, CallError>) {
-        let read = matches!(call.f, Fun::Read | Fun::SyncRead);
+        let read = matches!(call.f, Fun::LocalRead | Fun::SyncRead);
         let (kind, value, error, resp) = match res {
             Ok(r) => match &r.outcome {
                 Outcome::Value(v) => {
@@ -483,7 +483,7 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
         let ephemeral = EPHEMERAL_KEYS..EPHEMERAL_KEYS + 2 * cfg.processes as u64;
         for key in (0..cfg.keys).chain(ephemeral) {
             let call = Call {
-                f: Fun::Read,
+                f: Fun::LocalRead,
                 key,
                 op: ClientOp::Read { key },
                 value: Value::Nil,
