@@ -57,13 +57,30 @@ pub fn stdout(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     }
 }
 
+/// A usage error from the argument parser on one line, like every other
+/// error: its first line, and where to look for help.
+fn usage_error(e: &clap::Error) -> String {
+    // clap's first paragraph (the error, and what it names on the lines
+    // after), joined; its usage and tips follow a blank line.
+    let text = e.to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    format!("{first} (see --help)")
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // help and version: stdout, exit 0
         Err(e) => {
-            // clap prints help/version to stdout (exit 0) and usage errors to
-            // stderr (exit 2).
-            e.exit();
+            eprintln!("faultline: error: {}", usage_error(&e));
+            return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
     let result = match cli.command {

@@ -140,11 +140,29 @@ fn bad_flags_exit_2() {
         vec!["check", "x", "--timeout", "-1"],
         vec!["check", "x", "--format", "csv"],
         vec!["frobnicate"],
+        vec!["bench", "--watchdog", "0"],
+        vec!["bench", "--jobs", "-1"],
+        vec!["check", "x", "--timeout", "0"],
     ] {
         let o = faultline(&args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        // One line, prefixed like every other error.
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("faultline: error: "), "{args:?}: {err}");
     }
     assert_eq!(faultline(&["--help"]).status.code(), Some(0));
+    let help = faultline(&["bench", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for want in [
+        "long-election, client-pause",
+        "[default: 5]",
+        "Examples:",
+        "--seeds 1001..1200",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
 }
 
 #[test]

@@ -13,9 +13,26 @@ use faultline_workload::WorkloadKind;
 /// Seeds of the default campaign.
 pub const DEFAULT_SEEDS: u64 = 200;
 
+/// What `faultline bench --help` says after the flags: the nemesis kinds
+/// (a test keeps the list equal to `NemesisKind::ALL`) and examples.
+pub const BENCH_AFTER_HELP: &str = "\
+Nemesis kinds (--nemesis, comma-separated, or all / none):
+  crash-leader, crash, partition-halves, partition-leader, partition-bridge,
+  packet-loss, latency, add-node, restart-all, long-election, client-pause
+
+Defaults: 200 seeds, 5 voters + 1 observer + 1 joiner, 10 clients, 5 keys,
+20 s of chaos, every nemesis kind, the register workload, all cores.
+
+Examples:
+  faultline bench --seeds 1001..1200 --workload strict
+  faultline bench --seed 40 --nemesis crash-leader,partition-halves --bug skip-trunc
+
+Exit codes: 0 valid, 1 a violation was found, 2 bad usage or input, 3 unknown.";
+
 /// Arguments of `faultline bench`. With no flags: the embedded default
 /// campaign.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = BENCH_AFTER_HELP)]
 pub struct BenchArgs {
     /// Run this one seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -26,7 +43,7 @@ pub struct BenchArgs {
     /// What defines each run.
     #[command(flatten)]
     pub run: RunFlags,
-    /// Runs in parallel (default: all cores).
+    /// Runs in parallel (0 or absent: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Where the campaign's folder goes (default: a new folder under
@@ -98,8 +115,8 @@ pub struct RunFlags {
     /// cross-check).
     #[arg(long)]
     pub no_leader_reports: bool,
-    /// Wall-clock limit of one run, in seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Wall-clock limit of one run, in seconds (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = parse_watchdog)]
     pub watchdog: u64,
     /// Internal, for the bench's own tests: make the run of each seed fail
     /// in the bench itself (`panic`: a panic in the harness; `abort`: the
@@ -310,15 +327,51 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     Ok((v * mult) as u64)
 }
 
-/// The number of runs in parallel: `jobs`, or every core.
+/// Parses `--watchdog`: a whole number of seconds, at least 1 (0 would
+/// stop every run at once, so it is refused like `--timeout 0`).
+fn parse_watchdog(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("the watchdog must be at least 1 second".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of seconds")),
+    }
+}
+
+/// The number of runs in parallel: `jobs`, or every core when it is absent
+/// or 0 (as `--jobs 0` means in every command).
 pub fn jobs(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    match jobs {
+        Some(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_lists_every_nemesis_kind() {
+        let listed: String = BENCH_AFTER_HELP
+            .lines()
+            .skip_while(|l| !l.starts_with("Nemesis kinds"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
+        let all: Vec<&str> = faultline_nemesis::NemesisKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(listed, all);
+    }
+
+    #[test]
+    fn jobs_zero_means_every_core() {
+        assert_eq!(jobs(Some(3)), 3);
+        assert_eq!(jobs(Some(0)), jobs(None));
+        assert!(jobs(None) >= 1);
+    }
 
     #[test]
     fn default_flags_reproduce_with_the_duration_only() {

@@ -25,7 +25,7 @@ pub struct MatrixArgs {
     /// Only these bugs (comma-separated; default: all).
     #[arg(long)]
     pub bugs: Option<String>,
-    /// Runs in parallel (default: all cores).
+    /// Runs in parallel (0 or absent: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Where the runs go (default: a new folder under target/faultline/).

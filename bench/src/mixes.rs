@@ -29,7 +29,7 @@ pub struct MixesArgs {
     /// Chaos phase per run.
     #[arg(long, default_value = "20s", value_parser = parse_duration_ms)]
     pub duration: u64,
-    /// Runs in parallel (default: all cores).
+    /// Runs in parallel (0 or absent: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Where the runs go (default: a new folder under target/faultline/).
