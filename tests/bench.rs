@@ -41,10 +41,18 @@ fn bench(out: &str, extra: &[&str]) -> Output {
 #[test]
 fn same_seed_same_history_across_processes() {
     let (a, b) = (dir("det-a"), dir("det-b"));
-    bench(&a, &["--seed", "5", "--duration", "3s"]);
+    bench(&a, &["--seed", "5", "--duration", "3s", "--keep", "all"]);
     bench(
         &b,
-        &["--seed", "5", "--duration", "3s", "--check-determinism"],
+        &[
+            "--seed",
+            "5",
+            "--duration",
+            "3s",
+            "--check-determinism",
+            "--keep",
+            "all",
+        ],
     );
     let ha = std::fs::read(format!("{a}/runs/seed-5/history.jsonl")).unwrap();
     let hb = std::fs::read(format!("{b}/runs/seed-5/history.jsonl")).unwrap();
@@ -65,7 +73,16 @@ fn run_kind(kind: &str, seed: &str) -> (Value, Vec<Value>, Vec<Value>) {
     let out = dir(&format!("kind-{kind}"));
     bench(
         &out,
-        &["--seed", seed, "--duration", "5s", "--nemesis", kind],
+        &[
+            "--seed",
+            seed,
+            "--duration",
+            "5s",
+            "--nemesis",
+            kind,
+            "--keep",
+            "all",
+        ],
     );
     let v = json(&format!("{out}/runs/seed-{seed}/verdict.json"));
     assert_eq!(v["result"], "valid", "{kind}: {v:#}");
@@ -203,7 +220,18 @@ fn every_nemesis_acts() {
 #[test]
 fn campaign_writes_summary_and_junit() {
     let out = dir("campaign");
-    let o = bench(&out, &["--seeds", "3", "--duration", "2s", "--json"]);
+    let o = bench(
+        &out,
+        &[
+            "--seeds",
+            "3",
+            "--duration",
+            "2s",
+            "--json",
+            "--keep",
+            "all",
+        ],
+    );
     let s: Value = serde_json::from_slice(&o.stdout).expect("--json prints the summary");
     assert_eq!(s["runs"], 3);
     assert_eq!(s["result"], "valid");
@@ -264,12 +292,84 @@ fn campaign_writes_summary_and_junit() {
             "2s",
             "--schedule",
             &format!("{out}/runs/seed-1/schedule.json"),
+            "--keep",
+            "all",
         ],
     );
     assert_eq!(
         std::fs::read(format!("{out}/runs/seed-1/history.jsonl")).unwrap(),
         std::fs::read(format!("{replay}/runs/seed-1/history.jsonl")).unwrap()
     );
+}
+
+/// The links of a campaign page, each checked to exist.
+fn assert_links_exist(dir: &str) {
+    let index = std::fs::read_to_string(format!("{dir}/index.html")).unwrap();
+    for part in index.split("href=\"").skip(1) {
+        let link = part.split('"').next().unwrap();
+        if !link.starts_with('#') && !link.contains("://") {
+            assert!(
+                PathBuf::from(format!("{dir}/{link}")).exists(),
+                "{dir}: {link}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shards_keep_failing_seeds_whole_and_merge_copies_what_it_links() {
+    // As the CI examples do: two shards of one campaign, then merge.
+    let flags = [
+        "--seeds",
+        "4",
+        "--duration",
+        "2s",
+        "--bug",
+        "commit-without-quorum",
+    ];
+    let (s1, s2, merged) = (dir("shard-1"), dir("shard-2"), dir("merged"));
+    for (d, shard) in [(&s1, "1/2"), (&s2, "2/2")] {
+        let mut args = vec!["bench", "--out", d, "--jobs", "1", "--shard", shard];
+        args.extend(flags);
+        let o = faultline(&args);
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_links_exist(d);
+    }
+    let o = faultline(&["merge", &s1, &s2, "--out", &merged]);
+    let s = json(&format!("{merged}/summary.json"));
+    assert_eq!(s["runs"], 4);
+    assert_eq!(o.status.code(), Some(if s["invalid"] == 0 { 0 } else { 1 }));
+    assert!(s["invalid"].as_u64().unwrap() > 0, "the bug is caught: {s}");
+    assert_links_exist(&merged);
+    for line in s["seeds"].as_array().unwrap() {
+        let run = format!("{merged}/runs/seed-{}", line["seed"]);
+        assert!(PathBuf::from(format!("{run}/verdict.json")).exists());
+        // A failing seed keeps every artifact; a valid one its verdict only.
+        let whole = line["result"] != "valid";
+        for f in [
+            "history.jsonl",
+            "history.edn",
+            "report.html",
+            "schedule.json",
+        ] {
+            assert_eq!(
+                PathBuf::from(format!("{run}/{f}")).exists(),
+                whole,
+                "{run}/{f}"
+            );
+        }
+        if whole {
+            let r = line["reproduce"].as_str().unwrap();
+            assert!(
+                r.contains("--bug commit-without-quorum") && r.contains("--out "),
+                "{r}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -298,6 +398,12 @@ fn a_buggy_node_fails_the_bench() {
         "{err}"
     );
     assert!(err.contains("--bug commit-without-quorum"), "{err}");
+    // Each failing seed's page is named, and there.
+    let page = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("report: "))
+        .expect("a report line");
+    assert!(PathBuf::from(page).exists(), "{page}");
 }
 
 #[test]

@@ -97,6 +97,8 @@ fn bench_pages_render_in_headless_chromium() {
         "2",
         "--duration",
         "3s",
+        "--keep",
+        "all",
         "--out",
         d.to_str().unwrap(),
     ]);

@@ -288,7 +288,14 @@ pub(crate) fn watched(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result
     };
     let cfg = flags.config(seed)?;
     let (result, artifacts) = aborted(&cfg, kind, &why, started, &Schedule::default());
-    write_run_dir(out, &cfg, &result, &artifacts, &flags.reproduce(seed))?;
+    let keep = flags.keeps_all(result.result);
+    write_run_dir(
+        out,
+        &cfg,
+        &result,
+        &artifacts,
+        (&flags.reproduce(seed), keep),
+    )?;
     Ok(result)
 }
 
@@ -309,14 +316,14 @@ fn summarize(
         serde_json::to_value(base)?,
         results
             .iter()
-            .map(|r| SeedLine::of(r, a.run.reproduce(r.seed)))
+            .map(|r| SeedLine::of(r, a.reproduce(r.seed)))
             .collect(),
     );
     let json = serde_json::to_string_pretty(&summary)?;
     write(&out.join("summary.json"), json.as_bytes())?;
     write(
         &out.join("index.html"),
-        campaign_report(results, &serde_json::to_string_pretty(base)?).as_bytes(),
+        campaign_report(results, &serde_json::to_string_pretty(base)?, out).as_bytes(),
     )?;
     let junit = a
         .junit
@@ -361,7 +368,11 @@ fn summarize(
                 c.anomalies.first().map_or("", |s| s.as_str())
             );
         }
-        eprintln!("  reproduce: {}", a.run.reproduce(r.seed));
+        eprintln!(
+            "  report: {}",
+            run_dir(out, r.seed).join("report.html").display()
+        );
+        eprintln!("  reproduce: {}", a.reproduce(r.seed));
     }
     if a.json {
         println!("{json}");

@@ -118,11 +118,29 @@ pub struct RunFlags {
     /// Wall-clock limit of one run, in seconds (at least 1).
     #[arg(long, default_value_t = 300, value_parser = parse_watchdog)]
     pub watchdog: u64,
+    /// What each run leaves on disk: `failing` (every artifact of a seed
+    /// that is not valid, only `verdict.json` for a valid one) or `all`.
+    #[arg(long, default_value = "failing", value_parser = ["failing", "all"])]
+    pub keep: String,
     /// Internal, for the bench's own tests: make the run of each seed fail
     /// in the bench itself (`panic`: a panic in the harness; `abort`: the
     /// child process aborts), to show that such a failure is `unknown`.
     #[arg(long, hide = true)]
     pub internal_fault: Option<String>,
+}
+
+impl BenchArgs {
+    /// The command that replays `seed` of this campaign: its run flags,
+    /// and `--out` when one was given (so the replay lands beside the
+    /// campaign's run, not in a new folder).
+    pub fn reproduce(&self, seed: u64) -> String {
+        let mut s = self.run.reproduce(seed);
+        if let Some(o) = &self.out {
+            s.push_str(" --out ");
+            s.push_str(o);
+        }
+        s
+    }
 }
 
 impl Default for RunFlags {
@@ -186,6 +204,7 @@ impl RunFlags {
             self.watchdog.to_string(),
             self.watchdog == d.watchdog,
         );
+        flag("keep", self.keep.clone(), self.keep == d.keep);
         if let Some(f) = &self.internal_fault {
             flag("internal-fault", f.clone(), false);
         }
@@ -193,6 +212,12 @@ impl RunFlags {
             v.push("--no-leader-reports".into());
         }
         v
+    }
+
+    /// Whether a run with this verdict keeps every artifact (history in
+    /// both formats, trace, schedule, config, page) or only its verdict.
+    pub fn keeps_all(&self, result: faultline_checker::Validity) -> bool {
+        self.keep == "all" || result != faultline_checker::Validity::Valid
     }
 
     /// The command that replays `seed` exactly.

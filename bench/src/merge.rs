@@ -24,6 +24,8 @@ pub struct MergeArgs {
 pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     let mut results: std::collections::BTreeMap<u64, RunResult> = Default::default();
     let mut lines: std::collections::BTreeMap<u64, SeedLine> = Default::default();
+    // Where each seed's run directory is.
+    let mut sources: std::collections::BTreeMap<u64, std::path::PathBuf> = Default::default();
     let mut config = serde_json::Value::Null;
     let mut wall_s = 0.0;
     let mut slowest: Option<SlowestCheck> = None;
@@ -52,6 +54,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("{}: not a run verdict", vp.display()))?;
             results.insert(seed, r);
             lines.insert(seed, line);
+            sources.insert(seed, run_dir(dir, seed));
         }
     }
     let results: Vec<RunResult> = results.into_values().collect();
@@ -65,6 +68,11 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     let (result, valid, invalid, unknown) =
         (merged.result, merged.valid, merged.invalid, merged.unknown);
     let out = campaign_dir("merge", a.out.as_deref())?;
+    // Every seed's record, and the whole directory of each seed a shard
+    // kept (its page among it), so that the index links only to pages here.
+    for (seed, src) in &sources {
+        copy_run(src, &run_dir(&out, *seed))?;
+    }
     write(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&merged)?.as_bytes(),
@@ -72,7 +80,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     write(&out.join("junit.xml"), junit_xml(&results).as_bytes())?;
     write(
         &out.join("index.html"),
-        campaign_report(&results, &serde_json::to_string_pretty(&config)?).as_bytes(),
+        campaign_report(&results, &serde_json::to_string_pretty(&config)?, &out).as_bytes(),
     )?;
     eprintln!(
         "{}: {} runs merged from {} directories: {valid} valid, {invalid} invalid, {unknown} unknown",
@@ -81,4 +89,24 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         a.dirs.len()
     );
     Ok(result.exit_code() as u8)
+}
+
+/// Copies a run directory's files (not recursively: a run directory holds
+/// files only), each written whole.
+fn copy_run(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    if src == dst {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dst).with_context(|| format!("{}: cannot create", dst.display()))?;
+    let entries =
+        std::fs::read_dir(src).with_context(|| format!("{}: cannot read", src.display()))?;
+    for e in entries {
+        let e = e.with_context(|| format!("{}: cannot read", src.display()))?;
+        if e.file_type()?.is_file() {
+            let bytes = std::fs::read(e.path())
+                .with_context(|| format!("{}: cannot read", e.path().display()))?;
+            write(&dst.join(e.file_name()), &bytes)?;
+        }
+    }
+    Ok(())
 }

@@ -118,15 +118,25 @@ pub fn run_dir(out: &Path, seed: u64) -> PathBuf {
     out.join("runs").join(format!("seed-{seed}"))
 }
 
+/// Writes `seed`'s run directory: with `all`, every artifact (config,
+/// schedule, history in JSON lines and EDN, trace, verdict, page);
+/// otherwise the compact record, `verdict.json` alone (a valid seed's, by
+/// default: the campaign keeps everything of the seeds that fail).
 pub fn write_run_dir(
     out: &Path,
     cfg: &RunConfig,
     r: &RunResult,
     art: &RunArtifacts,
-    reproduce: &str,
+    (reproduce, all): (&str, bool),
 ) -> anyhow::Result<()> {
     let dir = run_dir(out, cfg.seed);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    if !all {
+        return write(
+            &dir.join("verdict.json"),
+            serde_json::to_string_pretty(r)?.as_bytes(),
+        );
+    }
     write(
         &dir.join("config.json"),
         serde_json::to_string_pretty(cfg)?.as_bytes(),
@@ -226,7 +236,9 @@ fn run_report(cfg: &RunConfig, r: &RunResult, art: &RunArtifacts, reproduce: &st
     faultline_reports::run_page(&page)
 }
 
-pub fn campaign_report(results: &[RunResult], config: &str) -> String {
+/// The campaign page of `results`; a seed's row links to its run page
+/// when `out` holds one.
+pub fn campaign_report(results: &[RunResult], config: &str, out: &Path) -> String {
     let rows: Vec<faultline_reports::CampaignRow> = results
         .iter()
         .map(|r| faultline_reports::CampaignRow {
@@ -242,7 +254,10 @@ pub fn campaign_report(results: &[RunResult], config: &str) -> String {
             faults: r.faults,
             latency_ms: r.latency_ms,
             anomaly: r.checks.iter().find_map(|c| c.anomalies.first().cloned()),
-            link: format!("runs/seed-{}/report.html", r.seed),
+            link: run_dir(out, r.seed)
+                .join("report.html")
+                .exists()
+                .then(|| format!("runs/seed-{}/report.html", r.seed)),
         })
         .collect();
     let mut hist = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];

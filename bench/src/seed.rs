@@ -82,7 +82,14 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
             }
         }
     };
-    write_run_dir(out, &cfg, &result, &artifacts, &flags.reproduce(seed))?;
+    let keep = flags.keeps_all(result.result);
+    write_run_dir(
+        out,
+        &cfg,
+        &result,
+        &artifacts,
+        (&flags.reproduce(seed), keep),
+    )?;
     Ok(result)
 }
 

@@ -267,8 +267,8 @@ pub struct CampaignRow {
     pub latency_ms: (f64, f64),
     /// First anomaly, if any.
     pub anomaly: Option<String>,
-    /// Relative link to the run page.
-    pub link: String,
+    /// Relative link to the run page, when the campaign kept one.
+    pub link: Option<String>,
 }
 
 /// Renders a campaign page: verdict, totals, one row per seed, and a
@@ -297,9 +297,11 @@ pub fn campaign_page(
     for r in rows {
         let _ = writeln!(
             b,
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td class=\"anomaly\">{}</td></tr>",
-            esc(&r.link),
-            r.seed,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td class=\"anomaly\">{}</td></tr>",
+            match &r.link {
+                Some(l) => format!("<a href=\"{}\">{}</a>", esc(l), r.seed),
+                None => r.seed.to_string(),
+            },
             r.result,
             r.result,
             esc(&r.failed.join(", ")),
@@ -457,7 +459,7 @@ mod tests {
                 faults: 4,
                 latency_ms: (3.0, 40.0),
                 anomaly: (s == 2).then(|| "lost write".into()),
-                link: format!("runs/seed-{s}/report.html"),
+                link: Some(format!("runs/seed-{s}/report.html")),
             })
             .collect();
         let html = campaign_page(
