@@ -373,6 +373,50 @@ fn shards_keep_failing_seeds_whole_and_merge_copies_what_it_links() {
 }
 
 #[test]
+fn ctrl_c_writes_the_summary_of_what_finished() {
+    let out = dir("interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "bench",
+            "--out",
+            &out,
+            "--jobs",
+            "1",
+            "--seeds",
+            "40",
+            "--duration",
+            "2s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Once the first seed is done, Ctrl-C (SIGINT to the campaign).
+    let first = PathBuf::from(format!("{out}/runs/seed-1/verdict.json"));
+    let started = std::time::Instant::now();
+    while !first.exists() {
+        assert!(started.elapsed().as_secs() < 120, "seed 1 never finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted: "), "{err}");
+    let s = json(&format!("{out}/summary.json"));
+    assert_eq!(s["interrupted"], true);
+    assert_eq!(s["result"], "unknown");
+    let runs = s["runs"].as_u64().unwrap();
+    assert!((1..40).contains(&runs), "{runs}");
+    assert_eq!(s["unknown"], 0, "no run cut short is counted: {s}");
+    assert!(PathBuf::from(format!("{out}/index.html")).exists());
+}
+
+#[test]
 fn a_buggy_node_fails_the_bench() {
     let out = dir("buggy");
     let o = faultline(&[

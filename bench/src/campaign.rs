@@ -4,6 +4,7 @@
 //! campaign; then the campaign's summary, page and JUnit file.
 
 use crate::flags::{self, BenchArgs, RunFlags, DEFAULT_SEEDS};
+use crate::interrupt::{self, interrupted, Interrupted};
 use crate::output::{campaign_dir, campaign_report, run_dir, write, write_run_dir};
 use crate::run::{self, RunResult};
 use crate::seed::{self, aborted, Abort};
@@ -41,6 +42,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     a.run.load_schedule()?;
     let jobs = flags::jobs(a.jobs);
     let out = campaign_dir("bench", a.out.as_deref())?;
+    interrupt::catch();
     eprintln!(
         "faultline bench: {} seeds, {} voters + {} observers{}, {} clients, {} ms chaos, nemesis {}, workload {}, {} jobs",
         seeds.len(),
@@ -89,6 +91,13 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     };
     let results = run_seeds(&a.run, &seeds, &out, jobs, a.check_determinism, &each)?;
     bar.finish_and_clear();
+    if interrupted() {
+        eprintln!(
+            "\ninterrupted: {} of {} seeds finished; the summary covers those",
+            results.len(),
+            seeds.len()
+        );
+    }
     summarize(&a, &base, &results, &out, start.elapsed().as_secs_f64())
 }
 
@@ -149,6 +158,9 @@ pub(crate) fn run_seeds(
     std::thread::scope(|s| {
         for _ in 0..jobs.min(seeds.len()) {
             s.spawn(|| loop {
+                if interrupted() {
+                    break; // Ctrl-C: no new run
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { break };
                 match deterministic(flags, seed, out, determinism) {
@@ -156,6 +168,7 @@ pub(crate) fn run_seeds(
                         each(&r);
                         results.lock().expect("no panics").push(r);
                     }
+                    Err(e) if e.is::<Interrupted>() => {}
                     Err(e) => errors
                         .lock()
                         .expect("no panics")
@@ -260,6 +273,11 @@ pub(crate) fn watched(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result
     let out_reader = drain(Box::new(child.stdout.take().expect("piped")));
     let err_reader = drain(Box::new(child.stderr.take().expect("piped")));
     let (kind, why) = loop {
+        if interrupted() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Interrupted.into());
+        }
         if let Some(status) = child.try_wait()? {
             let stdout = out_reader.join().unwrap_or_default();
             let stderr = err_reader.join().unwrap_or_default();
@@ -267,6 +285,9 @@ pub(crate) fn watched(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result
             let parsed = serde_json::from_str::<RunResult>(last);
             if let (true, Ok(r)) = (status.success(), parsed) {
                 return Ok(r);
+            }
+            if interrupted() {
+                return Err(Interrupted.into()); // Ctrl-C reached it too
             }
             // The child died outside `catch_unwind` (abort, signal, out of
             // memory) or printed no result: the bench's own failure, so the
@@ -309,7 +330,7 @@ fn summarize(
     out: &Path,
     wall_s: f64,
 ) -> anyhow::Result<u8> {
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         results,
         wall_s,
         summary::slowest(results),
@@ -319,6 +340,9 @@ fn summarize(
             .map(|r| SeedLine::of(r, a.reproduce(r.seed)))
             .collect(),
     );
+    if interrupted() {
+        summary.interrupt();
+    }
     let json = serde_json::to_string_pretty(&summary)?;
     write(&out.join("summary.json"), json.as_bytes())?;
     write(

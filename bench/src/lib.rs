@@ -6,6 +6,7 @@
 
 mod campaign;
 mod cluster;
+mod interrupt;
 
 pub mod flags;
 mod judge;

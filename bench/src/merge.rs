@@ -29,6 +29,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     let mut config = serde_json::Value::Null;
     let mut wall_s = 0.0;
     let mut slowest: Option<SlowestCheck> = None;
+    let mut interrupted = false;
     for d in &a.dirs {
         let dir = Path::new(d);
         let sp = dir.join("summary.json");
@@ -40,6 +41,7 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
             config = v.config;
         }
         wall_s += v.wall_s;
+        interrupted |= v.interrupted;
         if let Some(c) = v.slowest_check {
             if slowest.as_ref().is_none_or(|s| c.ms > s.ms) {
                 slowest = Some(c);
@@ -65,6 +67,10 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
         config.clone(),
         lines.into_values().collect(),
     );
+    let mut merged = merged;
+    if interrupted {
+        merged.interrupt(); // a shard did not finish
+    }
     let (result, valid, invalid, unknown) =
         (merged.result, merged.valid, merged.invalid, merged.unknown);
     let out = campaign_dir("merge", a.out.as_deref())?;

@@ -28,6 +28,10 @@ pub struct Summary {
     /// How often sessions expired and elections outlasted them.
     #[serde(default)]
     pub sessions: SessionFigures,
+    /// Whether Ctrl-C stopped the campaign: the summary covers the seeds
+    /// that finished, and a campaign that found nothing is `unknown`.
+    #[serde(default)]
+    pub interrupted: bool,
     /// The campaign's configuration (the first seed's `RunConfig`).
     pub config: serde_json::Value,
     /// One line per run, by seed.
@@ -53,6 +57,7 @@ impl Summary {
             wall_s,
             slowest_check,
             sessions: SessionFigures::of(results),
+            interrupted: false,
             config,
             seeds,
         }
@@ -90,6 +95,17 @@ impl SessionFigures {
                 .iter()
                 .filter(|r| r.longest_leaderless_ms >= LONG_ELECTION_MS)
                 .count(),
+        }
+    }
+}
+
+impl Summary {
+    /// Marks the campaign as stopped by Ctrl-C: what it found stands, but
+    /// no violation found is not a verdict of the seeds that never ran.
+    pub fn interrupt(&mut self) {
+        self.interrupted = true;
+        if self.result == Validity::Valid {
+            self.result = Validity::Unknown;
         }
     }
 }
