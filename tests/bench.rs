@@ -375,7 +375,7 @@ fn shards_keep_failing_seeds_whole_and_merge_copies_what_it_links() {
 #[test]
 fn ctrl_c_writes_the_summary_of_what_finished() {
     let out = dir("interrupted");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
             "bench",
             "--out",
