@@ -639,3 +639,54 @@ fn without_out_each_campaign_gets_a_new_folder_under_target() {
         assert_eq!(summary["runs"], 1);
     }
 }
+
+/// The CI examples (examples/ci/): both split the campaign into the
+/// shards they then merge, and that sequence runs: every shard K/N for K
+/// in 1..=N, then `merge` of all N folders.
+#[test]
+fn the_ci_examples_shard_and_merge_the_whole_campaign() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let gha = std::fs::read_to_string(format!("{root}/examples/ci/github-actions.yml")).unwrap();
+    let k8s = std::fs::read_to_string(format!("{root}/examples/ci/k8s-indexed-job.yaml")).unwrap();
+    let n = 4;
+    assert!(gha.contains("shard: [1, 2, 3, 4]"), "{gha}");
+    assert!(gha.contains("--shard ${{ matrix.shard }}/4"), "{gha}");
+    assert!(k8s.contains("completions: 4") && k8s.contains("$((JOB_COMPLETION_INDEX + 1))/4"));
+    for k in 1..=n {
+        assert!(
+            gha.contains(&format!("shards/shard-{k}")),
+            "merge lists shard {k}"
+        );
+        assert!(
+            k8s.contains(&format!("/campaign/shard-{k}")),
+            "merge lists shard {k}"
+        );
+    }
+    // The same sequence on a small campaign.
+    let dirs: Vec<String> = (1..=n).map(|k| dir(&format!("ci-shard-{k}"))).collect();
+    for (k, d) in dirs.iter().enumerate() {
+        let shard = format!("{}/{n}", k + 1);
+        bench(d, &["--seeds", "6", "--duration", "2s", "--shard", &shard]);
+    }
+    let merged = dir("ci-merged");
+    let mut args = vec!["merge"];
+    args.extend(dirs.iter().map(String::as_str));
+    args.extend(["--out", &merged]);
+    let o = faultline(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = json(&format!("{merged}/summary.json"));
+    assert_eq!(s["runs"], 6);
+    let seeds: Vec<u64> = s["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, (1..=6).collect::<Vec<u64>>());
+    assert_links_exist(&merged);
+}
