@@ -345,6 +345,23 @@ fn shards_keep_failing_seeds_whole_and_merge_copies_what_it_links() {
     assert_eq!(o.status.code(), Some(if s["invalid"] == 0 { 0 } else { 1 }));
     assert!(s["invalid"].as_u64().unwrap() > 0, "the bug is caught: {s}");
     assert_links_exist(&merged);
+    // The campaign's configuration is what every run shares: no seed.
+    assert!(
+        s["config"]["seed"].is_null() && !s["config"]["keys"].is_null(),
+        "{s}"
+    );
+    // Each page names its command, the bug switch and how to reproduce.
+    let page = std::fs::read_to_string(format!("{s1}/index.html")).unwrap();
+    assert!(
+        page.contains("command: <code>faultline bench --out"),
+        "{page}"
+    );
+    assert!(page.contains("bug switch: <code>commit-without-quorum</code>"));
+    let merged_page = std::fs::read_to_string(format!("{merged}/index.html")).unwrap();
+    assert!(
+        merged_page.contains("<h2>Reproduce</h2>")
+            && merged_page.contains("--bug commit-without-quorum")
+    );
     for line in s["seeds"].as_array().unwrap() {
         let run = format!("{merged}/runs/seed-{}", line["seed"]);
         assert!(PathBuf::from(format!("{run}/verdict.json")).exists());

@@ -5,7 +5,9 @@
 
 use crate::flags::{self, BenchArgs, RunFlags, DEFAULT_SEEDS};
 use crate::interrupt::{self, interrupted, Interrupted};
-use crate::output::{campaign_dir, campaign_report, run_dir, write, write_run_dir};
+use crate::output::{
+    campaign_config, campaign_dir, campaign_report, run_dir, write, write_run_dir,
+};
 use crate::run::{self, RunResult};
 use crate::seed::{self, aborted, Abort};
 use crate::summary::{self, junit_xml, SeedLine, Summary, LONG_ELECTION_MS};
@@ -320,6 +322,14 @@ pub(crate) fn watched(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result
     Ok(result)
 }
 
+/// This process's command line, as the user typed it (for pages).
+pub(crate) fn command_line() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut parts = vec!["faultline".to_string()];
+    parts.extend(args.into_iter().skip(1));
+    parts.join(" ")
+}
+
 /// Writes the campaign's summary, page and JUnit file, prints the verdict
 /// with every failing seed's findings and reproduce line; returns the exit
 /// code.
@@ -334,7 +344,7 @@ fn summarize(
         results,
         wall_s,
         summary::slowest(results),
-        serde_json::to_value(base)?,
+        campaign_config(base)?,
         results
             .iter()
             .map(|r| SeedLine::of(r, a.reproduce(r.seed)))
@@ -347,7 +357,18 @@ fn summarize(
     write(&out.join("summary.json"), json.as_bytes())?;
     write(
         &out.join("index.html"),
-        campaign_report(results, &serde_json::to_string_pretty(base)?, out).as_bytes(),
+        campaign_report(
+            results,
+            &summary.seeds,
+            &faultline_reports::CampaignInfo {
+                title: "bench campaign",
+                command: &command_line(),
+                bug: a.run.bug.as_deref(),
+                config_json: &serde_json::to_string_pretty(&summary.config)?,
+            },
+            out,
+        )
+        .as_bytes(),
     )?;
     let junit = a
         .junit

@@ -86,7 +86,18 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<u8> {
     write(&out.join("junit.xml"), junit_xml(&results).as_bytes())?;
     write(
         &out.join("index.html"),
-        campaign_report(&results, &serde_json::to_string_pretty(&config)?, &out).as_bytes(),
+        campaign_report(
+            &results,
+            &merged.seeds,
+            &faultline_reports::CampaignInfo {
+                title: "merged campaign",
+                command: &crate::campaign::command_line(),
+                bug: None,
+                config_json: &serde_json::to_string_pretty(&config)?,
+            },
+            &out,
+        )
+        .as_bytes(),
     )?;
     eprintln!(
         "{}: {} runs merged from {} directories: {valid} valid, {invalid} invalid, {unknown} unknown",

@@ -236,9 +236,31 @@ fn run_report(cfg: &RunConfig, r: &RunResult, art: &RunArtifacts, reproduce: &st
     faultline_reports::run_page(&page)
 }
 
-/// The campaign page of `results`; a seed's row links to its run page
-/// when `out` holds one.
-pub fn campaign_report(results: &[RunResult], config: &str, out: &Path) -> String {
+/// The campaign's configuration: a run's, without what each seed draws
+/// for itself (the seed, the fsync latency and the snapshot interval).
+pub fn campaign_config(run: &RunConfig) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(run)?;
+    if let Some(m) = v.as_object_mut() {
+        for per_seed in ["seed", "fsync_ms", "snapshot_interval"] {
+            m.remove(per_seed);
+        }
+    }
+    Ok(v)
+}
+
+/// The campaign page of `results` (`lines` give each failing seed's
+/// reproduce command); a seed's row links to its run page when `out`
+/// holds one.
+pub fn campaign_report(
+    results: &[RunResult],
+    lines: &[crate::summary::SeedLine],
+    info: &faultline_reports::CampaignInfo<'_>,
+    out: &Path,
+) -> String {
+    let reproduce: std::collections::BTreeMap<u64, &String> = lines
+        .iter()
+        .filter_map(|l| l.reproduce.as_ref().map(|r| (l.seed, r)))
+        .collect();
     let rows: Vec<faultline_reports::CampaignRow> = results
         .iter()
         .map(|r| faultline_reports::CampaignRow {
@@ -258,6 +280,7 @@ pub fn campaign_report(results: &[RunResult], config: &str, out: &Path) -> Strin
                 .join("report.html")
                 .exists()
                 .then(|| format!("runs/seed-{}/report.html", r.seed)),
+            reproduce: reproduce.get(&r.seed).map(|s| s.to_string()),
         })
         .collect();
     let mut hist = vec![0u64; faultline_reports::plots::LATENCY_EDGES_MS.len()];
@@ -266,7 +289,7 @@ pub fn campaign_report(results: &[RunResult], config: &str, out: &Path) -> Strin
             *h += c;
         }
     }
-    faultline_reports::campaign_page("bench campaign", &rows, &hist, config)
+    faultline_reports::campaign_page(info, &rows, &hist)
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ pub struct Summary {
     /// that finished, and a campaign that found nothing is `unknown`.
     #[serde(default)]
     pub interrupted: bool,
-    /// The campaign's configuration (the first seed's `RunConfig`).
+    /// The campaign's configuration: what every run shares (a run's
+    /// `RunConfig` without its seed, fsync latency and snapshot interval).
     pub config: serde_json::Value,
     /// One line per run, by seed.
     pub seeds: Vec<SeedLine>,

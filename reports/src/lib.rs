@@ -269,20 +269,43 @@ pub struct CampaignRow {
     pub anomaly: Option<String>,
     /// Relative link to the run page, when the campaign kept one.
     pub link: Option<String>,
+    /// The command that replays the run (for a failing one).
+    pub reproduce: Option<String>,
 }
 
-/// Renders a campaign page: verdict, totals, one row per seed, and a
-/// latency histogram over every run.
+/// What a campaign page says about the campaign as a whole.
+pub struct CampaignInfo<'a> {
+    /// The page's title.
+    pub title: &'a str,
+    /// The command that ran the campaign.
+    pub command: &'a str,
+    /// The bug switch injected into the servers, if any.
+    pub bug: Option<&'a str>,
+    /// The campaign's configuration (JSON; what every run shares).
+    pub config_json: &'a str,
+}
+
+/// Renders a campaign page: verdict, the command (and bug switch), one
+/// row per seed, a reproduce line per failing seed, and a latency
+/// histogram over every run.
 pub fn campaign_page(
-    title: &str,
+    info: &CampaignInfo<'_>,
     rows: &[CampaignRow],
     latency_counts: &[u64],
-    config_json: &str,
 ) -> String {
+    let title = info.title;
     let count = |v: Validity| rows.iter().filter(|r| r.result == v).count();
     let result = Validity::combine(rows.iter().map(|r| r.result));
     let mut b = String::new();
     let _ = writeln!(b, "<h1>faultline: {}</h1>", esc(title));
+    let _ = writeln!(b, "<p>command: <code>{}</code></p>", esc(info.command));
+    if let Some(bug) = info.bug {
+        let _ = writeln!(
+            b,
+            "<p>bug switch: <code>{}</code> (injected into every server)</p>",
+            esc(bug)
+        );
+    }
     b.push_str(&verdict_line(
         result,
         &format!(
@@ -315,9 +338,26 @@ pub fn campaign_page(
     let total_ops: usize = rows.iter().map(|r| r.ops).sum();
     let total_faults: usize = rows.iter().map(|r| r.faults).sum();
     let _ = writeln!(b, "<tr><th>total</th><td></td><td></td><th>{total_ops}</th><th>{total_faults}</th><td></td><td></td><td></td></tr></table>");
+    let failing: Vec<&CampaignRow> = rows.iter().filter(|r| r.reproduce.is_some()).collect();
+    if !failing.is_empty() {
+        b.push_str("<h2>Reproduce</h2>\n<ul>\n");
+        for r in failing {
+            let _ = writeln!(
+                b,
+                "<li>seed {}: <code>{}</code></li>",
+                r.seed,
+                esc(r.reproduce.as_deref().unwrap_or(""))
+            );
+        }
+        b.push_str("</ul>\n");
+    }
     b.push_str("<h2>Latency across the campaign</h2>\n");
     b.push_str(&plots::histogram(latency_counts));
-    let _ = writeln!(b, "<h2>Configuration</h2>\n<pre>{}</pre>", esc(config_json));
+    let _ = writeln!(
+        b,
+        "<h2>Configuration</h2>\n<p>What every run shares; each run's own <code>config.json</code> adds its seed and the properties drawn from it.</p>\n<pre>{}</pre>",
+        esc(info.config_json)
+    );
     page(title, &b)
 }
 
@@ -460,14 +500,22 @@ mod tests {
                 latency_ms: (3.0, 40.0),
                 anomaly: (s == 2).then(|| "lost write".into()),
                 link: Some(format!("runs/seed-{s}/report.html")),
+                reproduce: (s == 2).then(|| "cargo run --release -- bench --seed 2".into()),
             })
             .collect();
-        let html = campaign_page(
-            "bench campaign",
-            &rows,
-            &[1, 5, 9, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            "{}",
+        let info = CampaignInfo {
+            title: "bench campaign",
+            command: "faultline bench --seeds 3 --bug skip-trunc",
+            bug: Some("skip-trunc"),
+            config_json: "{}",
+        };
+        let html = campaign_page(&info, &rows, &[1, 5, 9, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(html.contains("command: <code>faultline bench --seeds 3 --bug skip-trunc</code>"));
+        assert!(html.contains("bug switch: <code>skip-trunc</code>"));
+        assert!(
+            html.contains("<li>seed 2: <code>cargo run --release -- bench --seed 2</code></li>")
         );
+        assert_eq!(html.matches("<li>seed ").count(), 1, "only failing seeds");
         assert!(html.contains("INVALID: 3 runs: 2 valid, 1 invalid, 0 unknown"));
         for s in 1..=3 {
             assert!(html.contains(&format!("<a href=\"runs/seed-{s}/report.html\">{s}</a>")));

@@ -559,7 +559,8 @@ pub fn histogram(counts: &[u64]) -> String {
                 }
             })
             .x_desc("latency of ok ops (ms)")
-            .y_desc("ops")
+            .y_desc("ops (count)")
+            .y_label_formatter(&|y| format!("{}", y.round() as u64))
             .draw()
             .ok();
         chart
