@@ -435,5 +435,5 @@ pub fn linearizable_history(
     let cfg = RunFlags::from_flags(flags)?.config(seed)?;
     let schedule = Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg));
     let (_, art) = run::run(&cfg, &schedule).map_err(|e| anyhow::anyhow!(e.message()))?;
-    Ok(crate::judge::linearizable_part(&art.history).0?)
+    Ok(faultline_history::History::new(art.history)?)
 }

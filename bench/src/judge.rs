@@ -14,46 +14,21 @@ use faultline_checker::zk::{self, CommittedTxn, LeaderEntry, ReplicaEnd};
 use faultline_checker::CheckOutcome;
 use faultline_checker::{check, Budget, ModelKind, Validity};
 use faultline_checker::{discovery, durable};
-use faultline_history::{Fun, History, Op, OpType};
+use faultline_history::{History, Op, OpType};
 use faultline_nemesis::{Entry, Sid};
 use faultline_workload::WorkloadKind;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// The part of a history the linearizability check reads: everything but
+/// The linearizability check over the whole history: the checker sets
 /// the clients' local reads (sequentially consistent in ZooKeeper, judged
-/// by read-guarantees instead), with each op's index in the full history.
-/// (The checker itself sets session ops and ephemeral keys aside.)
-pub(crate) fn linearizable_part(
-    ops: &[Op],
-) -> (Result<History, faultline_history::HistoryError>, Vec<usize>) {
-    let index_map: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.f != Fun::LocalRead)
-        .map(|(i, _)| i)
-        .collect();
-    let keep: Vec<Op> = index_map.iter().map(|&i| ops[i].clone()).collect();
-    (History::new(keep), index_map)
-}
-
-fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
-    let (h, index_map) = linearizable_part(ops);
+/// by read-guarantees instead), session ops and ephemeral keys aside, so
+/// every op number in an anomaly is the op's index in the run's history
+/// (as in the run page's hover text).
+fn linearizable(h: &History, kind: WorkloadKind) -> CheckOutcome {
     let summary = match kind {
         WorkloadKind::Register => "writes, cas and sync-reads, per key (cas-register model)",
         WorkloadKind::Strict => "sync-reads, writes and cas, per key (cas-register model)",
-    };
-    let h = match h {
-        Ok(h) => h,
-        Err(e) => {
-            return CheckOutcome {
-                name: "linearizable".into(),
-                result: Validity::Invalid,
-                summary: summary.into(),
-                anomalies: vec![format!("malformed history: {e}")],
-                ops: vec![],
-            }
-        }
     };
     let budget = Budget {
         deadline: None,
@@ -62,7 +37,7 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
         no_reductions: false,
         no_certificates: false,
     };
-    match check(&h, ModelKind::CasRegister, &budget, 1) {
+    match check(h, ModelKind::CasRegister, &budget, 1) {
         Ok(r) => CheckOutcome {
             name: "linearizable".into(),
             result: r.result,
@@ -77,7 +52,7 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
                         .map(|u| format!("key {:?}: {}", u.key, u.reason)),
                 )
                 .collect(),
-            ops: witness_ops(&r, &index_map),
+            ops: witness_ops(&r),
         },
         Err(e) => CheckOutcome {
             name: "linearizable".into(),
@@ -89,16 +64,14 @@ fn linearizable(ops: &[Op], kind: WorkloadKind) -> CheckOutcome {
     }
 }
 
-/// The history indices (in the full history) of each witness's blocked op
-/// and the ops concurrent with it.
-fn witness_ops(r: &faultline_checker::LinReport, index_map: &[usize]) -> Vec<usize> {
+/// The history indices of each witness's blocked op and the ops
+/// concurrent with it.
+fn witness_ops(r: &faultline_checker::LinReport) -> Vec<usize> {
     let mut v = Vec::new();
     for w in &r.anomalies {
         for op in std::iter::once(&w.op).chain(w.concurrent.iter().map(|c| &c.op)) {
-            v.push(index_map[op.invoke_index]);
-            if let Some(c) = op.complete_index {
-                v.push(index_map[c]);
-            }
+            v.push(op.invoke_index);
+            v.extend(op.complete_index);
         }
     }
     v.truncate(400);
@@ -256,8 +229,8 @@ pub(crate) fn judge(
             None
         }
     };
-    if h.is_some() {
-        checks.run(|| linearizable(ops, cfg.workload));
+    if let Some(h) = h {
+        checks.run(|| linearizable(h, cfg.workload));
     }
     let mut last = ends.iter().map(|e| e.last_committed).max().unwrap_or(0);
     let mut expiries = None;
