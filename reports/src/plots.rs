@@ -162,15 +162,8 @@ pub fn timeline(
             p.invoke.time < to_ns && end >= from_ns
         })
         .collect();
-    let lanes: BTreeMap<&faultline_history::Process, usize> = pairs
-        .iter()
-        .map(|p| &p.invoke.process)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (p, i + 2))
-        .collect();
-    let n = lanes.len() + 2;
+    let (lanes, labels) = assign_lanes(&pairs, to_ns);
+    let n = labels.len() + 2;
     let lane_px = if n > 150 { 3 } else { 7 };
     let height = (n as u32 * lane_px + 70).min(2400);
     let (x0, x1) = (secs(from_ns), secs(to_ns).max(secs(from_ns) + 0.001));
@@ -202,10 +195,92 @@ pub fn timeline(
         draw_leaders(&mut chart, leaders, &w, &mut overlay);
         let owners = ephemeral_owners(h);
         op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay, &owners);
+        // Lane labels in the left margin, no closer than 10 px apart.
+        let every = (10 / lane_px as usize).max(1);
+        for (i, label) in labels.iter().enumerate().step_by(every) {
+            let y = chart.backend_coord(&(x0, (i + 2) as f64)).1;
+            root.draw(&Text::new(
+                label.clone(),
+                (4, y - 4),
+                ("sans-serif", 9).into_font(),
+            ))
+            .ok();
+        }
         root.present().ok();
     }
     let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}</style>";
     with_overlay(svg, &format!("{style}<g class=\"ops\">{overlay}</g>"))
+}
+
+/// Who a lane holds ops for: a client session (a pipelined read shares
+/// its write's session, so it sits in that lane), or a process without
+/// one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Owner<'a> {
+    Session(u64),
+    Process(&'a faultline_history::Process),
+}
+
+/// Lanes as Jepsen's threads: each owner (a session, or a process without
+/// one) spans its first invocation to its last completion, and takes the
+/// lowest lane free by then, so the processes that replace retired ones
+/// reuse their lanes (10 clients stay about 10 lanes, not one per
+/// process). Returns each pair's lane (from 2: lanes 0 and 1 hold the
+/// leaders and fault labels) by process, and each lane's label (its
+/// first process, and how many followed).
+fn assign_lanes<'a>(
+    pairs: &[faultline_history::Pair<'a>],
+    to_ns: u64,
+) -> (BTreeMap<&'a faultline_history::Process, usize>, Vec<String>) {
+    let owner = |p: &faultline_history::Pair<'a>| match p.invoke.session {
+        Some(s) => Owner::Session(s),
+        None => Owner::Process(&p.invoke.process),
+    };
+    // Each owner's span and its processes, in order of first invocation.
+    let mut spans: BTreeMap<Owner<'a>, (u64, u64, Vec<&'a faultline_history::Process>)> =
+        BTreeMap::new();
+    for p in pairs {
+        let end = p.complete.map_or(to_ns, |c| c.time);
+        let e = spans
+            .entry(owner(p))
+            .or_insert((p.invoke.time, end, Vec::new()));
+        e.0 = e.0.min(p.invoke.time);
+        e.1 = e.1.max(end);
+        if !e.2.contains(&&p.invoke.process) {
+            e.2.push(&p.invoke.process);
+        }
+    }
+    let mut order: Vec<(u64, u64, Owner<'a>)> =
+        spans.iter().map(|(o, s)| (s.0, s.1, o.clone())).collect();
+    order.sort();
+    let mut free_at: Vec<u64> = Vec::new(); // per lane, when its last owner ended
+    let mut lane_of: BTreeMap<Owner<'a>, usize> = BTreeMap::new();
+    let mut members: Vec<Vec<&'a faultline_history::Process>> = Vec::new();
+    for (start, end, o) in order {
+        let lane = match free_at.iter().position(|&f| f < start) {
+            Some(l) => l,
+            None => {
+                free_at.push(0);
+                members.push(Vec::new());
+                free_at.len() - 1
+            }
+        };
+        free_at[lane] = end;
+        members[lane].extend(spans[&o].2.iter().copied());
+        lane_of.insert(o, lane);
+    }
+    let lanes = pairs
+        .iter()
+        .map(|p| (&p.invoke.process, lane_of[&owner(p)] + 2))
+        .collect();
+    let labels = members
+        .iter()
+        .map(|m| match m.len() {
+            1 => format!("p{}", m[0]),
+            n => format!("p{} +{}", m[0], n - 1),
+        })
+        .collect();
+    (lanes, labels)
 }
 
 /// Each fault shaded over every lane, with its label.
@@ -587,6 +662,44 @@ mod tests {
         o.time = t_ms * 1_000_000;
         o.session = Some(process + 1);
         o
+    }
+
+    #[test]
+    fn lanes_are_reused_like_threads_and_labelled() {
+        let mut ops = Vec::new();
+        // p3 then p13 (after p3 retired) on slot 3; p7 overlaps both; a
+        // read pipelined behind p3's write shares p3's session.
+        for (p, from, to, session) in [(3, 0, 10, 4), (7, 5, 40, 8), (13, 20, 30, 14)] {
+            let mut a = op(OpType::Invoke, p, Fun::Write, 1, from);
+            a.session = Some(session);
+            let mut b = op(OpType::Ok, p, Fun::Write, 1, to);
+            b.session = Some(session);
+            ops.extend([a, b]);
+        }
+        let mut r = op(OpType::Invoke, 500_000_003, Fun::LocalRead, 0, 1);
+        r.session = Some(4);
+        let mut rk = op(OpType::Ok, 500_000_003, Fun::LocalRead, 1, 9);
+        rk.session = Some(4);
+        ops.insert(1, r);
+        ops.insert(3, rk);
+        ops.sort_by_key(|o| o.time);
+        let h = History::new(ops).unwrap();
+        let pairs: Vec<_> = h.pairs().collect();
+        let (lanes, labels) = assign_lanes(&pairs, 50_000_000);
+        assert_eq!(labels, vec!["p3 +2".to_string(), "p7".into()]);
+        let lane = |p: u64| lanes[&Process::Client(p)];
+        assert_eq!(lane(3), lane(13));
+        assert_eq!(lane(3), lane(500_000_003));
+        assert_ne!(lane(3), lane(7));
+        let svg = timeline(
+            &h,
+            &[],
+            &[],
+            &BTreeSet::new(),
+            (0, 50_000_000),
+            Axis::Seconds,
+        );
+        assert!(svg.contains("\np3 +2\n") && svg.contains("\np7\n"), "{svg}");
     }
 
     #[test]
