@@ -160,4 +160,60 @@ fn bench_pages_render_in_headless_chromium() {
         dom.matches("<svg").count() >= 3 && dom.contains("<title>"),
         "svgs in the DOM"
     );
+    // A failing run's page renders with its violation marked on the
+    // timeline and linked from the anomaly.
+    let f = dir("failing");
+    let o = faultline(&[
+        "bench",
+        "--seed",
+        "1",
+        "--duration",
+        "3s",
+        "--bug",
+        "session-fifo-off",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let failing = f.join("runs/seed-1/report.html");
+    let shot = screenshot(
+        &browser,
+        &format!("file://{}", failing.display()),
+        &f.join("run.png"),
+        &f.join("p4"),
+    );
+    assert!(
+        shot > 60_000 && shot > 8 * blank,
+        "failing page {shot} bytes"
+    );
+    let dom = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            &format!("--user-data-dir={}", f.join("p5").display()),
+            "--dump-dom",
+            &format!("file://{}", failing.display()),
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("INVALID: failed: read-guarantees"),
+        "the verdict"
+    );
+    assert!(
+        dom.contains("class=\"mark\"") && dom.contains("id=\"violation\""),
+        "the violation marker in the rendered DOM"
+    );
+    assert!(
+        dom.contains("href=\"#violation\""),
+        "the anomaly links to it"
+    );
 }

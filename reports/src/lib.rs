@@ -123,6 +123,9 @@ fn checks_table(checks: &[CheckOutcome]) -> String {
         for a in &c.anomalies {
             let _ = write!(s, "<div class=\"anomaly\">{}</div>", esc(a));
         }
+        if c.result != Validity::Valid && !c.ops.is_empty() {
+            s.push_str("<a href=\"#violation\">show on the timeline</a>");
+        }
         s.push_str("</td></tr>\n");
     }
     s.push_str("</table>\n");
@@ -185,7 +188,7 @@ pub fn run_page(p: &RunPage) -> String {
         .iter()
         .flat_map(|c| c.ops.iter().copied())
         .collect();
-    b.push_str("<h2>Timeline</h2>\n<p class=\"legend\"><span style=\"background:#2e7d32\"></span>ok<span style=\"background:#c62828\"></span>fail<span style=\"background:#ef6c00\"></span>info (unknown)<span style=\"background:#fff3c4\"></span>fault<span style=\"background:#a7c4e8\"></span>leader (top lane)<span style=\"border:2px solid #6a1b9a\"></span>operations of a violation. Hover for details.</p>\n");
+    b.push_str("<h2>Timeline</h2>\n<p class=\"legend\"><span style=\"background:#2e7d32\"></span>ok<span style=\"background:#c62828\"></span>fail<span style=\"background:#ef6c00\"></span>info (unknown)<span style=\"background:#fff3c4\"></span>fault<span style=\"background:#a7c4e8\"></span>leader (top lane)<span style=\"border:2px solid #6a1b9a\"></span>operations of a violation, marked &#9660; above the lanes. Hover for details.</p>\n");
     let axis = timelines(&mut b, p, &highlight);
     if axis == plots::Axis::Seconds {
         b.push_str("<h2>Latency</h2>\n");
@@ -229,12 +232,30 @@ fn timelines(b: &mut String, p: &RunPage, highlight: &BTreeSet<usize>) -> plots:
     } else {
         plots::Axis::Seconds
     };
+    // The window of the first op of a violation: marked, and open.
+    let first_marked = highlight
+        .iter()
+        .next()
+        .and_then(|&i| p.history.ops().get(i))
+        .map(|o| o.time);
+    let marked = first_marked.map(|t| {
+        ws.iter()
+            .position(|w| t < w.1)
+            .unwrap_or(ws.len().saturating_sub(1))
+    });
     for (i, w) in ws.iter().enumerate() {
+        if marked == Some(i) {
+            b.push_str("<div id=\"violation\">\n");
+        }
         if ws.len() > 1 {
             let _ = writeln!(
                 b,
                 "<details{}><summary>window {} of {}: {:.2} s to {:.2} s</summary>",
-                if i == 0 { " open" } else { "" },
+                if i == 0 || marked == Some(i) {
+                    " open"
+                } else {
+                    ""
+                },
                 i + 1,
                 ws.len(),
                 w.0 as f64 / 1e9,
@@ -246,6 +267,9 @@ fn timelines(b: &mut String, p: &RunPage, highlight: &BTreeSet<usize>) -> plots:
         ));
         if ws.len() > 1 {
             b.push_str("</details>\n");
+        }
+        if marked == Some(i) {
+            b.push_str("</div>\n");
         }
     }
     axis
@@ -478,6 +502,13 @@ mod tests {
             "the offending read is outlined"
         );
         assert!(html.contains("<rect class=\"w\" x=") && html.contains("#1 p1 read k0 ok 7"));
+        // A marker on the timeline, and a link from the anomaly to it.
+        assert_eq!(html.matches("<path class=\"mark\"").count(), 1);
+        assert!(html.contains("<title>violation: op #1</title>"));
+        assert!(html.contains("<a href=\"#violation\">show on the timeline</a>"));
+        assert!(html.contains("<div id=\"violation\">"));
+        let valid = page_for(&checks[..1], Validity::Valid);
+        assert!(!valid.contains("id=\"violation\"") && !valid.contains("class=\"mark\""));
     }
 
     #[test]

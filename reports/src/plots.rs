@@ -195,6 +195,7 @@ pub fn timeline(
         draw_leaders(&mut chart, leaders, &w, &mut overlay);
         let owners = ephemeral_owners(h);
         op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay, &owners);
+        mark_violations(&chart, &pairs, highlight, &w, &mut overlay);
         // Lane labels in the left margin, no closer than 10 px apart.
         let every = (10 / lane_px as usize).max(1);
         for (i, label) in labels.iter().enumerate().step_by(every) {
@@ -208,7 +209,7 @@ pub fn timeline(
         }
         root.present().ok();
     }
-    let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}</style>";
+    let style = "<style>.ops rect{height:100%}.k{fill:#2e7d32}.f{fill:#c62828}.i{fill:#ef6c00}.w{fill:#6a1b9a;stroke:#6a1b9a;stroke-width:3}.mark{fill:#6a1b9a}</style>";
     with_overlay(svg, &format!("{style}<g class=\"ops\">{overlay}</g>"))
 }
 
@@ -281,6 +282,33 @@ fn assign_lanes<'a>(
         })
         .collect();
     (lanes, labels)
+}
+
+/// A marker above the lanes (a purple triangle in the fault-label band) at
+/// the start of each op of a violation, with a hover title naming it.
+fn mark_violations(
+    chart: &Chart<'_, '_>,
+    pairs: &[faultline_history::Pair<'_>],
+    highlight: &BTreeSet<usize>,
+    w: &Window,
+    overlay: &mut String,
+) {
+    let mut drawn: BTreeSet<i32> = BTreeSet::new();
+    for p in pairs.iter().filter(|p| highlight.contains(&p.invoke_index)) {
+        let x = w.axis.x(p.invoke.time);
+        if x < w.x0 || x > w.x1 {
+            continue;
+        }
+        let (px, py) = chart.backend_coord(&(x, 1.5));
+        if !drawn.insert(px) {
+            continue;
+        }
+        let _ = write!(
+            overlay,
+            "<path class=\"mark\" d=\"M{} {} l-6 -9 h12 z\"><title>violation: op #{}</title></path>",
+            px, py, p.invoke_index
+        );
+    }
 }
 
 /// Each fault shaded over every lane, with its label.
