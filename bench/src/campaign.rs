@@ -311,14 +311,7 @@ pub(crate) fn watched(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result
     };
     let cfg = flags.config(seed)?;
     let (result, artifacts) = aborted(&cfg, kind, &why, started, &Schedule::default());
-    let keep = flags.keeps_all(result.result);
-    write_run_dir(
-        out,
-        &cfg,
-        &result,
-        &artifacts,
-        (&flags.reproduce(seed), keep),
-    )?;
+    write_run_dir(out, &cfg, &result, &artifacts, flags)?;
     Ok(result)
 }
 

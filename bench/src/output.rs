@@ -118,17 +118,19 @@ pub fn run_dir(out: &Path, seed: u64) -> PathBuf {
     out.join("runs").join(format!("seed-{seed}"))
 }
 
-/// Writes `seed`'s run directory: with `all`, every artifact (config,
-/// schedule, history in JSON lines and EDN, trace, verdict, page);
-/// otherwise the compact record, `verdict.json` alone (a valid seed's, by
-/// default: the campaign keeps everything of the seeds that fail).
+/// Writes a run's directory: every artifact (config, schedule, history in
+/// JSON lines and EDN, trace, verdict, page) when `flags` keep it all (by
+/// default, the seeds that fail), otherwise the compact record,
+/// `verdict.json` alone.
 pub fn write_run_dir(
     out: &Path,
     cfg: &RunConfig,
     r: &RunResult,
     art: &RunArtifacts,
-    (reproduce, all): (&str, bool),
+    flags: &crate::flags::RunFlags,
 ) -> anyhow::Result<()> {
+    let all = flags.keeps_all(r.result);
+    let reproduce = &flags.reproduce(cfg.seed);
     let dir = run_dir(out, cfg.seed);
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     if !all {

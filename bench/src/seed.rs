@@ -82,14 +82,7 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
             }
         }
     };
-    let keep = flags.keeps_all(result.result);
-    write_run_dir(
-        out,
-        &cfg,
-        &result,
-        &artifacts,
-        (&flags.reproduce(seed), keep),
-    )?;
+    write_run_dir(out, &cfg, &result, &artifacts, flags)?;
     Ok(result)
 }
 
