@@ -80,6 +80,23 @@ fn screenshot(browser: &str, url: &str, png: &Path, profile: &Path) -> u64 {
     std::fs::metadata(png).expect("a screenshot").len()
 }
 
+/// The DOM headless Chromium builds from a page.
+fn dump_dom(browser: &str, page: &Path, profile: &Path) -> String {
+    let o = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn bench_pages_render_in_headless_chromium() {
     let Some(browser) = chromium() else {
@@ -143,19 +160,7 @@ fn bench_pages_render_in_headless_chromium() {
         "campaign page screenshot {camp} bytes, blank {blank}"
     );
     // The DOM Chromium built holds the SVG plots.
-    let dom = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            &format!("--user-data-dir={}", d.join("p3").display()),
-            "--dump-dom",
-            &format!("file://{}", run.display()),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = dump_dom(&browser, &run, &d.join("p3"));
     assert!(
         dom.matches("<svg").count() >= 3 && dom.contains("<title>"),
         "svgs in the DOM"
@@ -191,19 +196,7 @@ fn bench_pages_render_in_headless_chromium() {
         shot > 60_000 && shot > 8 * blank,
         "failing page {shot} bytes"
     );
-    let dom = Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            &format!("--user-data-dir={}", f.join("p5").display()),
-            "--dump-dom",
-            &format!("file://{}", failing.display()),
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = dump_dom(&browser, &failing, &f.join("p5"));
     assert!(
         dom.contains("INVALID: failed: read-guarantees"),
         "the verdict"
