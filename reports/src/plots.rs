@@ -507,6 +507,7 @@ pub fn latency(h: &History) -> String {
         }
         chart
             .configure_series_labels()
+            .background_style(WHITE.filled())
             .border_style(BLACK)
             .draw()
             .ok();
@@ -571,6 +572,7 @@ pub fn throughput(h: &History) -> String {
         }
         chart
             .configure_series_labels()
+            .background_style(WHITE.filled())
             .border_style(BLACK)
             .draw()
             .ok();
@@ -690,6 +692,21 @@ mod tests {
         o.time = t_ms * 1_000_000;
         o.session = Some(process + 1);
         o
+    }
+
+    #[test]
+    fn legends_are_opaque() {
+        let mut ops = Vec::new();
+        for i in 0..40u64 {
+            ops.push(op(OpType::Invoke, i % 4, Fun::Write, i as i64, i * 50));
+            ops.push(op(OpType::Ok, i % 4, Fun::Write, i as i64, i * 50 + 3));
+        }
+        let h = History::new(ops).unwrap();
+        for svg in [latency(&h), throughput(&h)] {
+            // The page background, and the legend's box over the plot.
+            let white = svg.matches("opacity=\"1\" fill=\"#FFFFFF\"").count();
+            assert!(white >= 2, "{white}: {svg}");
+        }
     }
 
     #[test]
