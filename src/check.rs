@@ -214,6 +214,8 @@ fn html_report(file: &str, h: &faultline_history::History, r: &LinReport) -> Str
         },
         config_json: None,
         messages_per_second: Vec::new(),
+        phases: Vec::new(),
+        band_from_ns: None,
     };
     faultline_reports::run_page(&page)
 }

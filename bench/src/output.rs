@@ -201,6 +201,8 @@ fn run_report(cfg: &RunConfig, r: &RunResult, art: &RunArtifacts, reproduce: &st
         checks: &r.checks,
         history: &history,
         faults: fault_spans(&r.nemesis_log),
+        phases: art.phases.clone(),
+        band_from_ns: art.phases.last().map(|p| p.0),
         leaders: art
             .leaders
             .iter()

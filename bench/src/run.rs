@@ -144,6 +144,9 @@ pub struct RunArtifacts {
     pub leaders: Vec<(u64, Option<u64>, Sid, u64)>,
     /// Protocol messages sent by all servers, per simulated second.
     pub messages_per_second: Vec<(u64, u64)>,
+    /// When each phase of the run began (ns) and its name, in order; the
+    /// last is the final reads.
+    pub phases: Vec<(u64, String)>,
 }
 
 /// The topology a configuration describes.
@@ -212,7 +215,7 @@ pub fn run_system<'a>(
     let clients = Clients::spawn(&mut r.c, cfg, &topo);
     r.c.clients = Some(clients.control.clone());
     let marks = r.drive(cfg, schedule, &clients)?;
-    r.final_reads(&clients)?;
+    let final_ns = r.final_reads(&clients)?;
     let footprints: Vec<_> =
         r.c.started
             .iter()
@@ -251,6 +254,13 @@ pub fn run_system<'a>(
         trace: evidence.trace,
         leaders: leader_spans(&roles),
         messages_per_second: evidence.messages_per_second,
+        phases: vec![
+            (0, "warm-up".into()),
+            (marks.chaos_ns, "chaos".into()),
+            (marks.heal_ns, "healed: quiesce".into()),
+            (marks.stop_ns, "clients stop".into()),
+            (final_ns, "final reads".into()),
+        ],
     };
     Ok((result, artifacts))
 }
@@ -440,8 +450,11 @@ impl Runner<'_> {
     /// After the workload stopped: waits for the replicas to converge
     /// (bounded), reads every key at every server, and lets the servers
     /// notice the clients are gone.
-    fn final_reads(&mut self, clients: &Clients) -> Result<(), Abort> {
+    /// Waits for convergence, runs the final reads and the drain; returns
+    /// when the final reads began (ns).
+    fn final_reads(&mut self, clients: &Clients) -> Result<u64, Abort> {
         self.until(self.c.now_ms() + 10_000, converged, |_| {})?;
+        let begun = now_ns(&self.c);
         *clients.final_servers.borrow_mut() =
             self.c.started.iter().map(|s| (*s, host(*s))).collect();
         clients.finals.set(true);
@@ -450,7 +463,8 @@ impl Runner<'_> {
         // Sessions the clients abandoned expire within the longest
         // timeout, then the cluster is quiet.
         let longest = workload::SESSION_TIMEOUT_TICKS.1 * 10;
-        self.until(self.c.now_ms() + longest + 500, |_| false, |_| {})
+        self.until(self.c.now_ms() + longest + 500, |_| false, |_| {})?;
+        Ok(begun)
     }
 
     /// Cuts the power of every server at once (unsynced writes are lost)

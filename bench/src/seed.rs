@@ -158,6 +158,7 @@ pub fn aborted(
             trace: Vec::new(),
             leaders: Vec::new(),
             messages_per_second: Vec::new(),
+            phases: Vec::new(),
         },
     )
 }

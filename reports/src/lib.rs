@@ -72,6 +72,12 @@ pub struct RunPage<'a> {
     /// Protocol messages sent by the servers per simulated second (empty
     /// for external histories).
     pub messages_per_second: Vec<(u64, u64)>,
+    /// When each phase of the run began (ns) and its name (empty for
+    /// external histories): marked on the timeline.
+    pub phases: Vec<(u64, String)>,
+    /// Sessions and processes that begin at or after this time (the
+    /// final reads) get lanes in a band of their own, below the others.
+    pub band_from_ns: Option<u64>,
 }
 
 /// Escapes text for HTML and SVG.
@@ -262,8 +268,13 @@ fn timelines(b: &mut String, p: &RunPage, highlight: &BTreeSet<usize>) -> plots:
                 w.1 as f64 / 1e9
             );
         }
+        let marks = plots::Marks {
+            highlight,
+            phases: &p.phases,
+            band_from_ns: p.band_from_ns,
+        };
         b.push_str(&plots::timeline(
-            p.history, &p.faults, &p.leaders, highlight, *w, axis,
+            p.history, &p.faults, &p.leaders, &marks, *w, axis,
         ));
         if ws.len() > 1 {
             b.push_str("</details>\n");
@@ -441,6 +452,8 @@ mod tests {
                 end_ns: Some(350_000_000),
                 label: "isolated leader 3".into(),
             }],
+            phases: vec![(0, "warm-up".into()), (100_000_000, "chaos".into())],
+            band_from_ns: None,
             leaders: vec![LeaderSpan {
                 start_ns: 0,
                 end_ns: None,
@@ -586,6 +599,8 @@ mod tests {
             facts: vec![],
             config_json: None,
             messages_per_second: vec![],
+            phases: vec![],
+            band_from_ns: None,
         });
         assert!(html.contains("window 3 of 3"));
         // One bar per lane and pixel column: far fewer bars than ops.

@@ -146,14 +146,26 @@ impl Window {
 /// info), faults shaded and labelled, a lane of which server led which
 /// epoch, and `highlight`ed ops outlined. Ops sharing a pixel in a lane are
 /// drawn once.
+/// What the timeline marks besides the ops: a violation's ops, the run's
+/// phases, and where the final band begins.
+pub struct Marks<'a> {
+    /// History indices of the ops of a violation.
+    pub highlight: &'a BTreeSet<usize>,
+    /// Phase starts (ns) and names.
+    pub phases: &'a [(u64, String)],
+    /// Owners starting at or after this get lanes in a band of their own.
+    pub band_from_ns: Option<u64>,
+}
+
 pub fn timeline(
     h: &History,
     faults: &[Span],
     leaders: &[LeaderSpan],
-    highlight: &BTreeSet<usize>,
+    marks: &Marks<'_>,
     (from_ns, to_ns): (u64, u64),
     axis: Axis,
 ) -> String {
+    let highlight = marks.highlight;
     let secs = |t: u64| axis.x(t);
     let pairs: Vec<_> = h
         .pairs()
@@ -162,7 +174,7 @@ pub fn timeline(
             p.invoke.time < to_ns && end >= from_ns
         })
         .collect();
-    let (lanes, labels) = assign_lanes(&pairs, to_ns);
+    let (lanes, labels) = assign_lanes(&pairs, to_ns, marks.band_from_ns);
     let n = labels.len() + 2;
     let lane_px = if n > 150 { 3 } else { 7 };
     let height = (n as u32 * lane_px + 70).min(2400);
@@ -192,6 +204,7 @@ pub fn timeline(
             .draw()
             .ok();
         draw_faults(&mut chart, faults, &w, n);
+        draw_phases(&mut chart, marks.phases, &w, n);
         draw_leaders(&mut chart, leaders, &w, &mut overlay);
         let owners = ephemeral_owners(h);
         op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay, &owners);
@@ -232,6 +245,7 @@ enum Owner<'a> {
 fn assign_lanes<'a>(
     pairs: &[faultline_history::Pair<'a>],
     to_ns: u64,
+    band_from_ns: Option<u64>,
 ) -> (BTreeMap<&'a faultline_history::Process, usize>, Vec<String>) {
     let owner = |p: &faultline_history::Pair<'a>| match p.invoke.session {
         Some(s) => Owner::Session(s),
@@ -254,10 +268,13 @@ fn assign_lanes<'a>(
     let mut order: Vec<(u64, u64, Owner<'a>)> =
         spans.iter().map(|(o, s)| (s.0, s.1, o.clone())).collect();
     order.sort();
-    let mut free_at: Vec<u64> = Vec::new(); // per lane, when its last owner ended
-    let mut lane_of: BTreeMap<Owner<'a>, usize> = BTreeMap::new();
-    let mut members: Vec<Vec<&'a faultline_history::Process>> = Vec::new();
+    // Two bands, each filled like threads: the run, then the final band.
+    let mut band: [(Vec<u64>, Vec<Vec<&'a faultline_history::Process>>); 2] =
+        [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    let mut lane_in: BTreeMap<Owner<'a>, (usize, usize)> = BTreeMap::new();
     for (start, end, o) in order {
+        let b = usize::from(band_from_ns.is_some_and(|t| start >= t));
+        let (free_at, members) = &mut band[b];
         let lane = match free_at.iter().position(|&f| f < start) {
             Some(l) => l,
             None => {
@@ -268,20 +285,62 @@ fn assign_lanes<'a>(
         };
         free_at[lane] = end;
         members[lane].extend(spans[&o].2.iter().copied());
-        lane_of.insert(o, lane);
+        lane_in.insert(o, (b, lane));
     }
+    let first_band = band[0].1.len();
+    let lane_of: BTreeMap<Owner<'a>, usize> = lane_in
+        .into_iter()
+        .map(|(o, (b, l))| (o, if b == 0 { l } else { first_band + l }))
+        .collect();
+    let [(_, run_members), (_, final_members)] = band;
+    let final_labels = final_members
+        .iter()
+        .map(|m| format!("final {}", label_of(m)));
+    let labels: Vec<String> = run_members
+        .iter()
+        .map(|m| label_of(m))
+        .chain(final_labels)
+        .collect();
     let lanes = pairs
         .iter()
         .map(|p| (&p.invoke.process, lane_of[&owner(p)] + 2))
         .collect();
-    let labels = members
-        .iter()
-        .map(|m| match m.len() {
-            1 => format!("p{}", m[0]),
-            n => format!("p{} +{}", m[0], n - 1),
-        })
-        .collect();
     (lanes, labels)
+}
+
+/// A lane's label: its first process, and how many followed.
+fn label_of(m: &[&faultline_history::Process]) -> String {
+    match m.len() {
+        1 => format!("p{}", m[0]),
+        n => format!("p{} +{}", m[0], n - 1),
+    }
+}
+
+/// Each phase start as a dashed vertical line over the lanes, named at
+/// the bottom.
+fn draw_phases(chart: &mut Chart<'_, '_>, phases: &[(u64, String)], w: &Window, lanes: usize) {
+    for (at, name) in phases {
+        let x = w.axis.x(*at);
+        if x < w.x0 || x > w.x1 {
+            continue;
+        }
+        let bottom = lanes as f64;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, 0.0), (x, bottom)],
+                4,
+                3,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .ok();
+        chart
+            .draw_series(std::iter::once(Text::new(
+                name.clone(),
+                (x, bottom - 0.2),
+                ("sans-serif", 10).into_font(),
+            )))
+            .ok();
+    }
 }
 
 /// A marker above the lanes (a purple triangle in the fault-label band) at
@@ -694,6 +753,50 @@ mod tests {
         o
     }
 
+    static NOTHING: BTreeSet<usize> = BTreeSet::new();
+
+    fn no_marks() -> Marks<'static> {
+        Marks {
+            highlight: &NOTHING,
+            phases: &[],
+            band_from_ns: None,
+        }
+    }
+
+    #[test]
+    fn final_reads_get_a_band_and_phases_are_marked() {
+        // p0 works 0-10 ms; p9 reads finally at 30-40 ms, after p0 ended
+        // (it would reuse p0's lane without the band).
+        let ops = vec![
+            op(OpType::Invoke, 0, Fun::Write, 1, 0),
+            op(OpType::Ok, 0, Fun::Write, 1, 10),
+            op(OpType::Invoke, 9, Fun::LocalRead, 0, 30),
+            op(OpType::Ok, 9, Fun::LocalRead, 1, 40),
+        ];
+        let h = History::new(ops).unwrap();
+        let pairs: Vec<_> = h.pairs().collect();
+        let (lanes, labels) = assign_lanes(&pairs, 50_000_000, Some(25_000_000));
+        assert_eq!(labels, vec!["p0".to_string(), "final p9".into()]);
+        assert_ne!(lanes[&Process::Client(0)], lanes[&Process::Client(9)]);
+        let (_, one_band) = assign_lanes(&pairs, 50_000_000, None);
+        assert_eq!(one_band, vec!["p0 +1".to_string()]);
+        let phases = [
+            (0, "warm-up".to_string()),
+            (25_000_000, "final reads".into()),
+        ];
+        let marks = Marks {
+            highlight: &NOTHING,
+            phases: &phases,
+            band_from_ns: Some(25_000_000),
+        };
+        let svg = timeline(&h, &[], &[], &marks, (0, 50_000_000), Axis::Seconds);
+        assert!(
+            svg.contains("\nfinal reads\n") && svg.contains("\nwarm-up\n"),
+            "{svg}"
+        );
+        assert!(svg.contains("\nfinal p9\n"), "{svg}");
+    }
+
     #[test]
     fn legends_are_opaque() {
         let mut ops = Vec::new();
@@ -730,20 +833,13 @@ mod tests {
         ops.sort_by_key(|o| o.time);
         let h = History::new(ops).unwrap();
         let pairs: Vec<_> = h.pairs().collect();
-        let (lanes, labels) = assign_lanes(&pairs, 50_000_000);
+        let (lanes, labels) = assign_lanes(&pairs, 50_000_000, None);
         assert_eq!(labels, vec!["p3 +2".to_string(), "p7".into()]);
         let lane = |p: u64| lanes[&Process::Client(p)];
         assert_eq!(lane(3), lane(13));
         assert_eq!(lane(3), lane(500_000_003));
         assert_ne!(lane(3), lane(7));
-        let svg = timeline(
-            &h,
-            &[],
-            &[],
-            &BTreeSet::new(),
-            (0, 50_000_000),
-            Axis::Seconds,
-        );
+        let svg = timeline(&h, &[], &[], &no_marks(), (0, 50_000_000), Axis::Seconds);
         assert!(svg.contains("\np3 +2\n") && svg.contains("\np7\n"), "{svg}");
     }
 
@@ -758,14 +854,7 @@ mod tests {
             op(OpType::Ok, 5, Fun::Read, 8, 50),
         ])
         .unwrap();
-        let svg = timeline(
-            &h,
-            &[],
-            &[],
-            &BTreeSet::new(),
-            (0, 60_000_000),
-            Axis::Seconds,
-        );
+        let svg = timeline(&h, &[], &[], &no_marks(), (0, 60_000_000), Axis::Seconds);
         assert!(
             svg.contains("ok 7 (ephemeral of session 4) 10.0ms"),
             "{svg}"
