@@ -353,7 +353,13 @@ fn mark_violations(
     overlay: &mut String,
 ) {
     let mut drawn: BTreeSet<i32> = BTreeSet::new();
-    for p in pairs.iter().filter(|p| highlight.contains(&p.invoke_index)) {
+    // A check may name an op by its invocation or by its completion (the
+    // durability check names the acknowledgement).
+    let named = |p: &&faultline_history::Pair<'_>| {
+        highlight.contains(&p.invoke_index)
+            || p.complete_index.is_some_and(|c| highlight.contains(&c))
+    };
+    for p in pairs.iter().filter(named) {
         let x = w.axis.x(p.invoke.time);
         if x < w.x0 || x > w.x1 {
             continue;
