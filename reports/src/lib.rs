@@ -523,7 +523,10 @@ mod tests {
         // A check that names an op by its completion marks it too.
         let by_completion = [check("durability", Validity::Invalid, &["lost"], vec![3])];
         let html = page_for(&by_completion, Validity::Invalid);
-        assert!(html.contains("<title>violation: op #1</title>"), "marked by its ack");
+        assert!(
+            html.contains("<title>violation: op #1</title>"),
+            "marked by its ack"
+        );
         let valid = page_for(&checks[..1], Validity::Valid);
         assert!(!valid.contains("id=\"violation\"") && !valid.contains("class=\"mark\""));
     }

@@ -174,9 +174,17 @@ pub fn timeline(
             p.invoke.time < to_ns && end >= from_ns
         })
         .collect();
-    let (lanes, labels) = assign_lanes(&pairs, to_ns, marks.band_from_ns);
-    let n = labels.len() + 2;
-    let lane_px = if n > 150 { 3 } else { 7 };
+    let (mut lanes, labels) = assign_lanes(&pairs, to_ns, marks.band_from_ns);
+    let lane_px = if labels.len() > 140 { 3 } else { 7 };
+    // Bands, in lane units: the leaders, the fault labels, the op lanes,
+    // the phase names; a label band is tall enough for one line of text,
+    // so no label lies over an op lane.
+    let band = 13usize.div_ceil(lane_px as usize);
+    let first = 2 * band;
+    for l in lanes.values_mut() {
+        *l += first;
+    }
+    let n = first + labels.len() + band;
     let height = (n as u32 * lane_px + 70).min(2400);
     let (x0, x1) = (secs(from_ns), secs(to_ns).max(secs(from_ns) + 0.001));
     let w = Window {
@@ -203,16 +211,16 @@ pub fn timeline(
             .y_labels(0)
             .draw()
             .ok();
-        draw_faults(&mut chart, faults, &w, n);
-        draw_phases(&mut chart, marks.phases, &w, n);
-        draw_leaders(&mut chart, leaders, &w, &mut overlay);
+        draw_faults(&mut chart, faults, &w, (band, n));
+        draw_phases(&mut chart, marks.phases, &w, (n - band, n));
+        draw_leaders(&mut chart, leaders, &w, band, &mut overlay);
         let owners = ephemeral_owners(h);
         op_bars(&chart, &pairs, &lanes, highlight, &w, &mut overlay, &owners);
-        mark_violations(&chart, &pairs, highlight, &w, &mut overlay);
+        mark_violations(&chart, &pairs, highlight, &w, first, &mut overlay);
         // Lane labels in the left margin, no closer than 10 px apart.
         let every = (10 / lane_px as usize).max(1);
         for (i, label) in labels.iter().enumerate().step_by(every) {
-            let y = chart.backend_coord(&(x0, (i + 2) as f64)).1;
+            let y = chart.backend_coord(&(x0, (i + first) as f64)).1;
             root.draw(&Text::new(
                 label.clone(),
                 (4, y - 4),
@@ -241,7 +249,7 @@ enum Owner<'a> {
 /// reuse their lanes (10 clients stay about 10 lanes, not one per
 /// process). Returns each pair's lane (from 2: lanes 0 and 1 hold the
 /// leaders and fault labels) by process, and each lane's label (its
-/// first process, and how many followed).
+/// first process, and how many followed). Lanes count from 0.
 fn assign_lanes<'a>(
     pairs: &[faultline_history::Pair<'a>],
     to_ns: u64,
@@ -303,7 +311,7 @@ fn assign_lanes<'a>(
         .collect();
     let lanes = pairs
         .iter()
-        .map(|p| (&p.invoke.process, lane_of[&owner(p)] + 2))
+        .map(|p| (&p.invoke.process, lane_of[&owner(p)]))
         .collect();
     (lanes, labels)
 }
@@ -316,27 +324,42 @@ fn label_of(m: &[&faultline_history::Process]) -> String {
     }
 }
 
-/// Each phase start as a dashed vertical line over the lanes, named at
-/// the bottom.
-fn draw_phases(chart: &mut Chart<'_, '_>, phases: &[(u64, String)], w: &Window, lanes: usize) {
+/// Each phase start as a dashed vertical line over the lanes, named in
+/// the band below them (a name that would overlap the one before it
+/// moves to the right of it).
+fn draw_phases(
+    chart: &mut Chart<'_, '_>,
+    phases: &[(u64, String)],
+    w: &Window,
+    (row, lanes): (usize, usize),
+) {
+    let mut row_end = i32::MIN;
     for (at, name) in phases {
         let x = w.axis.x(*at);
         if x < w.x0 || x > w.x1 {
             continue;
         }
-        let bottom = lanes as f64;
         chart
             .draw_series(DashedLineSeries::new(
-                [(x, 0.0), (x, bottom)],
+                [(x, 0.0), (x, lanes as f64)],
                 4,
                 3,
                 BLACK.mix(0.5).stroke_width(1),
             ))
             .ok();
+        // Pixels to the chart's x: the plot spans x0..x1 over these.
+        let (left, right) = (
+            chart.backend_coord(&(w.x0, 0.0)).0,
+            chart.backend_coord(&(w.x1, 0.0)).0,
+        );
+        let per_px = (w.x1 - w.x0) / f64::from((right - left).max(1));
+        let px = chart.backend_coord(&(x, 0.0)).0.max(row_end);
+        row_end = px + text_px(name, 10) + 6;
+        let at = w.x0 + f64::from(px - left) * per_px;
         chart
             .draw_series(std::iter::once(Text::new(
                 name.clone(),
-                (x, bottom - 0.2),
+                (at, row as f64 + 0.1),
                 ("sans-serif", 10).into_font(),
             )))
             .ok();
@@ -350,6 +373,7 @@ fn mark_violations(
     pairs: &[faultline_history::Pair<'_>],
     highlight: &BTreeSet<usize>,
     w: &Window,
+    first: usize,
     overlay: &mut String,
 ) {
     let mut drawn: BTreeSet<i32> = BTreeSet::new();
@@ -364,7 +388,7 @@ fn mark_violations(
         if x < w.x0 || x > w.x1 {
             continue;
         }
-        let (px, py) = chart.backend_coord(&(x, 1.5));
+        let (px, py) = chart.backend_coord(&(x, first as f64));
         if !drawn.insert(px) {
             continue;
         }
@@ -377,7 +401,13 @@ fn mark_violations(
 }
 
 /// Each fault shaded over every lane, with its label.
-fn draw_faults(chart: &mut Chart<'_, '_>, faults: &[Span], w: &Window, lanes: usize) {
+fn draw_faults(
+    chart: &mut Chart<'_, '_>,
+    faults: &[Span],
+    w: &Window,
+    (row, lanes): (usize, usize),
+) {
+    let mut row_end = i32::MIN; // where the last label drawn ends (px)
     for f in faults {
         let Some((a, b)) = w.clip(f.start_ns, f.end_ns) else {
             continue;
@@ -388,14 +418,26 @@ fn draw_faults(chart: &mut Chart<'_, '_>, faults: &[Span], w: &Window, lanes: us
                 FAULT.mix(0.18).filled(),
             )))
             .ok();
+        // A label that would overlap the one before it is left out (the
+        // fault schedule table below names every fault).
+        let x = chart.backend_coord(&(a, 0.0)).0;
+        if x < row_end {
+            continue;
+        }
+        row_end = x + text_px(&f.label, 11) + 6;
         chart
             .draw_series(std::iter::once(Text::new(
                 f.label.clone(),
-                (a, 1.6),
+                (a, row as f64 + 0.1),
                 ("sans-serif", 11).into_font(),
             )))
             .ok();
     }
+}
+
+/// About how wide `text` is in the SVG's sans-serif at `size` px.
+fn text_px(text: &str, size: i32) -> i32 {
+    (text.chars().count() as i32 * size * 6) / 10
 }
 
 /// The leaders' lane: each leadership a bar labelled with its server and
@@ -404,28 +446,37 @@ fn draw_leaders(
     chart: &mut Chart<'_, '_>,
     leaders: &[LeaderSpan],
     w: &Window,
+    band: usize,
     overlay: &mut String,
 ) {
+    let bottom = band as f64 - 0.1;
+    let mut row_end = i32::MIN;
     for l in leaders {
         let Some((a, b)) = w.clip(l.start_ns, l.end_ns) else {
             continue;
         };
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.1), (b, 0.9)],
+                [(a, 0.1), (b, bottom)],
                 LEAD.mix(0.35).filled(),
             )))
             .ok();
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("n{} e{}", l.sid, l.epoch),
-                (a, 0.75),
-                ("sans-serif", 10).into_font(),
-            )))
-            .ok();
+        // Labels never overlap: one that would is left to the hover title.
+        let label = format!("n{} e{}", l.sid, l.epoch);
+        let x = chart.backend_coord(&(a, 0.0)).0;
+        if x >= row_end {
+            row_end = x + text_px(&label, 10) + 4;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label,
+                    (a, 0.2),
+                    ("sans-serif", 10).into_font(),
+                )))
+                .ok();
+        }
         let (p0, p1) = (
             chart.backend_coord(&(a, 0.1)),
-            chart.backend_coord(&(b, 0.9)),
+            chart.backend_coord(&(b, bottom)),
         );
         let _ = write!(
             overlay,
@@ -801,6 +852,50 @@ mod tests {
             "{svg}"
         );
         assert!(svg.contains("\nfinal p9\n"), "{svg}");
+    }
+
+    #[test]
+    fn labels_never_overlap() {
+        let ops = vec![
+            op(OpType::Invoke, 0, Fun::Write, 1, 0),
+            op(OpType::Ok, 0, Fun::Write, 1, 1000),
+        ];
+        let h = History::new(ops).unwrap();
+        let ms = 1_000_000;
+        let span = |a: u64, label: &str| Span {
+            start_ns: a * ms,
+            end_ns: Some((a + 300) * ms),
+            label: label.into(),
+        };
+        // Two faults 1 ms apart, a third far away.
+        let faults = [
+            span(100, "first fault"),
+            span(101, "second fault"),
+            span(700, "third fault"),
+        ];
+        let lead = |a: u64, sid| LeaderSpan {
+            start_ns: a * ms,
+            end_ns: Some((a + 1) * ms),
+            sid,
+            epoch: sid,
+        };
+        let leaders = [lead(10, 1), lead(11, 2), lead(900, 3)];
+        let svg = timeline(
+            &h,
+            &faults,
+            &leaders,
+            &no_marks(),
+            (0, 1000 * ms),
+            Axis::Seconds,
+        );
+        for shown in ["first fault", "third fault", "n1 e1", "n3 e3"] {
+            assert!(svg.contains(&format!("\n{shown}\n")), "{shown}");
+        }
+        for hidden in ["second fault", "n2 e2"] {
+            assert!(!svg.contains(&format!("\n{hidden}\n")), "{hidden}");
+        }
+        // The second leader still has its hover title.
+        assert!(svg.contains("<title>server 2 leads epoch 2</title>"));
     }
 
     #[test]
