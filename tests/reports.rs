@@ -43,6 +43,9 @@ fn check_html_reports_an_external_history() {
         html.matches("<rect class=\"w\"").count() >= 2,
         "witness ops outlined"
     );
+    // The legend lists only what the page shows: no leaders here.
+    assert!(!html.contains("leader (top band)"), "no leader in the legend");
+    assert!(html.contains("operations of a violation"));
 }
 
 fn chromium() -> Option<String> {

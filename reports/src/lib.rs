@@ -194,7 +194,8 @@ pub fn run_page(p: &RunPage) -> String {
         .iter()
         .flat_map(|c| c.ops.iter().copied())
         .collect();
-    b.push_str("<h2>Timeline</h2>\n<p class=\"legend\"><span style=\"background:#2e7d32\"></span>ok<span style=\"background:#c62828\"></span>fail<span style=\"background:#ef6c00\"></span>info (unknown)<span style=\"background:#fff3c4\"></span>fault<span style=\"background:#a7c4e8\"></span>leader (top lane)<span style=\"border:2px solid #6a1b9a\"></span>operations of a violation, marked &#9660; above the lanes. Hover for details.</p>\n");
+    b.push_str("<h2>Timeline</h2>\n");
+    b.push_str(&legend(p, &highlight));
     let axis = timelines(&mut b, p, &highlight);
     if axis == plots::Axis::Seconds {
         b.push_str("<h2>Latency</h2>\n");
@@ -225,6 +226,48 @@ pub fn run_page(p: &RunPage) -> String {
         let _ = writeln!(b, "<h2>Configuration</h2>\n<pre>{}</pre>", esc(c));
     }
     page(&p.title, &b)
+}
+
+/// The timeline's legend: only what the timeline shows.
+fn legend(p: &RunPage, highlight: &BTreeSet<usize>) -> String {
+    let outcomes: BTreeSet<faultline_history::OpType> =
+        p.history.pairs().map(|x| x.outcome()).collect();
+    let entries = [
+        (
+            outcomes.contains(&faultline_history::OpType::Ok),
+            "background:#2e7d32",
+            "ok",
+        ),
+        (
+            outcomes.contains(&faultline_history::OpType::Fail),
+            "background:#c62828",
+            "fail",
+        ),
+        (
+            outcomes.contains(&faultline_history::OpType::Info),
+            "background:#ef6c00",
+            "info (unknown)",
+        ),
+        (!p.faults.is_empty(), "background:#fff3c4", "fault"),
+        (
+            !p.leaders.is_empty(),
+            "background:#a7c4e8",
+            "leader (top band)",
+        ),
+        (
+            !highlight.is_empty(),
+            "border:2px solid #6a1b9a",
+            "operations of a violation, marked &#9660; above the lanes",
+        ),
+    ];
+    let mut s = String::from("<p class=\"legend\">");
+    for (shown, style, what) in entries {
+        if shown {
+            let _ = write!(s, "<span style=\"{style}\"></span>{what}");
+        }
+    }
+    s.push_str(". Hover for details.</p>\n");
+    s
 }
 
 /// The run's timeline, one plot per window of ops (folded but the first
@@ -529,6 +572,11 @@ mod tests {
         );
         let valid = page_for(&checks[..1], Validity::Valid);
         assert!(!valid.contains("id=\"violation\"") && !valid.contains("class=\"mark\""));
+        assert!(
+            !valid.contains("operations of a violation"),
+            "the legend lists only what shows"
+        );
+        assert!(html.contains("operations of a violation"));
     }
 
     #[test]
