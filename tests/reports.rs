@@ -44,7 +44,10 @@ fn check_html_reports_an_external_history() {
         "witness ops outlined"
     );
     // The legend lists only what the page shows: no leaders here.
-    assert!(!html.contains("leader (top band)"), "no leader in the legend");
+    assert!(
+        !html.contains("leader (top band)"),
+        "no leader in the legend"
+    );
     assert!(html.contains("operations of a violation"));
 }
 

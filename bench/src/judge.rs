@@ -276,7 +276,7 @@ pub(crate) fn judge(
         }
         None => not_applicable.extend(DURABLE_CHECKS.map(String::from)),
     }
-    checks.run(|| zk::convergence(ends, last));
+    checks.run(|| zk::convergence(ends, last, h));
     if let Some(h) = h {
         checks.run(|| {
             zk::liveness(

@@ -250,10 +250,16 @@ fn read_misses_session_write(
 
 /// `convergence`: every live replica ends at the same zxid and digest,
 /// which is the end of the committed history.
-pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome {
+pub fn convergence(
+    replicas: &[ReplicaEnd],
+    expected_last: u64,
+    h: Option<&History>,
+) -> CheckOutcome {
     let mut anomalies = Vec::new();
+    let mut named: Vec<u64> = Vec::new(); // the servers the anomalies name
     for r in replicas {
         if r.last_committed != expected_last {
+            named.push(r.sid);
             anomalies.push(format!(
                 "server {} ended at zxid {}, not at the end of the committed history {}",
                 r.sid,
@@ -265,6 +271,7 @@ pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome 
     if let Some(first) = replicas.first() {
         for r in &replicas[1..] {
             if r.last_committed == first.last_committed && r.digest != first.digest {
+                named.extend([first.sid, r.sid]);
                 anomalies.push(format!(
                     "servers {} and {} diverge at zxid {} (different state digests)",
                     first.sid,
@@ -274,11 +281,23 @@ pub fn convergence(replicas: &[ReplicaEnd], expected_last: u64) -> CheckOutcome 
             }
         }
     }
-    outcome(
+    let mut o = outcome(
         "convergence",
         format!("{} live replicas after quiescence", replicas.len()),
         anomalies,
-    )
+    );
+    // Each named server's last answer in the history (a final read of its
+    // state), so that the report points at it.
+    if let Some(h) = h {
+        for sid in named {
+            let last = h
+                .ops()
+                .iter()
+                .rposition(|op| op.kind == OpType::Ok && op.node == Some(sid));
+            o.ops.extend(last.filter(|i| !o.ops.contains(i)));
+        }
+    }
+    o
 }
 
 /// The operation kinds `liveness` asks of a healed cluster: a name and

@@ -151,8 +151,22 @@ fn convergence_leadership_and_liveness() {
             digest: 2,
         },
     ];
-    assert_eq!(convergence(&r, 5).result, Validity::Invalid);
-    assert_eq!(convergence(&r[..1], 5).result, Validity::Valid);
+    assert_eq!(convergence(&r, 5, None).result, Validity::Invalid);
+    assert_eq!(convergence(&r[..1], 5, None).result, Validity::Valid);
+    // The servers named point at their last answers in the history.
+    let answer = |p: u64, node: u64, kind| {
+        let mut o = op(kind, p, Fun::LocalRead, 0, Value::Int(1), Some(5));
+        o.node = Some(node);
+        o
+    };
+    let h = History::new(vec![
+        answer(0, 1, OpType::Invoke),
+        answer(0, 1, OpType::Ok),
+        answer(1, 2, OpType::Invoke),
+        answer(1, 2, OpType::Ok),
+    ])
+    .unwrap();
+    assert_eq!(convergence(&r, 5, Some(&h)).ops, vec![1, 3]);
     let l = [
         LeaderEntry {
             time_ns: 1,
