@@ -12,6 +12,7 @@
 //! cut in discovery): applying one arms a reaction, which [`Nemesis::step`]
 //! advances after every simulation step by watching the target.
 
+mod episodes;
 mod react;
 pub mod schedule;
 

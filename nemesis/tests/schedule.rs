@@ -128,3 +128,64 @@ fn lists_parse() {
         .contains("unknown nemesis \"frob\""));
     assert!(Schedule::from_json("{").is_err());
 }
+
+#[test]
+fn episodes_cover_the_schedule_each_a_fault_with_its_repairs() {
+    for seed in 1..=50 {
+        let s = Schedule::generate(seed, &NemesisKind::ALL, 20_000, &topo());
+        let eps = s.episodes();
+        // In order, back to back, covering every event.
+        assert_eq!(eps.first().map(|r| r.start), Some(0), "seed {seed}");
+        assert_eq!(eps.last().map(|r| r.end), Some(s.events.len()));
+        assert!(eps.windows(2).all(|w| w[0].end == w[1].start));
+        for r in &eps {
+            let ev = &s.events[r.clone()];
+            // Each begins with a fault, and no fault starts after a repair
+            // within it (except what is armed at the repair's moment).
+            assert!(!ev[0].fault.is_repair(), "seed {seed}: {ev:?}");
+            let first_repair = ev.iter().position(|e| e.fault.is_repair());
+            if let Some(k) = first_repair {
+                let t = ev[k].at_ms;
+                assert!(ev[k..].iter().all(|e| e.at_ms == t), "seed {seed}: {ev:?}");
+            }
+        }
+        // Keeping every episode is the schedule; keeping none is empty;
+        // keeping one keeps exactly its events.
+        let all: Vec<usize> = (0..eps.len()).collect();
+        assert_eq!(s.with_episodes(&all), s);
+        assert!(s.with_episodes(&[]).events.is_empty());
+        assert_eq!(
+            s.with_episodes(&[1]).events,
+            s.events[eps[1].clone()].to_vec()
+        );
+    }
+}
+
+#[test]
+fn a_crash_episode_keeps_its_restart_and_armed_sync_crash() {
+    let ev = |at_ms, fault| Event { at_ms, fault };
+    let s = Schedule {
+        events: vec![
+            ev(300, Fault::CrashLeader),
+            ev(
+                300,
+                Fault::CutInDiscovery {
+                    delay_ms: 2,
+                    heal_after_ms: 400,
+                },
+            ),
+            ev(1200, Fault::RestartCrashed),
+            ev(
+                1200,
+                Fault::CrashInSync {
+                    restart_after_ms: 100,
+                },
+            ),
+            ev(2000, Fault::PauseClient { slot: 1, ms: 3000 }),
+            ev(2500, Fault::PacketLoss { rate: 0.1 }),
+            ev(3000, Fault::NormalNetwork),
+        ],
+    };
+    assert_eq!(s.episodes(), vec![0..4, 4..5, 5..7]);
+    assert_eq!(s.with_episodes(&[0, 2]).events.len(), 6);
+}
