@@ -37,6 +37,9 @@ enum Command {
     /// Run the nemesis matrix: every fault kind alone and every pair of
     /// kinds over the same seeds, one line per mix.
     Mixes(bench::MixesArgs),
+    /// Shrink a failing run: fewer fault episodes and a shorter chaos
+    /// phase, still failing the same check.
+    Shrink(Box<bench::ShrinkArgs>),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),
     /// Rewrite a history as JSON lines or Jepsen EDN.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Merge(a) => bench::merge(a),
         Command::Matrix(a) => bench::matrix(a),
         Command::Mixes(a) => bench::mixes_cmd(a),
+        Command::Shrink(a) => bench::shrink(*a),
         Command::Check(a) => check::run(a),
         Command::Perf(a) => bench::perf(a),
         Command::Convert(a) => convert::run(a),

@@ -707,3 +707,56 @@ fn the_ci_examples_shard_and_merge_the_whole_campaign() {
     assert_eq!(seeds, (1..=6).collect::<Vec<u64>>());
     assert_links_exist(&merged);
 }
+
+#[test]
+fn shrink_keeps_the_same_failure_with_fewer_faults() {
+    let out = dir("shrink");
+    let o = faultline(&[
+        "shrink",
+        "--seed",
+        "1001",
+        "--duration",
+        "3s",
+        "--bug",
+        "ack-before-fsync",
+        "--jobs",
+        "2",
+        "--out",
+        &out,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("fails quorum-acks"), "{err}");
+    // Fewer episodes than it started with (this bug needs no fault).
+    let sizes = err
+        .lines()
+        .find_map(|l| l.strip_prefix("shrunk from "))
+        .expect("the sizes");
+    assert!(sizes.contains(" to 0 / "), "{sizes}");
+    let line = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("reproduce: cargo run --release -- "))
+        .expect("a reproduce line");
+    // The reproduce command fails the same check.
+    let replay = dir("shrink-replay");
+    let mut args: Vec<&str> = line.split(' ').collect();
+    args.extend(["--out", &replay]);
+    let r = faultline(&args);
+    assert_eq!(r.status.code(), Some(1));
+    let v = json(&format!("{replay}/summary.json"));
+    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
+    assert!(failed.contains(&Value::from("quorum-acks")), "{failed:?}");
+    assert!(PathBuf::from(format!("{out}/runs/seed-1001/report.html")).exists());
+    // A valid seed: nothing to shrink, exit 2.
+    let o = faultline(&[
+        "shrink",
+        "--seed",
+        "1",
+        "--duration",
+        "2s",
+        "--out",
+        &dir("shrink-valid"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to shrink"));
+}

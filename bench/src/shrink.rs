@@ -1,0 +1,237 @@
+//! `faultline shrink`: a failing run made smaller while it still fails the
+//! same check (issue 13, first step): delta debugging over the schedule's
+//! fault episodes (a fault and its repairs go together), then a chaos
+//! phase cut to end after the last kept fault. Every candidate is a
+//! deterministic run of the same seed with an explicit schedule, run in a
+//! child process under the watchdog; a candidate that does not fail the
+//! same check is never the result.
+
+use crate::campaign::watched;
+use crate::flags::{self, RunFlags};
+use crate::output::{campaign_dir, run_dir, write};
+use crate::run::RunResult;
+use anyhow::{bail, Context as _};
+use clap::Args;
+use faultline_nemesis::Schedule;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `faultline shrink`.
+#[derive(Args, Debug)]
+pub struct ShrinkArgs {
+    /// The failing seed.
+    #[arg(long)]
+    pub seed: u64,
+    /// The run's flags, as for `bench`.
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Give up after this many candidate runs, with the smallest failing
+    /// run found so far.
+    #[arg(long, default_value_t = 200)]
+    pub max_runs: usize,
+    /// Candidates run in parallel (0 or absent: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Where the result goes (default: a new folder under
+    /// target/faultline/).
+    #[arg(long)]
+    pub out: Option<String>,
+}
+
+/// The search's state: where candidates go, how many ran, what must fail.
+struct Search<'a> {
+    a: &'a ShrinkArgs,
+    out: PathBuf,
+    target: String,
+    runs: usize,
+    jobs: usize,
+}
+
+impl Search<'_> {
+    /// Runs the seed with `schedule` and `duration_ms` in a fresh folder;
+    /// whether it failed the target check, with its result and folder.
+    fn attempt(
+        &self,
+        n: usize,
+        schedule: &Schedule,
+        duration_ms: u64,
+    ) -> anyhow::Result<(bool, PathBuf, RunResult)> {
+        let dir = self.out.join("candidates").join(n.to_string());
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        let file = dir.join("schedule.json");
+        write(&file, serde_json::to_string_pretty(schedule)?.as_bytes())?;
+        let mut flags = self.a.run.clone();
+        flags.schedule = Some(file.display().to_string());
+        flags.duration = duration_ms;
+        let r = watched(&flags, self.a.seed, &dir)?;
+        let fails = r.failed_checks().any(|c| c.name == self.target);
+        Ok((fails, dir, r))
+    }
+
+    /// Runs candidates in parallel (`jobs` at a time, in order) and
+    /// returns the first, in candidate order, that fails the target.
+    fn first_failing(&mut self, cands: &[(Schedule, u64)]) -> anyhow::Result<Option<usize>> {
+        for batch in (0..cands.len()).collect::<Vec<_>>().chunks(self.jobs) {
+            if self.runs >= self.a.max_runs {
+                return Ok(None);
+            }
+            let base = self.runs;
+            let outcomes: Vec<anyhow::Result<(bool, PathBuf, RunResult)>> =
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = batch
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &i)| {
+                            let (sch, d) = &cands[i];
+                            let me = &*self;
+                            s.spawn(move || me.attempt(base + k + 1, sch, *d))
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| h.join().expect("no panics"))
+                        .collect()
+                });
+            self.runs += batch.len();
+            for (k, o) in outcomes.into_iter().enumerate() {
+                let (fails, dir, _) = o?;
+                if fails {
+                    return Ok(Some(batch[k]));
+                }
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            eprintln!("  {} runs tried", self.runs);
+        }
+        Ok(None)
+    }
+}
+
+/// The chaos phase that ends 1.5 s after the last event of `s` (at least
+/// 1 s), never longer than `max_ms`.
+fn chaos_for(s: &Schedule, max_ms: u64) -> u64 {
+    let last = s.events.iter().map(|e| e.at_ms).max().unwrap_or(0);
+    (last + 1500).max(1000).min(max_ms)
+}
+
+/// `faultline shrink`: see the module docs. Exit 1 with the shrunk run
+/// (it fails), 2 when the seed does not fail to begin with.
+pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
+    let cfg = a.run.config(a.seed)?;
+    let full = match a.run.load_schedule()? {
+        Some(s) => s,
+        None => Schedule::generate(
+            a.seed,
+            &cfg.nemesis,
+            cfg.chaos_ms,
+            &crate::run::topology(&cfg),
+        ),
+    };
+    let out = campaign_dir("shrink", a.out.as_deref())?;
+    let mut search = Search {
+        a: &a,
+        out: out.clone(),
+        target: String::new(),
+        runs: 1,
+        jobs: flags::jobs(a.jobs),
+    };
+    let (_, _, first) = search.attempt(0, &full, a.run.duration)?;
+    let Some(target) = first.failed_checks().next().map(|c| c.name.clone()) else {
+        bail!(
+            "seed {} is valid with these flags: nothing to shrink",
+            a.seed
+        );
+    };
+    search.target = target.clone();
+    let episodes = full.episodes().len();
+    eprintln!(
+        "faultline shrink: seed {} fails {target}; {episodes} fault episodes, {} ms of chaos",
+        a.seed, a.run.duration
+    );
+    // Delta debugging over the episodes: try dropping each of n chunks;
+    // on success keep the rest and coarsen, else refine.
+    let mut keep: Vec<usize> = (0..episodes).collect();
+    let mut n = 2;
+    while !keep.is_empty() && search.runs < a.max_runs {
+        let size = keep.len().div_ceil(n);
+        let cands: Vec<Vec<usize>> = keep
+            .chunks(size)
+            .map(|chunk| {
+                keep.iter()
+                    .copied()
+                    .filter(|e| !chunk.contains(e))
+                    .collect()
+            })
+            .collect();
+        let scheds: Vec<(Schedule, u64)> = cands
+            .iter()
+            .map(|k| (full.with_episodes(k), a.run.duration))
+            .collect();
+        match search.first_failing(&scheds)? {
+            Some(i) => {
+                keep = cands[i].clone();
+                n = (n - 1).max(2);
+            }
+            None if n >= keep.len() => break,
+            None => n = (2 * n).min(keep.len()),
+        }
+        eprintln!("  {} episodes left", keep.len());
+    }
+    let kept = full.with_episodes(&keep);
+    // A shorter chaos phase, ending after the last kept fault.
+    let short = chaos_for(&kept, a.run.duration);
+    search.runs += 1;
+    let (fails, dir, _) = search.attempt(search.runs, &kept, short)?;
+    let (duration, final_dir) = if fails {
+        (short, dir)
+    } else {
+        // Replay the kept schedule at full length: the result is a run
+        // seen to fail the same check, written whole.
+        search.runs += 1;
+        let (again, d, _) = search.attempt(search.runs, &kept, a.run.duration)?;
+        assert!(
+            again,
+            "a kept set of episodes failed {target} before, deterministically"
+        );
+        (a.run.duration, d)
+    };
+    finish(
+        &a,
+        &out,
+        &final_dir,
+        &kept,
+        duration,
+        (episodes, search.runs),
+    )
+}
+
+/// Writes the result: the shrunk run's folder, its schedule, and the
+/// command that replays it; prints the sizes.
+fn finish(
+    a: &ShrinkArgs,
+    out: &Path,
+    run: &Path,
+    schedule: &Schedule,
+    duration: u64,
+    (from_episodes, runs): (usize, usize),
+) -> anyhow::Result<u8> {
+    let file = out.join("schedule.json");
+    write(&file, serde_json::to_string_pretty(schedule)?.as_bytes())?;
+    let dst = run_dir(out, a.seed);
+    std::fs::create_dir_all(&dst)?;
+    for e in std::fs::read_dir(run_dir(run, a.seed))? {
+        let e = e?;
+        write(&dst.join(e.file_name()), &std::fs::read(e.path())?)?;
+    }
+    let _ = std::fs::remove_dir_all(out.join("candidates"));
+    let mut flags = a.run.clone();
+    flags.schedule = Some(file.display().to_string());
+    flags.duration = duration;
+    eprintln!(
+        "shrunk from {from_episodes} fault episodes / {:.1} s of chaos to {} / {:.1} s in {runs} runs",
+        a.run.duration as f64 / 1000.0,
+        schedule.episodes().len(),
+        duration as f64 / 1000.0
+    );
+    eprintln!("  report: {}", dst.join("report.html").display());
+    eprintln!("  reproduce: {}", flags.reproduce(a.seed));
+    Ok(1)
+}
