@@ -459,6 +459,11 @@ fn a_buggy_node_fails_the_bench() {
         "{err}"
     );
     assert!(err.contains("--bug commit-without-quorum"), "{err}");
+    // And the command that shrinks it.
+    assert!(
+        err.contains("shrink: cargo run --release -- shrink --seed"),
+        "{err}"
+    );
     // Each failing seed's page is named, and there.
     let page = err
         .lines()

@@ -411,6 +411,9 @@ fn summarize(
             run_dir(out, r.seed).join("report.html").display()
         );
         eprintln!("  reproduce: {}", a.reproduce(r.seed));
+        if r.result == Validity::Invalid {
+            eprintln!("  shrink: {}", a.run.shrink_command(r.seed));
+        }
     }
     if a.json {
         println!("{json}");

@@ -220,6 +220,16 @@ impl RunFlags {
         self.keep == "all" || result != faultline_checker::Validity::Valid
     }
 
+    /// The command that shrinks `seed`'s failing run (same flags).
+    pub fn shrink_command(&self, seed: u64) -> String {
+        let mut s = format!("cargo run --release -- shrink --seed {seed}");
+        for a in self.to_args(false) {
+            s.push(' ');
+            s.push_str(&a);
+        }
+        s
+    }
+
     /// The command that replays `seed` exactly.
     pub fn reproduce(&self, seed: u64) -> String {
         let mut s = format!("cargo run --release -- bench --seed {seed}");
