@@ -751,7 +751,11 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
     let v = json(&format!("{replay}/summary.json"));
     let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
     assert!(failed.contains(&Value::from("quorum-acks")), "{failed:?}");
-    assert!(PathBuf::from(format!("{out}/runs/seed-1001/report.html")).exists());
+    let page = std::fs::read_to_string(format!("{out}/runs/seed-1001/report.html")).unwrap();
+    assert!(
+        page.contains("<p class=\"shrunk\">shrunk from "),
+        "the page says so"
+    );
     // A valid seed: nothing to shrink, exit 2.
     let o = faultline(&[
         "shrink",

@@ -215,22 +215,39 @@ fn finish(
 ) -> anyhow::Result<u8> {
     let file = out.join("schedule.json");
     write(&file, serde_json::to_string_pretty(schedule)?.as_bytes())?;
-    let dst = run_dir(out, a.seed);
-    std::fs::create_dir_all(&dst)?;
-    for e in std::fs::read_dir(run_dir(run, a.seed))? {
-        let e = e?;
-        write(&dst.join(e.file_name()), &std::fs::read(e.path())?)?;
-    }
-    let _ = std::fs::remove_dir_all(out.join("candidates"));
-    let mut flags = a.run.clone();
-    flags.schedule = Some(file.display().to_string());
-    flags.duration = duration;
-    eprintln!(
+    let sizes = format!(
         "shrunk from {from_episodes} fault episodes / {:.1} s of chaos to {} / {:.1} s in {runs} runs",
         a.run.duration as f64 / 1000.0,
         schedule.episodes().len(),
         duration as f64 / 1000.0
     );
+    let dst = run_dir(out, a.seed);
+    std::fs::create_dir_all(&dst)?;
+    for e in std::fs::read_dir(run_dir(run, a.seed))? {
+        let e = e?;
+        let mut bytes = std::fs::read(e.path())?;
+        if e.file_name() == "report.html" {
+            // The page says what it was shrunk from, under its title.
+            let page = String::from_utf8_lossy(&bytes).into_owned();
+            let note = format!(
+                "<p class=\"shrunk\">{}</p>\n",
+                faultline_reports::esc(&sizes)
+            );
+            bytes = match page.find("</h1>\n") {
+                Some(at) => {
+                    let at = at + "</h1>\n".len();
+                    format!("{}{note}{}", &page[..at], &page[at..]).into_bytes()
+                }
+                None => page.into_bytes(),
+            };
+        }
+        write(&dst.join(e.file_name()), &bytes)?;
+    }
+    let _ = std::fs::remove_dir_all(out.join("candidates"));
+    let mut flags = a.run.clone();
+    flags.schedule = Some(file.display().to_string());
+    flags.duration = duration;
+    eprintln!("{sizes}");
     eprintln!("  report: {}", dst.join("report.html").display());
     eprintln!("  reproduce: {}", flags.reproduce(a.seed));
     Ok(1)
