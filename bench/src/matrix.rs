@@ -5,6 +5,7 @@ use crate::campaign::watched;
 use crate::flags::{self, parse_duration_ms, parse_seeds, RunFlags, SeedRange};
 use crate::output::{campaign_dir, write};
 use crate::run::RunResult;
+use crate::shrink::{shrink_run, ShrinkArgs, Shrunk};
 use anyhow::bail;
 use clap::Args;
 use faultline_checker::Validity;
@@ -31,6 +32,10 @@ pub struct MatrixArgs {
     /// Where the runs go (default: a new folder under target/faultline/).
     #[arg(long)]
     pub out: Option<String>,
+    /// Also shrink each bug's first detection (see `faultline shrink`)
+    /// and report the minimal sizes.
+    #[arg(long)]
+    pub shrink: bool,
 }
 
 /// One row of the detection matrix.
@@ -45,6 +50,9 @@ struct MatrixRow {
     wall_s: f64,
     checks: Vec<String>,
     reproduce: Option<String>,
+    /// The first detection, shrunk (with `--shrink`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shrunk: Option<Shrunk>,
 }
 
 /// `faultline matrix`: for every bug switch, runs the default campaign's
@@ -94,6 +102,17 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
             row.wall_s,
             row.checks.join(", ")
         );
+        if let Some(s) = &row.shrunk {
+            eprintln!(
+                "{:<24} shrunk to {} episodes / {:.1} s of chaos ({}) in {} runs, {:.1} s",
+                "",
+                s.episodes,
+                s.chaos_ms as f64 / 1000.0,
+                s.check,
+                s.runs,
+                s.wall_s
+            );
+        }
         rows.push(row);
     }
     let json = serde_json::to_string_pretty(&rows)?;
@@ -144,7 +163,25 @@ fn hunt(m: &MatrixArgs, root: &Path, bug: &str, workload: &str) -> anyhow::Resul
             }
         }
     }
+    let shrunk = match (&found, m.shrink) {
+        (Some(r), true) => {
+            let args = ShrinkArgs {
+                seed: r.seed,
+                run: a.clone(),
+                max_runs: 200,
+                jobs: m.jobs,
+                out: Some(
+                    root.join(format!("shrink-{bug}-{workload}"))
+                        .display()
+                        .to_string(),
+                ),
+            };
+            shrink_run(&args)?
+        }
+        _ => None,
+    };
     Ok(MatrixRow {
+        shrunk,
         bug: bug.to_string(),
         workload: workload.into(),
         first_detection: found.as_ref().map(|r| r.seed),

@@ -112,9 +112,39 @@ fn chaos_for(s: &Schedule, max_ms: u64) -> u64 {
     (last + 1500).max(1000).min(max_ms)
 }
 
+/// A shrunk run, as `matrix --shrink` reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Shrunk {
+    /// The check the run fails, before and after.
+    pub check: String,
+    /// Fault episodes before and after.
+    pub from_episodes: usize,
+    pub episodes: usize,
+    /// Chaos phase before and after, ms.
+    pub from_chaos_ms: u64,
+    pub chaos_ms: u64,
+    /// Candidate runs it took, and their wall time.
+    pub runs: usize,
+    pub wall_s: f64,
+    /// The command that replays the shrunk run.
+    pub reproduce: String,
+}
+
 /// `faultline shrink`: see the module docs. Exit 1 with the shrunk run
-/// (it fails), 2 when the seed does not fail to begin with.
+/// (it fails), 2 (an error) when the seed does not fail to begin with.
 pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
+    match shrink_run(&a)? {
+        Some(_) => Ok(1),
+        None => bail!(
+            "seed {} is valid with these flags: nothing to shrink",
+            a.seed
+        ),
+    }
+}
+
+/// Shrinks `a.seed`'s run; `None` when it does not fail.
+pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
+    let started = std::time::Instant::now();
     let cfg = a.run.config(a.seed)?;
     let full = match a.run.load_schedule()? {
         Some(s) => s,
@@ -127,7 +157,7 @@ pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
     };
     let out = campaign_dir("shrink", a.out.as_deref())?;
     let mut search = Search {
-        a: &a,
+        a,
         out: out.clone(),
         target: String::new(),
         runs: 1,
@@ -135,10 +165,7 @@ pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
     };
     let (_, _, first) = search.attempt(0, &full, a.run.duration)?;
     let Some(target) = first.failed_checks().next().map(|c| c.name.clone()) else {
-        bail!(
-            "seed {} is valid with these flags: nothing to shrink",
-            a.seed
-        );
+        return Ok(None);
     };
     search.target = target.clone();
     let episodes = full.episodes().len();
@@ -146,35 +173,7 @@ pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
         "faultline shrink: seed {} fails {target}; {episodes} fault episodes, {} ms of chaos",
         a.seed, a.run.duration
     );
-    // Delta debugging over the episodes: try dropping each of n chunks;
-    // on success keep the rest and coarsen, else refine.
-    let mut keep: Vec<usize> = (0..episodes).collect();
-    let mut n = 2;
-    while !keep.is_empty() && search.runs < a.max_runs {
-        let size = keep.len().div_ceil(n);
-        let cands: Vec<Vec<usize>> = keep
-            .chunks(size)
-            .map(|chunk| {
-                keep.iter()
-                    .copied()
-                    .filter(|e| !chunk.contains(e))
-                    .collect()
-            })
-            .collect();
-        let scheds: Vec<(Schedule, u64)> = cands
-            .iter()
-            .map(|k| (full.with_episodes(k), a.run.duration))
-            .collect();
-        match search.first_failing(&scheds)? {
-            Some(i) => {
-                keep = cands[i].clone();
-                n = (n - 1).max(2);
-            }
-            None if n >= keep.len() => break,
-            None => n = (2 * n).min(keep.len()),
-        }
-        eprintln!("  {} episodes left", keep.len());
-    }
+    let keep = ddmin(&mut search, &full, episodes)?;
     let kept = full.with_episodes(&keep);
     // A shorter chaos phase, ending after the last kept fault.
     let short = chaos_for(&kept, a.run.duration);
@@ -193,18 +192,65 @@ pub fn shrink(a: ShrinkArgs) -> anyhow::Result<u8> {
         );
         (a.run.duration, d)
     };
-    finish(
-        &a,
+    let reproduce = finish(
+        a,
         &out,
         &final_dir,
         &kept,
         duration,
         (episodes, search.runs),
-    )
+    )?;
+    Ok(Some(Shrunk {
+        check: target,
+        from_episodes: episodes,
+        episodes: kept.episodes().len(),
+        from_chaos_ms: a.run.duration,
+        chaos_ms: duration,
+        runs: search.runs,
+        wall_s: started.elapsed().as_secs_f64(),
+        reproduce,
+    }))
 }
 
-/// Writes the result: the shrunk run's folder, its schedule, and the
-/// command that replays it; prints the sizes.
+/// Delta debugging over the episodes `0..episodes` of `full`: try
+/// dropping each of n chunks; on a candidate that still fails, keep the
+/// rest and coarsen, else refine, until single episodes cannot be dropped
+/// or the budget runs out. Returns the episodes kept.
+fn ddmin(search: &mut Search<'_>, full: &Schedule, episodes: usize) -> anyhow::Result<Vec<usize>> {
+    let duration = search.a.run.duration;
+    let mut keep: Vec<usize> = (0..episodes).collect();
+    let mut n = 2;
+    while !keep.is_empty() && search.runs < search.a.max_runs {
+        let size = keep.len().div_ceil(n);
+        let cands: Vec<Vec<usize>> = keep
+            .chunks(size)
+            .map(|chunk| {
+                keep.iter()
+                    .copied()
+                    .filter(|e| !chunk.contains(e))
+                    .collect()
+            })
+            .collect();
+        let scheds: Vec<(Schedule, u64)> = cands
+            .iter()
+            .map(|k| (full.with_episodes(k), duration))
+            .collect();
+        match search.first_failing(&scheds)? {
+            Some(i) => {
+                keep = cands[i].clone();
+                n = (n - 1).max(2);
+            }
+            None if n >= keep.len() => break,
+            None => n = (2 * n).min(keep.len()),
+        }
+        eprintln!("  {} episodes left", keep.len());
+    }
+    Ok(keep)
+}
+
+/// Writes the result: the shrunk run's folder (its page saying what it
+/// was shrunk from), its schedule; prints the sizes and the command that
+/// replays it, which it returns.
 fn finish(
     a: &ShrinkArgs,
     out: &Path,
@@ -212,7 +258,7 @@ fn finish(
     schedule: &Schedule,
     duration: u64,
     (from_episodes, runs): (usize, usize),
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<String> {
     let file = out.join("schedule.json");
     write(&file, serde_json::to_string_pretty(schedule)?.as_bytes())?;
     let sizes = format!(
@@ -227,19 +273,7 @@ fn finish(
         let e = e?;
         let mut bytes = std::fs::read(e.path())?;
         if e.file_name() == "report.html" {
-            // The page says what it was shrunk from, under its title.
-            let page = String::from_utf8_lossy(&bytes).into_owned();
-            let note = format!(
-                "<p class=\"shrunk\">{}</p>\n",
-                faultline_reports::esc(&sizes)
-            );
-            bytes = match page.find("</h1>\n") {
-                Some(at) => {
-                    let at = at + "</h1>\n".len();
-                    format!("{}{note}{}", &page[..at], &page[at..]).into_bytes()
-                }
-                None => page.into_bytes(),
-            };
+            bytes = with_note(&bytes, &sizes);
         }
         write(&dst.join(e.file_name()), &bytes)?;
     }
@@ -247,8 +281,22 @@ fn finish(
     let mut flags = a.run.clone();
     flags.schedule = Some(file.display().to_string());
     flags.duration = duration;
+    let reproduce = flags.reproduce(a.seed);
     eprintln!("{sizes}");
     eprintln!("  report: {}", dst.join("report.html").display());
-    eprintln!("  reproduce: {}", flags.reproduce(a.seed));
-    Ok(1)
+    eprintln!("  reproduce: {reproduce}");
+    Ok(reproduce)
+}
+
+/// A run page with `note` under its title.
+fn with_note(page: &[u8], note: &str) -> Vec<u8> {
+    let page = String::from_utf8_lossy(page).into_owned();
+    let p = format!("<p class=\"shrunk\">{}</p>\n", faultline_reports::esc(note));
+    match page.find("</h1>\n") {
+        Some(at) => {
+            let at = at + "</h1>\n".len();
+            format!("{}{p}{}", &page[..at], &page[at..]).into_bytes()
+        }
+        None => page.into_bytes(),
+    }
 }
