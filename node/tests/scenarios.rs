@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call_retrying, sync_modes, write_all, Cluster};
+use common::{assert_last_sync_is_snap, call_retrying, snapshotting, write_all, Cluster};
 use faultline_node::{ClientOp, Outcome, PeerState};
 use std::time::Duration;
 
@@ -195,21 +195,14 @@ fn orphan_proposal_is_truncated() {
 /// window gets a SNAP, and the snapshots keep the log bounded (§1).
 #[test]
 fn far_behind_follower_gets_a_snapshot() {
-    let mut c = Cluster::with(5, 3, 0, |cfg| {
-        cfg.node.snapshot_interval = 20;
-        cfg.node.committed_log_window = 5;
-    });
+    let mut c = snapshotting(5);
     let leader = c.wait_for_leader(Duration::from_secs(10));
     let behind = (1..=3).find(|&s| s != leader).unwrap();
     c.crash(behind);
     write_all(&mut c, leader, 1, 1, 0..60);
     c.restart(behind);
     c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
-    let modes = sync_modes(&c, behind);
-    assert!(
-        matches!(modes.last(), Some(faultline_node::SyncMode::Snap(_))),
-        "{modes:?}"
-    );
+    assert_last_sync_is_snap(&c, behind);
 }
 
 /// §1, §4: a quorum restarted at once (power loss: unsynced data is lost)

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{host, sync_modes, write_all, Cluster};
+use common::{assert_last_sync_is_snap, host, snapshotting, write_all, Cluster};
 use faultline_node::client::Client;
 use faultline_node::{ClientOp, Outcome};
 use std::cell::RefCell;
@@ -325,10 +325,7 @@ fn a_reconnect_to_a_server_that_missed_the_close_asks_the_leader() {
 /// session lives there.
 #[test]
 fn an_ephemeral_of_an_expired_session_is_gone_after_a_snap() {
-    let mut c = Cluster::with(31, 3, 0, |sc| {
-        sc.node.snapshot_interval = 20;
-        sc.node.committed_log_window = 5;
-    });
+    let mut c = snapshotting(31);
     let leader = c.wait_for_leader(Duration::from_secs(10));
     let behind = (1..=3).find(|&s| s != leader).expect("a follower");
     let seen: Seen = Rc::default();
@@ -350,11 +347,7 @@ fn an_ephemeral_of_an_expired_session_is_gone_after_a_snap() {
     write_all(&mut c, leader, 42, 1, 0..60);
     c.restart(behind);
     c.run_until(Duration::from_secs(10), "convergence", |c| c.converged());
-    let modes = sync_modes(&c, behind);
-    assert!(
-        matches!(modes.last(), Some(faultline_node::SyncMode::Snap(_))),
-        "{modes:?}"
-    );
+    assert_last_sync_is_snap(&c, behind);
     let s = seen.clone();
     c.sim.client("after", async move {
         note(&s, format!("after {:?}", read_at(behind, 100).await));

@@ -237,3 +237,21 @@ pub fn sync_modes(c: &Cluster, sid: u64) -> Vec<faultline_node::SyncMode> {
         })
         .collect()
 }
+
+/// Three voters that snapshot every 20 txns and keep a DIFF window of 5,
+/// so that a server further behind is synced by SNAP.
+pub fn snapshotting<'a>(seed: u64) -> Cluster<'a> {
+    Cluster::with(seed, 3, 0, |cfg| {
+        cfg.node.snapshot_interval = 20;
+        cfg.node.committed_log_window = 5;
+    })
+}
+
+/// Asserts that server `sid` was last synced by SNAP.
+pub fn assert_last_sync_is_snap(c: &Cluster, sid: u64) {
+    let modes = sync_modes(c, sid);
+    assert!(
+        matches!(modes.last(), Some(faultline_node::SyncMode::Snap(_))),
+        "{modes:?}"
+    );
+}
