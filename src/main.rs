@@ -37,8 +37,10 @@ enum Command {
     /// Run the nemesis matrix: every fault kind alone and every pair of
     /// kinds over the same seeds, one line per mix.
     Mixes(bench::MixesArgs),
-    /// Shrink a failing run: fewer fault episodes and a shorter chaos
-    /// phase, still failing the same check.
+    /// Shrink a failing run (a seed with bench's flags, or a run folder):
+    /// fewer fault episodes, a shorter chaos phase, fewer clients, keys
+    /// and observers, no joiner, a lighter workload, still failing the
+    /// same check.
     Shrink(Box<bench::ShrinkArgs>),
     /// Check a history (ours, Jepsen's or Porcupine's) for linearizability.
     Check(check::CheckArgs),

@@ -209,12 +209,16 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("fails quorum-acks"), "{err}");
-    // Fewer episodes than it started with (this bug needs no fault).
+    // Fewer episodes, a shorter chaos phase and fewer clients than it
+    // started with (this bug needs no fault at all).
     let sizes = err
         .lines()
         .find_map(|l| l.strip_prefix("shrunk from "))
         .expect("the sizes");
-    assert!(sizes.contains(" to 0 / "), "{sizes}");
+    assert!(sizes.contains("/ 3.0 s / 10 clients to 0 / "), "{sizes}");
+    let cfg = json(&format!("{out}/runs/seed-1001/config.json"));
+    assert!(cfg["processes"].as_u64().unwrap() < 10, "{cfg}");
+    assert!(cfg["chaos_ms"].as_u64().unwrap() < 3000, "{cfg}");
     let line = err
         .lines()
         .find_map(|l| l.trim().strip_prefix("reproduce: cargo run --release -- "))
@@ -229,10 +233,8 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
     let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
     assert!(failed.contains(&Value::from("quorum-acks")), "{failed:?}");
     let page = std::fs::read_to_string(format!("{out}/runs/seed-1001/report.html")).unwrap();
-    assert!(
-        page.contains("<p class=\"shrunk\">shrunk from "),
-        "the page says so"
-    );
+    let note = format!("<p class=\"shrunk\">shrunk from {sizes}");
+    assert!(page.contains(&note), "the page says {note}");
     // A valid seed: nothing to shrink, exit 2.
     let o = faultline(&[
         "shrink",
@@ -245,4 +247,73 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to shrink"));
+}
+
+/// `shrink RUN_DIR` reads the failing run's flags from its folder, and
+/// `--max-runs` ends the search with the best failing run found so far.
+#[test]
+fn shrink_takes_a_run_folder_and_a_budget() {
+    let camp = dir("shrink-from");
+    let o = faultline(&[
+        "bench",
+        "--seed",
+        "1001",
+        "--duration",
+        "3s",
+        "--bug",
+        "ack-before-fsync",
+        "--out",
+        &camp,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let run = format!("{camp}/runs/seed-1001");
+    let out = dir("shrink-from-out");
+    let o = faultline(&[
+        "shrink",
+        &run,
+        "--max-runs",
+        "3",
+        "--jobs",
+        "1",
+        "--out",
+        &out,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("seed 1001 fails quorum-acks"), "{err}");
+    assert!(err.contains("stopped (max-runs)"), "{err}");
+    // Three runs tried, the replay of the result makes four.
+    assert!(err.contains(" in 4 runs"), "{err}");
+    let line = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("reproduce: cargo run --release -- "))
+        .expect("a reproduce line");
+    assert!(line.contains("--bug ack-before-fsync"), "{line}");
+    // A wall-time budget spent by the first run: the original, replayed.
+    let o = faultline(&[
+        "shrink",
+        &run,
+        "--timeout",
+        "1ms",
+        "--out",
+        &dir("shrink-timeout"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped (timeout)"), "{err}");
+    let sizes = err
+        .lines()
+        .find_map(|l| l.strip_prefix("shrunk from "))
+        .expect("the sizes");
+    let (from, to) = sizes.split_once(" to ").expect("from and to");
+    let episodes = from.split(' ').next().unwrap();
+    assert_eq!(to, format!("{episodes} / 3.0 s / 10 clients in 2 runs"));
+    // Flags beside a run folder, or a folder that is not a run: exit 2.
+    let o = faultline(&["shrink", &run, "--clients", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = faultline(&["shrink", &camp]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("config.json: cannot read"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -21,7 +21,8 @@ Nemesis kinds (--nemesis, comma-separated, or all / none):
   packet-loss, latency, add-node, restart-all, long-election, client-pause
 
 Defaults: 200 seeds, 5 voters + 1 observer + 1 joiner, 10 clients, 5 keys,
-20 s of chaos, every nemesis kind, the register workload, all cores.
+20 s of chaos, 20 ms think time, every nemesis kind, the register workload,
+all cores.
 
 Examples:
   faultline bench --seeds 1001..1200 --workload strict
@@ -94,6 +95,11 @@ pub struct RunFlags {
     /// Keys.
     #[arg(long, default_value_t = 5)]
     pub keys: u64,
+    /// Mean think time between a process's ops (each pause drawn from
+    /// half to one and a half of it), e.g. `20ms`: longer is a lighter
+    /// workload.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration_ms)]
+    pub think: u64,
     /// Chaos phase per run, e.g. `10s` or `1500ms`.
     #[arg(long, default_value = "20s", value_parser = parse_duration_ms)]
     pub duration: u64,
@@ -185,6 +191,7 @@ impl RunFlags {
             self.clients == d.clients,
         );
         flag("keys", self.keys.to_string(), self.keys == d.keys);
+        flag("think", format!("{}ms", self.think), self.think == d.think);
         // The duration always: it is what a reader of the line looks for.
         flag("duration", format!("{}ms", self.duration), false);
         flag("nemesis", self.nemesis.clone(), self.nemesis == d.nemesis);
@@ -270,7 +277,7 @@ impl RunFlags {
             workload,
             processes: self.clients,
             keys: self.keys,
-            think_ms: 20,
+            think_ms: self.think,
             op_timeout_ms: 1000,
             warmup_ms: 1000,
             chaos_ms: self.duration,
@@ -285,6 +292,47 @@ impl RunFlags {
             snapshot_interval: 20 + (seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) % 181,
             leader_reports: !self.no_leader_reports,
         })
+    }
+
+    /// The flags that give `cfg` back (a run's saved `config.json`; no
+    /// `--schedule`): an error when none do, as for a configuration
+    /// written by another version of the bench.
+    pub fn from_config(cfg: &RunConfig) -> anyhow::Result<RunFlags> {
+        let nemesis = if cfg.nemesis == NemesisKind::ALL {
+            "all".to_string()
+        } else if cfg.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            let names: Vec<&str> = cfg.nemesis.iter().map(|k| k.name()).collect();
+            names.join(",")
+        };
+        let bug = Bugs::ALL.iter().map(|(n, _)| *n).find(|n| {
+            let mut b = Bugs::default();
+            b.enable(n);
+            b == cfg.bugs
+        });
+        if bug.is_none() && cfg.bugs != Bugs::default() {
+            bail!("it has bug switches no single --bug gives");
+        }
+        let flags = RunFlags {
+            nodes: cfg.voters,
+            observers: cfg.observers,
+            clients: cfg.processes,
+            keys: cfg.keys,
+            think: cfg.think_ms,
+            duration: cfg.chaos_ms,
+            nemesis,
+            workload: cfg.workload.name().to_string(),
+            bug: bug.map(str::to_string),
+            no_leader_reports: !cfg.leader_reports,
+            watchdog: cfg.watchdog_s,
+            ..RunFlags::default()
+        };
+        let back = flags.config(cfg.seed)?;
+        if serde_json::to_value(&back)? != serde_json::to_value(cfg)? {
+            bail!("its settings differ from what bench flags give");
+        }
+        Ok(flags)
     }
 
     /// The schedule given with `--schedule`, if any; a one-line error if
@@ -428,6 +476,8 @@ mod tests {
             "4",
             "--keys",
             "2",
+            "--think",
+            "50ms",
             "--duration",
             "3s",
             "--nemesis",

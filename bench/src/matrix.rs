@@ -104,10 +104,9 @@ pub fn matrix(m: MatrixArgs) -> anyhow::Result<u8> {
         );
         if let Some(s) = &row.shrunk {
             eprintln!(
-                "{:<24} shrunk to {} episodes / {:.1} s of chaos ({}) in {} runs, {:.1} s",
+                "{:<24} shrunk to {} ({}) in {} runs, {:.1} s",
                 "",
-                s.episodes,
-                s.chaos_ms as f64 / 1000.0,
+                s.to.describe(),
                 s.check,
                 s.runs,
                 s.wall_s
@@ -165,17 +164,13 @@ fn hunt(m: &MatrixArgs, root: &Path, bug: &str, workload: &str) -> anyhow::Resul
     }
     let shrunk = match (&found, m.shrink) {
         (Some(r), true) => {
-            let args = ShrinkArgs {
-                seed: r.seed,
-                run: a.clone(),
-                max_runs: 200,
-                jobs: m.jobs,
-                out: Some(
-                    root.join(format!("shrink-{bug}-{workload}"))
-                        .display()
-                        .to_string(),
-                ),
-            };
+            let mut args = ShrinkArgs::for_seed(r.seed, a.clone());
+            args.jobs = m.jobs;
+            args.out = Some(
+                root.join(format!("shrink-{bug}-{workload}"))
+                    .display()
+                    .to_string(),
+            );
             shrink_run(&args)?
         }
         _ => None,

@@ -19,8 +19,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Everything that defines a run; printed at start and saved with it.
-#[derive(Clone, Debug, Serialize)]
+/// Everything that defines a run; printed at start and saved with it
+/// (`config.json`, read back by `faultline shrink RUN_DIR`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunConfig {
     /// The seed: every random choice of the run comes from it.
     pub seed: u64,
