@@ -310,7 +310,20 @@ fn a_closed_pipe_ends_the_output_quietly() {
         ));
     }
     let f = scratch("big.jsonl", big.as_bytes());
-    for args in [vec!["convert", &f, "--to", "edn"], vec!["check", &f]] {
+    let perf = [
+        "perf",
+        "--suite",
+        "node",
+        "--run-seeds",
+        "1",
+        "--node-seconds",
+        "0.2",
+    ];
+    for args in [
+        vec!["convert", &f, "--to", "edn"],
+        vec!["check", &f],
+        perf.to_vec(),
+    ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(&args)
             .stdout(Stdio::piped())

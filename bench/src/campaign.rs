@@ -26,7 +26,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
         seed::keep_first_panic();
         let out = PathBuf::from(a.out.as_deref().unwrap_or("."));
         let r = seed::one(&a.run, seed, &out)?;
-        println!("{}", serde_json::to_string(&r)?);
+        out!("{}", serde_json::to_string(&r)?);
         return Ok(0);
     }
     if !a.internal_twice.is_empty() {
@@ -34,7 +34,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
     }
     if a.list_bugs {
         for (name, what) in Bugs::ALL {
-            println!("{name:<24} {what}");
+            out!("{name:<24} {what}");
         }
         return Ok(0);
     }
@@ -137,7 +137,7 @@ fn twice(flags: &RunFlags, seeds: &[u64]) -> anyhow::Result<u8> {
                 .map_err(|e| anyhow::anyhow!("seed {seed}: {}", e.message()))?;
             hashes.push(r.history_hash);
         }
-        println!("{seed} {} {}", hashes[0], hashes[1]);
+        out!("{seed} {} {}", hashes[0], hashes[1]);
     }
     Ok(0)
 }
@@ -416,7 +416,7 @@ fn summarize(
         }
     }
     if a.json {
-        println!("{json}");
+        out!("{json}");
     }
     Ok(summary.result.exit_code() as u8)
 }

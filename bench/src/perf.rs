@@ -48,6 +48,10 @@ pub struct PerfArgs {
     /// Which benchmarks to run.
     #[arg(long, value_enum, default_value = "all")]
     pub suite: Suite,
+    /// Seeds of the default campaign run (in this process, one after the
+    /// other) for the default-run figures of the node suite.
+    #[arg(long, default_value_t = 5)]
+    pub run_seeds: u64,
     /// Simulated seconds each node benchmark runs for.
     #[arg(long, default_value_t = 5.0)]
     pub node_seconds: f64,
@@ -58,7 +62,8 @@ pub struct PerfArgs {
 pub enum Suite {
     /// The checker (Porcupine's corpus and a generated history).
     Checker,
-    /// The ZAB node under turmoil.
+    /// The ZAB node under turmoil: the default run's speed and phases,
+    /// and the ensemble's throughput.
     Node,
     /// Both.
     All,
@@ -111,9 +116,9 @@ fn line(name: &str, ours: Duration, reference: Option<&str>, target_ms: Option<f
             if ms(ours) <= t { "met" } else { "MISSED" }
         );
     }
-    println!("{s}");
+    out!("{s}");
     if let Some(r) = reference {
-        println!("{:<34} reference, not measured here: {r}", "");
+        out!("{:<34} reference, not measured here: {r}", "");
     }
 }
 
@@ -125,14 +130,23 @@ pub fn run(a: PerfArgs) -> anyhow::Result<u8> {
     if !(a.node_seconds > 0.0 && a.node_seconds < 1e6) {
         bail!("--node-seconds must be a positive number");
     }
+    if a.run_seeds == 0 {
+        bail!("--run-seeds must be at least 1");
+    }
     if a.suite != Suite::Node {
         checker(&a)?;
     }
     if a.suite != Suite::Checker {
+        // First, while this process has run nothing else: its peak memory
+        // is then the default runs'.
+        crate::perf_run::report(a.run_seeds)?;
+        if let Some(p) = peak_rss_mib() {
+            out!("  peak resident memory after the default runs alone: {p:.0} MiB");
+        }
         crate::perf_node::report(Duration::from_secs_f64(a.node_seconds));
     }
     if let Some(p) = peak_rss_mib() {
-        println!("peak resident memory of this run: {p:.0} MiB");
+        out!("peak resident memory of this run: {p:.0} MiB");
     }
     Ok(0)
 }
@@ -146,12 +160,12 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)) // etcd_095 is empty
         .collect();
     logs.sort();
-    println!(
+    out!(
         "faultline perf: median of {} runs, {} threads",
         a.runs,
         threads(a.jobs)
     );
-    println!();
+    out!();
 
     // 1. The etcd corpus.
     etcd_corpus(a, &logs)?;
@@ -166,7 +180,7 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
         let h = read(&path)?;
         let parse = t.elapsed();
         let (d, r) = time_check(&h, ModelKind::Kv, a.runs, a.jobs);
-        println!(
+        out!(
             "kv {name}: {} ops, parsed in {:.2} ms, verdict {}",
             r.ops,
             ms(parse),
@@ -179,7 +193,7 @@ fn checker(a: &PerfArgs) -> anyhow::Result<()> {
         };
         line(label, d, Some(porcupine), target);
     }
-    println!();
+    out!();
 
     // 3. A generated history.
     if a.big_ops > 0 {
@@ -219,7 +233,7 @@ fn etcd_corpus(a: &PerfArgs, logs: &[PathBuf]) -> anyhow::Result<()> {
         }
         totals.push(t.elapsed());
     }
-    println!(
+    out!(
         "etcd corpus: {} histories ({} not linearizable), parsed in {:.2} ms",
         etcd.len(),
         invalid,
@@ -231,12 +245,12 @@ fn etcd_corpus(a: &PerfArgs, logs: &[PathBuf]) -> anyhow::Result<()> {
         Some(PORCUPINE_ETCD),
         Some(330.0),
     );
-    println!(
+    out!(
         "  slowest file (first run): {} in {:.2} ms",
         slowest.1,
         ms(slowest.0)
     );
-    println!();
+    out!();
     Ok(())
 }
 
@@ -260,7 +274,7 @@ fn side_by_side(h: &History, model: ModelKind, jobs: usize) {
         let t = Instant::now();
         let r = check(h, model, &budget, jobs).expect("fits its model");
         let d = t.elapsed();
-        println!(
+        out!(
             "{label:<34} {:>10.2} ms   verdict {}, {} ops searched, {} states",
             ms(d),
             r.result,
@@ -275,7 +289,7 @@ fn side_by_side(h: &History, model: ModelKind, jobs: usize) {
 /// hot-key bench campaigns, each checked side by side with and without the
 /// sound reductions.
 fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
-    println!();
+    out!();
     let models = [(ModelKind::Register, false), (ModelKind::CasRegister, true)];
     for (model, cas) in models.into_iter().filter(|_| a.hot_ops > 0) {
         let cfg = SynthConfig {
@@ -289,7 +303,7 @@ fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
             info_probability: 0.01,
         };
         let h = register_history(&cfg);
-        println!(
+        out!(
             "hot key, {}: {} invocations on one key, 100 processes, 1% crashed",
             model.name(),
             a.hot_ops
@@ -304,7 +318,7 @@ fn hot_key(a: &PerfArgs) -> anyhow::Result<()> {
         for seed in 1..=a.hot_seeds {
             let t = Instant::now();
             let h = crate::campaign::linearizable_history(flags, seed)?;
-            println!(
+            out!(
                 "bench {} --seed {seed}: {} events on one key, simulated in {:.0} ms",
                 flags.join(" "),
                 h.len(),
@@ -337,7 +351,7 @@ fn big(a: &PerfArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let h = register_history(&cfg);
     let gen = t.elapsed();
-    println!(
+    out!(
         "generated: {} invocations ({} events) over {} keys, {} processes, in {:.0} ms",
         a.big_ops,
         h.len(),
@@ -358,7 +372,7 @@ fn big(a: &PerfArgs) -> anyhow::Result<()> {
     let h = read(&file)?;
     let parse = t.elapsed();
     std::fs::remove_dir_all(&dir).ok();
-    println!(
+    out!(
         "  read back from JSON lines ({:.0} MiB) in {:.0} ms",
         size as f64 / 1048576.0,
         ms(parse)
@@ -372,6 +386,6 @@ fn big(a: &PerfArgs) -> anyhow::Result<()> {
     }
     line("  check (verdict: valid)", d, None, Some(10_000.0));
     line("  read + check", d + parse, None, Some(10_000.0));
-    println!("  states explored: {}", r.states_explored);
+    out!("  states explored: {}", r.states_explored);
     Ok(())
 }

@@ -138,10 +138,10 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
 /// Prints the node figures.
 pub fn report(sim: Duration) {
     let ceiling = idle_ceiling(6, sim);
-    println!("node: 5 voters + 1 client host under turmoil, one core");
-    println!("  idle ceiling, 6 hosts, 1 ms tick: {ceiling:.1}x real time");
+    out!("node: 5 voters + 1 client host under turmoil, one core");
+    out!("  idle ceiling, 6 hosts, 1 ms tick: {ceiling:.1}x real time");
     let sat = ensemble(200, Duration::ZERO, sim);
-    println!(
+    out!(
         "  saturation (200 closed-loop sessions): {:.0} acked writes per wall second, {:.0}/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.1} messages per write",
         sat.acked as f64 / sat.wall.as_secs_f64(),
         sat.acked as f64 / sat.sim.as_secs_f64(),
@@ -150,7 +150,7 @@ pub fn report(sim: Duration) {
         sat.messages as f64 / sat.acked.max(1) as f64,
     );
     let low = ensemble(50, Duration::from_millis(100), sim);
-    println!(
+    out!(
         "  offered ~500 writes/s (50 sessions, 100 ms think time): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.0} acked writes per wall second",
         low.acked as f64 / low.sim.as_secs_f64(),
         low.sim_per_wall(),
