@@ -148,7 +148,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         next_link: 1 << 32,
         syncing: BTreeMap::new(),
     };
-    sh.journal();
+    sh.journal(&mut Now::default());
     sh.input(Input::Recover(durable)).await?;
     let mut tick = tokio::time::interval(sh.cfg.node.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -172,7 +172,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
             _ = sleep_until(sync_at) => {
                 sh.sync_at = None;
                 let z = sh.disk.sync()?;
-                sh.journal();
+                sh.journal(&mut Now::default());
                 sh.input(Input::Synced(z)).await?;
             }
         }
@@ -182,6 +182,17 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
 /// Simulated time since the simulation started.
 fn sim_time() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// The simulated time, read at most once while the task runs without
+/// waiting (it only moves while the task waits).
+#[derive(Default)]
+struct Now(Option<Duration>);
+
+impl Now {
+    fn get(&mut self) -> Duration {
+        *self.0.get_or_insert_with(sim_time)
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -330,29 +341,35 @@ impl Shell {
     async fn input(&mut self, input: Input) -> std::io::Result<()> {
         let outputs = self.node.step(input);
         let mut sent = 0;
+        // Simulated time only moves while this task waits: read it once
+        // per stretch between awaits.
+        let mut now = Now::default();
         for out in outputs {
             match out {
                 Output::Send { to, msg } => {
-                    self.record_send(to, &msg);
+                    self.record_send(to, &msg, &mut now);
                     if let Some(l) = self.links.get_mut(&to) {
-                        l.buf.extend_from_slice(&wire::encode(&Frame::Msg(msg)));
+                        wire::encode_into(&mut l.buf, &Frame::Msg(msg));
                         sent += 1;
                     }
                 }
-                Output::Reply { conn, resp } => self.reply(conn, &resp).await,
-                Output::Persist(p) => self.persist(p)?,
+                Output::Reply { conn, resp } => {
+                    self.reply(conn, &resp).await;
+                    now = Now::default();
+                }
+                Output::Persist(p) => self.persist(p, &mut now)?,
                 Output::Trace(ev) => {
-                    let t = sim_time();
+                    let t = now.get();
                     self.probe.update(|d| d.trace.push((t, ev)));
                 }
                 Output::Event(ev) => {
-                    let t = sim_time();
+                    let t = now.get();
                     self.probe.update(|d| d.events.push((t, ev)));
                 }
             }
         }
         if sent > 0 {
-            let second = sim_time().as_secs();
+            let second = now.get().as_secs();
             self.probe.update(|d| {
                 d.messages_sent += sent;
                 *d.messages_by_second.entry(second).or_default() += sent;
@@ -371,13 +388,15 @@ impl Shell {
 
     /// Records the ACKs, the sync starts and the first COMMIT/INFORM per zxid
     /// the host sends.
-    fn record_send(&mut self, to: Sid, msg: &PeerMsg) {
-        let t = sim_time();
+    fn record_send(&mut self, to: Sid, msg: &PeerMsg, now: &mut Now) {
         match msg {
-            PeerMsg::Ack { zxid } => self
-                .probe
-                .update(|d| d.records.push((t, Record::Ack(*zxid)))),
+            PeerMsg::Ack { zxid } => {
+                let t = now.get();
+                self.probe
+                    .update(|d| d.records.push((t, Record::Ack(*zxid))))
+            }
             PeerMsg::Diff { .. } | PeerMsg::Trunc { .. } | PeerMsg::Snap { .. } => {
+                let t = now.get();
                 self.syncing.insert(to, None);
                 self.probe
                     .update(|d| d.records.push((t, Record::SyncSent(to))));
@@ -387,6 +406,7 @@ impl Shell {
             }
             PeerMsg::UpToDate => {
                 if let Some(Some(epoch)) = self.syncing.remove(&to) {
+                    let t = now.get();
                     self.probe.update(|d| {
                         if d.last_established < epoch {
                             d.last_established = epoch;
@@ -398,21 +418,24 @@ impl Shell {
             PeerMsg::Commit { zxid }
             | PeerMsg::Inform {
                 txn: crate::Txn { zxid, .. },
-            } if !self.syncing.contains_key(&to) => self.probe.update(|d| {
-                if d.last_commit < *zxid {
-                    d.last_commit = *zxid;
-                    d.records.push((t, Record::Commit(*zxid)));
-                }
-            }),
+            } if !self.syncing.contains_key(&to) => {
+                let t = now.get();
+                self.probe.update(|d| {
+                    if d.last_commit < *zxid {
+                        d.last_commit = *zxid;
+                        d.records.push((t, Record::Commit(*zxid)));
+                    }
+                })
+            }
             _ => {}
         }
     }
 
     /// Moves the disk layer's journal into the probe.
-    fn journal(&mut self) {
+    fn journal(&mut self, now: &mut Now) {
         let j = self.disk.take_journal();
         if !j.is_empty() {
-            let t = sim_time();
+            let t = now.get();
             self.probe.update(|d| {
                 d.records
                     .extend(j.into_iter().map(|e| (t, Record::Disk(e))))
@@ -420,7 +443,7 @@ impl Shell {
         }
     }
 
-    fn persist(&mut self, p: Persist) -> std::io::Result<()> {
+    fn persist(&mut self, p: Persist, now: &mut Now) -> std::io::Result<()> {
         match p {
             Persist::Append(txns) => {
                 self.disk.append(&txns)?;
@@ -433,7 +456,7 @@ impl Shell {
             Persist::Install(store) => self.disk.install_snapshot(&store)?,
             Persist::Epochs { accepted, current } => self.disk.write_epochs(accepted, current)?,
         }
-        self.journal();
+        self.journal(now);
         Ok(())
     }
 
@@ -473,7 +496,7 @@ impl Shell {
         }
         for l in self.links.values_mut() {
             if now - l.last_send >= self.cfg.heartbeat {
-                l.buf.extend_from_slice(&wire::encode(&Frame::Heartbeat));
+                wire::encode_into(&mut l.buf, &Frame::Heartbeat);
             }
         }
         self.flush().await?;

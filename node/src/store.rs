@@ -84,6 +84,44 @@ pub struct Store {
     pub closed: BTreeSet<u64>,
     /// The zxid of the last txn applied.
     pub applied: Zxid,
+    /// The sum behind [`Store::digest`], kept up to date by
+    /// [`Store::apply`] once computed (the fields change nowhere else).
+    #[serde(skip)]
+    running: Running,
+}
+
+/// A store's running entry sum: not part of its state (never serialized,
+/// never compared), only a cache of what its contents give.
+#[derive(Clone, Debug, Default)]
+struct Running(std::cell::Cell<Option<u64>>);
+
+impl PartialEq for Running {
+    fn eq(&self, _: &Running) -> bool {
+        true
+    }
+}
+
+impl Eq for Running {}
+
+/// The kinds of entry a store digest sums.
+const DATA: u64 = 1;
+const SESSION: u64 = 2;
+const LIVE: u64 = 3;
+const OWNER: u64 = 4;
+const CLOSED: u64 = 5;
+
+/// One entry's share of the digest: FNV-1a over its kind and fields,
+/// then a 64-bit finalizer so that sums of shares do not cancel.
+fn share(kind: u64, fields: &[u64]) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(&kind.to_le_bytes());
+    for f in fields {
+        h.write(&f.to_le_bytes());
+    }
+    let mut z = h.finish();
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Store {
@@ -95,34 +133,66 @@ impl Store {
             txn.zxid,
             self.applied
         );
+        // The digest's running sum: each entry's share out as it goes,
+        // in as it comes.
+        let mut sum = self.running.0.get().unwrap_or(0);
+        let mut swap = |old: Option<u64>, new: Option<u64>| {
+            sum = sum
+                .wrapping_sub(old.unwrap_or(0))
+                .wrapping_add(new.unwrap_or(0));
+        };
+        let data = |k: Key, v: i64| share(DATA, &[k, v as u64]);
         match &txn.op {
             TxnOp::Set { key, value } => {
-                self.data.insert(*key, *value);
+                let old = self.data.insert(*key, *value);
+                swap(old.map(|v| data(*key, v)), Some(data(*key, *value)));
             }
             TxnOp::Reconfig { voters, observers } => {
                 self.config = Some((voters.clone(), observers.clone()));
             }
             TxnOp::CasFailed { .. } => {}
             TxnOp::CreateSession { session, timeout } => {
-                self.live.insert(*session, *timeout);
+                let old = self.live.insert(*session, *timeout);
+                swap(
+                    old.map(|t| share(LIVE, &[*session, t])),
+                    Some(share(LIVE, &[*session, *timeout])),
+                );
             }
             TxnOp::CloseSession { session, .. } => {
-                self.live.remove(session);
-                self.closed.insert(*session);
+                let old = self.live.remove(session);
+                swap(old.map(|t| share(LIVE, &[*session, t])), None);
+                if self.closed.insert(*session) {
+                    swap(None, Some(share(CLOSED, &[*session])));
+                }
                 let owned: Vec<Key> = self.owned_by(*session).collect();
                 for k in owned {
-                    self.owners.remove(&k);
-                    self.data.remove(&k);
+                    let o = self.owners.remove(&k);
+                    swap(o.map(|o| share(OWNER, &[k, o])), None);
+                    let v = self.data.remove(&k);
+                    swap(v.map(|v| data(k, v)), None);
                 }
             }
             TxnOp::SetEphemeral { key, value, owner } => {
-                self.data.insert(*key, *value);
-                self.owners.insert(*key, *owner);
+                let old = self.data.insert(*key, *value);
+                swap(old.map(|v| data(*key, v)), Some(data(*key, *value)));
+                let old = self.owners.insert(*key, *owner);
+                swap(
+                    old.map(|o| share(OWNER, &[*key, o])),
+                    Some(share(OWNER, &[*key, *owner])),
+                );
             }
         }
         if let Some((session, seq)) = txn.origin {
-            self.sessions
+            let old = self
+                .sessions
                 .insert(session, (seq, txn.outcome(), txn.zxid));
+            swap(
+                old.map(|(q, _, z)| share(SESSION, &[session, q, z.0])),
+                Some(share(SESSION, &[session, seq, txn.zxid.0])),
+            );
+        }
+        if self.running.0.get().is_some() {
+            self.running.0.set(Some(sum));
         }
         self.applied = txn.zxid;
     }
@@ -154,37 +224,42 @@ impl Store {
         }
     }
 
-    /// A digest of the data and sessions (FNV-1a over the ordered
-    /// contents); equal stores have equal digests on every replica.
+    /// A digest of the data, sessions and configuration: equal stores
+    /// have equal digests on every replica, whatever order their txns
+    /// came in. The entries' shares are summed (kept up to date as txns
+    /// apply, so that a server can publish its digest every tick without
+    /// walking its store), then hashed with the configuration.
     pub fn digest(&self) -> u64 {
+        let sum = match self.running.0.get() {
+            Some(sum) => sum,
+            None => {
+                let sum = self.entry_sum();
+                self.running.0.set(Some(sum));
+                sum
+            }
+        };
         let mut h = fnv::FnvHasher::default();
-        let mut eat = |x: u64| h.write(&x.to_le_bytes());
-        for (k, v) in &self.data {
-            eat(*k);
-            eat(*v as u64);
-        }
-        for (s, (seq, _, z)) in &self.sessions {
-            eat(*s);
-            eat(*seq);
-            eat(z.0);
-        }
+        h.write(&sum.to_le_bytes());
         if let Some((v, o)) = &self.config {
             for s in v.iter().chain(o) {
-                eat(*s);
+                h.write(&s.to_le_bytes());
             }
         }
-        for (s, t) in &self.live {
-            eat(*s);
-            eat(*t);
-        }
-        for (k, o) in &self.owners {
-            eat(*k);
-            eat(*o);
-        }
-        for s in &self.closed {
-            eat(*s);
-        }
         h.finish()
+    }
+
+    /// Every entry's share, summed afresh.
+    fn entry_sum(&self) -> u64 {
+        let data = self.data.iter().map(|(k, v)| share(DATA, &[*k, *v as u64]));
+        let sessions = (self.sessions.iter()).map(|(s, (q, _, z))| share(SESSION, &[*s, *q, z.0]));
+        let live = self.live.iter().map(|(s, t)| share(LIVE, &[*s, *t]));
+        let owners = self.owners.iter().map(|(k, o)| share(OWNER, &[*k, *o]));
+        let closed = self.closed.iter().map(|s| share(CLOSED, &[*s]));
+        data.chain(sessions)
+            .chain(live)
+            .chain(owners)
+            .chain(closed)
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -260,13 +335,84 @@ mod tests {
     }
 
     #[test]
-    fn digest_is_fnv1a_over_the_ordered_contents() {
-        // The value the hand-written FNV-1a gave before the fnv crate took
-        // over: digests (and so every run's convergence evidence) are
-        // unchanged.
+    fn the_running_digest_is_the_one_computed_afresh() {
+        // Every kind of txn, applied to a store whose digest is kept up to
+        // date, gives the digest of the same contents summed from nothing;
+        // the same contents reached in another order give it too.
+        let txn = |c: u64, origin: Option<(u64, u64)>, op: TxnOp| Txn {
+            zxid: Zxid::new(1, c),
+            origin,
+            op,
+        };
+        let ops = vec![
+            txn(
+                1,
+                None,
+                TxnOp::CreateSession {
+                    session: 4,
+                    timeout: 30,
+                },
+            ),
+            txn(
+                2,
+                Some((4, 1)),
+                TxnOp::SetEphemeral {
+                    key: 100,
+                    value: 1,
+                    owner: 4,
+                },
+            ),
+            txn(3, Some((9, 1)), TxnOp::Set { key: 1, value: 5 }),
+            txn(4, Some((9, 2)), TxnOp::Set { key: 1, value: -7 }),
+            txn(
+                5,
+                Some((9, 3)),
+                TxnOp::CasFailed {
+                    key: 1,
+                    actual: Some(-7),
+                },
+            ),
+            txn(
+                6,
+                None,
+                TxnOp::Reconfig {
+                    voters: vec![1, 2, 3],
+                    observers: vec![4],
+                },
+            ),
+            txn(
+                7,
+                None,
+                TxnOp::CloseSession {
+                    session: 4,
+                    keys: vec![100],
+                },
+            ),
+            txn(8, Some((9, 4)), TxnOp::Set { key: 2, value: 0 }),
+        ];
         let mut s = Store::default();
-        s.apply(&set(Zxid::new(1, 1), Some((9, 1)), 1, 5));
-        s.apply(&set(Zxid::new(1, 2), None, 3, -7));
-        assert_eq!(s.digest(), 0x381521cfe84d224);
+        let _ = s.digest(); // from now on kept up to date
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &ops {
+            s.apply(t);
+            let afresh = Store {
+                running: Running::default(),
+                ..s.clone()
+            };
+            assert_eq!(s.digest(), afresh.digest(), "after {}", t.zxid);
+            assert!(seen.insert(s.digest()), "every step changes it");
+        }
+        // Key 2 then key 1, against key 1 then key 2.
+        let (mut a, mut b) = (Store::default(), Store::default());
+        a.apply(&set(Zxid::new(1, 1), None, 1, 5));
+        a.apply(&set(Zxid::new(1, 2), None, 2, 6));
+        b.apply(&set(Zxid::new(1, 1), None, 2, 6));
+        b.apply(&set(Zxid::new(1, 2), None, 1, 5));
+        assert_eq!(a.digest(), b.digest());
+        // Swapped values are another state.
+        let mut c = Store::default();
+        c.apply(&set(Zxid::new(1, 1), None, 1, 6));
+        c.apply(&set(Zxid::new(1, 2), None, 2, 5));
+        assert_ne!(a.digest(), c.digest());
     }
 }

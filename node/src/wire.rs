@@ -12,16 +12,20 @@ pub const MAX_FRAME: usize = 64 << 20;
 
 /// Encodes a value as one frame.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let body = postcard::to_stdvec(v).expect("our messages always serialize");
-    assert!(
-        body.len() <= MAX_FRAME,
-        "frame too large: {} bytes",
-        body.len()
-    );
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+    let mut out = Vec::new();
+    encode_into(&mut out, v);
     out
+}
+
+/// Appends a value's frame to `out` (no allocation of its own).
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(v, buf).expect("our messages always serialize");
+    let len = out.len() - start - 4;
+    assert!(len <= MAX_FRAME, "frame too large: {len} bytes");
+    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
 }
 
 /// Decodes one frame's body.
