@@ -21,7 +21,9 @@ pub enum CallError {
 
 /// A client session connected to one server.
 pub struct Client {
-    r: OwnedReadHalf,
+    /// Buffered: answers that arrive together are read from the socket
+    /// once.
+    r: tokio::io::BufReader<OwnedReadHalf>,
     w: OwnedWriteHalf,
     session: u64,
     seq: u64,
@@ -41,7 +43,7 @@ impl Client {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         let (r, w) = s.into_split();
         Ok(Client {
-            r,
+            r: tokio::io::BufReader::with_capacity(8 << 10, r),
             w,
             session,
             seq: 0,

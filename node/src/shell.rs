@@ -152,8 +152,19 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     sh.input(Input::Recover(durable)).await?;
     let mut tick = tokio::time::interval(sh.cfg.node.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One timer for the pending fsync, reset when its time changes (a new
+    // timer per turn of the loop would enter and leave the timer wheel on
+    // every event).
+    let sync_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sync_timer);
+    let mut armed: Option<Instant> = None;
     loop {
-        let sync_at = sh.sync_at;
+        if sh.sync_at != armed {
+            if let Some(at) = sh.sync_at {
+                sync_timer.as_mut().reset(at);
+            }
+            armed = sh.sync_at;
+        }
         tokio::select! {
             biased;
             ev = rx.recv() => {
@@ -169,7 +180,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
                 sh.maintain_links().await?;
                 sh.publish();
             }
-            _ = sleep_until(sync_at) => {
+            _ = &mut sync_timer, if armed.is_some() => {
                 sh.sync_at = None;
                 let z = sh.disk.sync()?;
                 sh.journal(&mut Now::default());
@@ -178,6 +189,9 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         }
     }
 }
+
+/// Bytes a link or client connection reads from its socket at once.
+const READ_BUFFER: usize = 16 << 10;
 
 /// Simulated time since the simulation started.
 fn sim_time() -> Duration {
@@ -192,13 +206,6 @@ struct Now(Option<Duration>);
 impl Now {
     fn get(&mut self) -> Duration {
         *self.0.get_or_insert_with(sim_time)
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -239,7 +246,10 @@ async fn serve_link(
     }
 }
 
-async fn read_peer(mut r: OwnedReadHalf, sid: Sid, link: u64, tx: mpsc::UnboundedSender<Event>) {
+async fn read_peer(r: OwnedReadHalf, sid: Sid, link: u64, tx: mpsc::UnboundedSender<Event>) {
+    // Buffered: a segment holding many frames is read from the socket
+    // once, not twice per frame.
+    let mut r = tokio::io::BufReader::with_capacity(READ_BUFFER, r);
     loop {
         match wire::read_frame::<Frame>(&mut r).await {
             Ok(frame) => {
@@ -266,6 +276,7 @@ async fn accept_clients(l: TcpListener, tx: mpsc::UnboundedSender<Event>) {
         }
         let tx = tx.clone();
         tokio::task::spawn_local(async move {
+            let mut r = tokio::io::BufReader::with_capacity(READ_BUFFER, &mut r);
             while let Ok(req) = wire::read_frame::<ClientRequest>(&mut r).await {
                 if tx.send(Event::ClientReq { conn, req }).is_err() {
                     return;
