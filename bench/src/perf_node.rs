@@ -34,14 +34,14 @@ fn builder(seed: u64) -> turmoil::Builder {
     b
 }
 
-/// Steps/s of `hosts` idle hosts (each sleeping one tick at a time): the
-/// ceiling on simulated time per wall second for that host count.
+/// Simulated time per wall second of `hosts` idle hosts (each sleeping
+/// one step at a time): the ceiling for that host count.
 pub fn idle_ceiling(hosts: usize, sim: Duration) -> f64 {
     let mut s = builder(1).build();
     for h in 0..hosts {
         s.host(format!("idle{h}"), || async {
             loop {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::time::sleep(faultline_node::sim::TICK).await;
             }
         });
     }
@@ -139,7 +139,10 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
 pub fn report(sim: Duration) {
     let ceiling = idle_ceiling(6, sim);
     out!("node: 5 voters + 1 client host under turmoil, one core");
-    out!("  idle ceiling, 6 hosts, 1 ms tick: {ceiling:.1}x real time");
+    out!(
+        "  idle ceiling, 6 hosts, {} ms steps: {ceiling:.1}x real time",
+        faultline_node::sim::TICK.as_millis()
+    );
     let sat = ensemble(200, Duration::ZERO, sim);
     out!(
         "  saturation (200 closed-loop sessions): {:.0} acked writes per wall second, {:.0}/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.1} messages per write",

@@ -3,7 +3,7 @@
 //! only once every synced txn is, D3), and a leader sends COMMIT for `z`
 //! only when `z` is durable on a majority of the voters (I5).
 
-use crate::durable::{voters_for, DiskEvent, Journal, LoggedTxn, Record};
+use crate::durable::{Configs, DiskEvent, Journal, LoggedTxn, Record};
 use crate::verdict::{zx, CheckOutcome};
 use std::collections::BTreeMap;
 
@@ -116,6 +116,7 @@ fn commits_on_quorum(
     anomalies: &mut Vec<String>,
 ) -> usize {
     let mut commits = 0;
+    let configs = Configs::new(dh, initial);
     // hosts' records merged by time; at equal times disk records first
     // (within one host the order of its own records is kept).
     let mut merged: Vec<(u64, bool, u64, &Record)> = journals
@@ -178,7 +179,7 @@ fn commits_on_quorum(
                 .unwrap_or_default();
             anomalies.extend(judge_commit(
                 (t, sid, z, &what),
-                voters_for(dh, initial, z),
+                configs.voters_for(z),
                 &ackers,
                 &disks,
             ));

@@ -214,18 +214,45 @@ pub fn gaps(files: &[ServerFiles]) -> Vec<(u64, u64)> {
 /// history: the configuration in force before `z` (the last reconfig below
 /// it, else `initial`), and for a reconfig also the new one.
 pub fn voters_for(h: &BTreeMap<u64, LoggedTxn>, initial: &[u64], z: u64) -> Vec<Vec<u64>> {
-    let before = h
-        .range(..z)
-        .rev()
-        .find_map(|(_, t)| t.reconfig.clone())
-        .unwrap_or_else(|| initial.to_vec());
-    let mut sets = vec![before];
-    if let Some(new) = h.get(&z).and_then(|t| t.reconfig.clone()) {
-        if new != sets[0] {
-            sets.push(new);
+    Configs::new(h, initial).voters_for(z)
+}
+
+/// The configurations of a durable history, indexed once: what
+/// [`voters_for`] answers, for many zxids.
+pub struct Configs {
+    initial: Vec<u64>,
+    /// Every reconfig's zxid and new voters.
+    reconfigs: BTreeMap<u64, Vec<u64>>,
+}
+
+impl Configs {
+    /// The index of `h`'s reconfigs, with `initial` in force before them.
+    pub fn new(h: &BTreeMap<u64, LoggedTxn>, initial: &[u64]) -> Configs {
+        Configs {
+            initial: initial.to_vec(),
+            reconfigs: h
+                .iter()
+                .filter_map(|(z, t)| t.reconfig.clone().map(|r| (*z, r)))
+                .collect(),
         }
     }
-    sets
+
+    /// The voter sets a commit of `z` needs a majority of (see
+    /// [`voters_for`]).
+    pub fn voters_for(&self, z: u64) -> Vec<Vec<u64>> {
+        let before = self
+            .reconfigs
+            .range(..z)
+            .next_back()
+            .map_or_else(|| self.initial.clone(), |(_, r)| r.clone());
+        let mut sets = vec![before];
+        if let Some(new) = self.reconfigs.get(&z) {
+            if *new != sets[0] {
+                sets.push(new.clone());
+            }
+        }
+        sets
+    }
 }
 
 /// An acknowledged write or cas: history index of the completion, zxid,

@@ -258,6 +258,9 @@ pub struct ServerFootprint {
     pub log_bound: usize,
     /// A leader's outstanding proposals and syncs.
     pub leader_backlog: usize,
+    /// Sessions open in its replicated state (the engine waits for the
+    /// abandoned ones to expire before it probes).
+    pub open_sessions: usize,
 }
 
 /// `hygiene`: see the module docs.
@@ -461,6 +464,7 @@ mod tests {
             log_entries: 30,
             log_bound: 30,
             leader_backlog: 0,
+            open_sessions: 0,
         };
         assert_eq!(
             hygiene(std::slice::from_ref(&clean)).result,

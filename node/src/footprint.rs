@@ -18,6 +18,10 @@ pub struct Footprint {
     /// A leader's outstanding proposals and syncs awaiting a ping round.
     /// Zero once the workload has stopped and the cluster is quiet.
     pub leader_backlog: usize,
+    /// Sessions open in its replicated state (neither closed nor expired).
+    /// Zero once every client has left and the sessions they abandoned
+    /// have expired.
+    pub open_sessions: usize,
 }
 
 impl Node {
@@ -30,6 +34,7 @@ impl Node {
                 Role::Leading(l) => l.backlog(),
                 _ => 0,
             },
+            open_sessions: self.store().live.len(),
         }
     }
 }

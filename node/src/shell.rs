@@ -150,6 +150,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     };
     sh.journal(&mut Now::default());
     sh.input(Input::Recover(durable)).await?;
+    sh.flush().await?;
     let mut tick = tokio::time::interval(sh.cfg.node.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // One timer for the pending fsync, reset when its time changes (a new
@@ -187,6 +188,9 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
                 sh.input(Input::Synced(z)).await?;
             }
         }
+        // What every event of this turn sent goes out together: one write
+        // per link.
+        sh.flush().await?;
     }
 }
 
@@ -386,7 +390,7 @@ impl Shell {
                 *d.messages_by_second.entry(second).or_default() += sent;
             });
         }
-        self.flush().await
+        Ok(())
     }
 
     async fn reply(&mut self, conn: u64, resp: &ClientResponse) {
@@ -472,25 +476,29 @@ impl Shell {
     }
 
     /// Writes every link's buffered frames; a failed write tears the link
-    /// down.
+    /// down, and what the core sends on hearing of it goes out too.
     async fn flush(&mut self) -> std::io::Result<()> {
-        let mut failed = Vec::new();
-        let now = Instant::now();
-        for (sid, l) in self.links.iter_mut() {
-            if l.buf.is_empty() {
-                continue;
+        loop {
+            let mut failed = Vec::new();
+            let now = Instant::now();
+            for (sid, l) in self.links.iter_mut() {
+                if l.buf.is_empty() {
+                    continue;
+                }
+                let buf = std::mem::take(&mut l.buf);
+                if l.writer.write_all(&buf).await.is_err() {
+                    failed.push(*sid);
+                } else {
+                    l.last_send = now;
+                }
             }
-            let buf = std::mem::take(&mut l.buf);
-            if l.writer.write_all(&buf).await.is_err() {
-                failed.push(*sid);
-            } else {
-                l.last_send = now;
+            if failed.is_empty() {
+                return Ok(());
+            }
+            for sid in failed {
+                self.link_down(sid).await?;
             }
         }
-        for sid in failed {
-            Box::pin(self.link_down(sid)).await?;
-        }
-        Ok(())
     }
 
     /// Heartbeats, idle timeouts and dialing.
@@ -506,7 +514,7 @@ impl Shell {
             self.link_down(sid).await?;
         }
         for l in self.links.values_mut() {
-            if now - l.last_send >= self.cfg.heartbeat {
+            if l.buf.is_empty() && now - l.last_send >= self.cfg.heartbeat {
                 wire::encode_into(&mut l.buf, &Frame::Heartbeat);
             }
         }

@@ -153,19 +153,31 @@ fn crash_after_snapshot_install(c: &mut Cluster) -> (u64, faultline_node::Zxid) 
     c.crash(5);
     let leader = c.wait_for_leader(Duration::from_secs(10));
     let epoch = c.status(leader).epoch;
+    // Four writers at once, out of step (each pausing its own time), so
+    // that proposals are outstanding when server 1 is synced (they follow
+    // its SNAP as PROPOSALs).
     c.sim.client("load", async move {
-        for seq in 1..=200 {
-            common::call_retrying(
-                &[leader],
-                1,
-                seq,
-                ClientOp::Write {
-                    key: 1,
-                    value: seq as i64,
-                },
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let writers: Vec<_> = (1..=4u64)
+            .map(|session| {
+                tokio::task::spawn_local(async move {
+                    for seq in 1..=50 {
+                        common::call_retrying(
+                            &[leader],
+                            session,
+                            seq,
+                            ClientOp::Write {
+                                key: session,
+                                value: seq as i64,
+                            },
+                        )
+                        .await;
+                        tokio::time::sleep(Duration::from_millis(3 + 7 * session)).await;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("a writer never panics");
         }
         Ok(())
     });
@@ -182,14 +194,20 @@ fn crash_after_snapshot_install(c: &mut Cluster) -> (u64, faultline_node::Zxid) 
     let mut installed = None;
     c.run_until(
         Duration::from_secs(5),
-        "server 1 appends after a snapshot",
+        "server 1 appends after a snapshot, before it writes currentEpoch",
         |c| {
             let ev = c.probes[&1].evidence();
+            let mut epoch_written = false;
             for (_, r) in &ev.records[before.min(ev.records.len())..] {
-                if let Record::Disk(DiskEvent::Installed { base }) = r {
-                    installed = Some(*base);
+                match r {
+                    Record::Disk(DiskEvent::Installed { base }) => installed = Some(*base),
+                    Record::Disk(DiskEvent::Epochs { current, .. }) if *current >= epoch => {
+                        epoch_written = true
+                    }
+                    _ => {}
                 }
             }
+            assert!(!epoch_written, "the step passed the window");
             let st = c.status(1);
             installed.is_some()
                 && !st.serving
@@ -224,7 +242,12 @@ fn a_crash_between_snapshot_install_and_currentepoch_is_repaired() {
     });
     let (_, image) = c.probes[&1].evidence().image.expect("read at the restart");
     assert_eq!(image.snapshot.base, base, "the crash hit the window");
-    assert!(image.current_epoch < epoch && image.accepted_epoch >= epoch);
+    assert!(
+        image.current_epoch < epoch && image.accepted_epoch >= epoch,
+        "current {} accepted {} epoch {epoch}",
+        image.current_epoch,
+        image.accepted_epoch
+    );
     c.restart(5);
     c.run_until(Duration::from_secs(30), "convergence", |c| c.converged());
 }

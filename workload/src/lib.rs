@@ -103,18 +103,34 @@ impl Recorder {
 #[derive(Clone, Debug, Default)]
 pub struct Control {
     stop: Rc<Cell<bool>>,
+    /// Wakes the processes sleeping when the workload stops.
+    woken: Rc<tokio::sync::Notify>,
     /// Slots paused by the nemesis, until a simulated time (ns).
     paused: Rc<RefCell<BTreeMap<u64, u64>>>,
 }
 
 impl Control {
-    /// Asks every process to stop after its current op.
+    /// Asks every process to stop after its current op; a process that
+    /// is thinking, silent, idle or paused stops at once.
     pub fn stop(&self) {
         self.stop.set(true);
+        self.woken.notify_waiters();
     }
 
     fn stopped(&self) -> bool {
         self.stop.get()
+    }
+
+    /// Sleeps for `d`, or until the workload stops: whether it slept the
+    /// whole time.
+    async fn sleep(&self, d: Duration) -> bool {
+        if self.stopped() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.woken.notified() => false,
+        }
     }
 
     /// Process slot `slot` sends nothing, no request and no ping, from its
@@ -164,6 +180,8 @@ struct Slot {
     timeout: u64,
     /// Whether the current session holds the slot's ephemeral key.
     holds: bool,
+    /// The workload's switches (its sleeps end when it stops).
+    control: Control,
 }
 
 /// What a process asks for, before it is sent.
@@ -419,12 +437,15 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
             slot: i as u64,
             timeout: 0,
             holds: false,
+            control: control.clone(),
         };
         let control = control.clone();
         tasks.push(tokio::task::spawn_local(async move {
             while !control.stopped() {
                 if let Some(left) = control.pause_left(slot.slot) {
-                    tokio::time::sleep(left).await;
+                    if !control.sleep(left).await {
+                        break;
+                    }
                     slot.resumed().await;
                 }
                 slot.tend().await;
@@ -441,7 +462,7 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
                     slot.run_one(call).await;
                 }
                 let think = slot.cfg.think.mul_f64(slot.rng.random_range(0.5..1.5));
-                tokio::time::sleep(think).await;
+                control.sleep(think).await;
             }
             // A client that leaves closes its session.
             slot.leave().await;
@@ -454,13 +475,15 @@ pub async fn run(cfg: WorkloadConfig, rec: Recorder, control: Control) {
 
 /// Final reads: after healing and quiescence, reads every key at each of
 /// `servers` (local reads, so each replica's state shows), as processes
-/// [`FINAL_READERS`] + 0, 1, ..., each on a session of its own. Recorded
+/// [`FINAL_READERS`] + 0, 1, ..., each on a session of its own, all
+/// servers at once (the cluster is quiet: nothing else runs). Recorded
 /// like every other op.
 pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: Recorder) {
     let cfg = Rc::new(WorkloadConfig {
         servers: servers.clone(),
         ..cfg
     });
+    let mut readers = Vec::new();
     for (i, (sid, _)) in servers.into_iter().enumerate() {
         let mut slot = Slot {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xF1A1),
@@ -479,17 +502,24 @@ pub async fn final_reads(cfg: WorkloadConfig, servers: Vec<(Sid, String)>, rec: 
             slot: i as u64,
             timeout: 0,
             holds: false,
+            control: Control::default(),
         };
         let ephemeral = EPHEMERAL_KEYS..EPHEMERAL_KEYS + 2 * cfg.processes as u64;
-        for key in (0..cfg.keys).chain(ephemeral) {
-            let call = Call {
-                f: Fun::LocalRead,
-                key,
-                op: ClientOp::Read { key },
-                value: Value::Nil,
-            };
-            slot.run_one(call).await;
-        }
-        slot.leave().await;
+        let keys: Vec<u64> = (0..cfg.keys).chain(ephemeral).collect();
+        readers.push(tokio::task::spawn_local(async move {
+            for key in keys {
+                let call = Call {
+                    f: Fun::LocalRead,
+                    key,
+                    op: ClientOp::Read { key },
+                    value: Value::Nil,
+                };
+                slot.run_one(call).await;
+            }
+            slot.leave().await;
+        }));
+    }
+    for r in readers {
+        r.await.expect("a final reader never panics");
     }
 }

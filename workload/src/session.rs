@@ -108,7 +108,9 @@ impl Slot {
             } else {
                 t * self.rng.random_range(80..=160) / 100
             };
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if !self.control.sleep(Duration::from_millis(ms)).await {
+                return;
+            }
             return self.resumed().await;
         }
         if self.rng.random_bool(IDLE_ODDS) {
@@ -131,11 +133,13 @@ impl Slot {
         let every = Duration::from_millis(self.timeout * 10 / 3);
         let mut left = length;
         while left >= every && self.opened {
-            tokio::time::sleep(every).await;
+            if !self.control.sleep(every).await {
+                return;
+            }
             left -= every;
             self.ping().await;
         }
-        tokio::time::sleep(left).await;
+        self.control.sleep(left).await;
     }
 
     /// One ping: `ok` when the server answered `Pong`; otherwise `fail` (a

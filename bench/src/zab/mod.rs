@@ -217,7 +217,8 @@ impl System for Zab {
     }
 
     fn writing_sync(&self, now: Duration) -> Vec<(Sid, String)> {
-        let step = Duration::from_millis((now.as_millis() as u64).saturating_sub(1));
+        // The step that just ran began one turmoil step ago.
+        let step = now.saturating_sub(faultline_node::sim::TICK);
         self.probes
             .iter()
             .filter_map(|(&s, p)| Some((s, writing_sync(p, step)?)))
@@ -232,6 +233,7 @@ impl System for Zab {
             log_entries: st.footprint.log_entries,
             log_bound: self.log_bound,
             leader_backlog: st.footprint.leader_backlog,
+            open_sessions: st.footprint.open_sessions,
         })
     }
 
