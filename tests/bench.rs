@@ -188,6 +188,19 @@ fn every_nemesis_acts() {
     );
 }
 
+/// The end-of-run drain stops once the cluster is quiet instead of
+/// waiting out the longest session timeout: warm-up 1 s, chaos 5 s,
+/// quiesce 3 s and the final reads leave the run well short of the 2.5 s
+/// the full drain adds, and the probes after it still find nothing left
+/// over (hygiene, sessions).
+#[test]
+fn the_drain_ends_when_the_cluster_is_quiet() {
+    let (v, _, _) = run_kind("none", "5");
+    let sim_s = v["sim_s"].as_f64().unwrap();
+    assert!((9.0..10.5).contains(&sim_s), "simulated {sim_s} s");
+    assert_eq!(v["result"], "valid", "{v:#}");
+}
+
 #[test]
 fn campaign_writes_summary_and_junit() {
     let out = dir("campaign");

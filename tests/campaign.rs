@@ -190,39 +190,42 @@ fn the_ci_examples_shard_and_merge_the_whole_campaign() {
     assert_links_exist(&merged);
 }
 
+/// A short run that fails `quorum-acks` with no fault needed.
+const FAILING_RUN: [&str; 6] = [
+    "--seed",
+    "1001",
+    "--duration",
+    "3s",
+    "--bug",
+    "ack-before-fsync",
+];
+
+/// The rest of the first line of `err` that begins (once trimmed) with
+/// `prefix`.
+fn after<'a>(err: &'a str, prefix: &str) -> &'a str {
+    err.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {err}"))
+}
+
 #[test]
 fn shrink_keeps_the_same_failure_with_fewer_faults() {
     let out = dir("shrink");
-    let o = faultline(&[
-        "shrink",
-        "--seed",
-        "1001",
-        "--duration",
-        "3s",
-        "--bug",
-        "ack-before-fsync",
-        "--jobs",
-        "2",
-        "--out",
-        &out,
-    ]);
+    let mut args = vec!["shrink"];
+    args.extend(FAILING_RUN);
+    args.extend(["--jobs", "2", "--out", &out]);
+    let o = faultline(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("fails quorum-acks"), "{err}");
     // Fewer episodes, a shorter chaos phase and fewer clients than it
     // started with (this bug needs no fault at all).
-    let sizes = err
-        .lines()
-        .find_map(|l| l.strip_prefix("shrunk from "))
-        .expect("the sizes");
+    let sizes = after(&err, "shrunk from ");
     assert!(sizes.contains("/ 3.0 s / 10 clients to 0 / "), "{sizes}");
     let cfg = json(&format!("{out}/runs/seed-1001/config.json"));
     assert!(cfg["processes"].as_u64().unwrap() < 10, "{cfg}");
     assert!(cfg["chaos_ms"].as_u64().unwrap() < 3000, "{cfg}");
-    let line = err
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("reproduce: cargo run --release -- "))
-        .expect("a reproduce line");
+    let line = after(&err, "reproduce: cargo run --release -- ");
     // The reproduce command fails the same check.
     let replay = dir("shrink-replay");
     let mut args: Vec<&str> = line.split(' ').collect();
@@ -254,17 +257,10 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
 #[test]
 fn shrink_takes_a_run_folder_and_a_budget() {
     let camp = dir("shrink-from");
-    let o = faultline(&[
-        "bench",
-        "--seed",
-        "1001",
-        "--duration",
-        "3s",
-        "--bug",
-        "ack-before-fsync",
-        "--out",
-        &camp,
-    ]);
+    let mut args = vec!["bench"];
+    args.extend(FAILING_RUN);
+    args.extend(["--out", &camp]);
+    let o = faultline(&args);
     assert_eq!(o.status.code(), Some(1));
     let run = format!("{camp}/runs/seed-1001");
     let out = dir("shrink-from-out");
@@ -284,10 +280,7 @@ fn shrink_takes_a_run_folder_and_a_budget() {
     assert!(err.contains("stopped (max-runs)"), "{err}");
     // Three runs tried, the replay of the result makes four.
     assert!(err.contains(" in 4 runs"), "{err}");
-    let line = err
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("reproduce: cargo run --release -- "))
-        .expect("a reproduce line");
+    let line = after(&err, "reproduce: cargo run --release -- ");
     assert!(line.contains("--bug ack-before-fsync"), "{line}");
     // A wall-time budget spent by the first run: the original, replayed.
     let o = faultline(&[
@@ -301,10 +294,7 @@ fn shrink_takes_a_run_folder_and_a_budget() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("stopped (timeout)"), "{err}");
-    let sizes = err
-        .lines()
-        .find_map(|l| l.strip_prefix("shrunk from "))
-        .expect("the sizes");
+    let sizes = after(&err, "shrunk from ");
     let (from, to) = sizes.split_once(" to ").expect("from and to");
     let episodes = from.split(' ').next().unwrap();
     assert_eq!(to, format!("{episodes} / 3.0 s / 10 clients in 2 runs"));
