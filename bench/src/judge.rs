@@ -387,7 +387,11 @@ fn durable_checks(
     checks: &mut Checks,
 ) -> BTreeMap<u64, LoggedTxn> {
     let files = &d.files;
-    let (dh, conflicts) = durable::durable_history(files);
+    let (mut dh, conflicts) = durable::durable_history(files);
+    // What the latest established epoch's lineage left out was never
+    // committed: it is no part of the history (see `superseded`).
+    let gone = durable::superseded(files, &durable::established(&d.journals));
+    dh.retain(|z, _| !gone.contains(z));
     let final_voters = dh
         .values()
         .rev()

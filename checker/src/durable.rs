@@ -22,7 +22,7 @@ pub use crate::acks::quorum_acks;
 use crate::verdict::{int, zx, CheckOutcome};
 use crate::zk::CommittedTxn;
 use faultline_history::{Fun, History, OpType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A txn as it lies in a server's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +166,70 @@ pub fn durable_history(files: &[ServerFiles]) -> (BTreeMap<u64, LoggedTxn>, Vec<
         }
     }
     (h.into_iter().map(|(z, (t, _))| (z, t)).collect(), anomalies)
+}
+
+/// The epochs some leader established (its first UPTODATE), from the
+/// hosts' records.
+pub fn established(journals: &[Journal]) -> BTreeSet<u64> {
+    journals
+        .iter()
+        .flat_map(|j| &j.records)
+        .filter_map(|(_, r)| match r {
+            Record::Established(e) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The zxids of logged txns that the lineage of the latest established
+/// epoch leaves out: they were never committed, and stay in the log of a
+/// server that never synced again (the union of the logs would replay
+/// them into a history no server applied). The lineage: a log holding the
+/// first txn of epoch E shows what came right before it (the last txn of
+/// an older epoch e, or its snapshot); from the highest established epoch
+/// with such a log, txns of e after that point and every txn of an epoch
+/// between e and E are left out, then the same from e, and so on while a
+/// log shows where each epoch began. Epochs above it, and anything below
+/// the first epoch whose beginning no log shows, are kept.
+pub fn superseded(files: &[ServerFiles], established: &BTreeSet<u64>) -> BTreeSet<u64> {
+    // Epoch -> the zxid right before its first txn, as logs show it.
+    let mut pred: BTreeMap<u64, u64> = BTreeMap::new();
+    for f in files {
+        let mut prev = f.base;
+        for t in &f.log {
+            if t.zxid >> 32 > prev >> 32 {
+                let p = pred.entry(t.zxid >> 32).or_insert(prev);
+                *p = (*p).max(prev);
+            }
+            prev = t.zxid;
+        }
+    }
+    let mut out = BTreeSet::new();
+    let Some(mut epoch) = established
+        .iter()
+        .rev()
+        .copied()
+        .find(|e| pred.contains_key(e))
+    else {
+        return out;
+    };
+    let held: BTreeSet<u64> = files
+        .iter()
+        .flat_map(|f| f.log.iter().map(|t| t.zxid))
+        .collect();
+    while let Some(&before) = pred.get(&epoch) {
+        let from = before >> 32;
+        out.extend(
+            held.range(before + 1..epoch << 32)
+                .copied()
+                .filter(|z| z >> 32 >= from),
+        );
+        if from == 0 || from >= epoch {
+            break;
+        }
+        epoch = from;
+    }
+    out
 }
 
 /// How far the servers' logs, chained together, hold the whole history

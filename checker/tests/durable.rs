@@ -300,3 +300,44 @@ fn newleader_acks_and_establishment_need_durable_synced_history() {
         o.anomalies
     );
 }
+
+/// A server that led epoch 1 logged two txns past what epoch 2's leader
+/// started from, and never synced again: epoch 2's lineage leaves them
+/// out (they were never committed). Without the establishment of epoch 2,
+/// or with a later epoch that no log shows beginning, nothing is left out.
+#[test]
+fn the_latest_established_lineage_leaves_out_what_it_skipped() {
+    const E3: u64 = 3 << 32;
+    let chain = |n: u64| {
+        (1..=n)
+            .map(|c| set(E1 + c, 1, c as i64))
+            .collect::<Vec<_>>()
+    };
+    let mut epoch2 = chain(3);
+    epoch2.extend([set(E2 + 1, 1, 20), set(E2 + 2, 1, 21)]);
+    let f = [
+        files(1, 0, epoch2.clone()),
+        files(2, 0, chain(5)),
+        files(3, 0, epoch2),
+    ];
+    let est = |e: &[u64]| {
+        e.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<u64>>()
+    };
+    let gone = superseded(&f, &est(&[1, 2]));
+    assert_eq!(gone, est(&[E1 + 4, E1 + 5]));
+    assert!(superseded(&f, &est(&[1])).is_empty());
+    assert!(superseded(&f, &est(&[])).is_empty());
+    // Epoch 3 established from epoch 1's end skips all of epoch 2.
+    let mut epoch3 = chain(5);
+    epoch3.push(set(E3 + 1, 1, 30));
+    let g = [f[0].clone(), f[1].clone(), files(4, 0, epoch3)];
+    assert_eq!(superseded(&g, &est(&[1, 2, 3])), est(&[E2 + 1, E2 + 2]));
+    // The hosts' records say which epochs were established.
+    let j = Journal {
+        sid: 1,
+        records: vec![(5, Record::Established(2)), (9, Record::Ack(E2 + 1))],
+    };
+    assert_eq!(established(&[j]), est(&[2]));
+}

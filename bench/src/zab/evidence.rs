@@ -90,12 +90,6 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
         .iter()
         .filter_map(|(s, e)| e.image.as_ref().map(|(_, i)| (*s, i)))
         .collect();
-    let mut union: BTreeMap<Zxid, &Txn> = BTreeMap::new();
-    for (_, i) in &images {
-        for t in &i.log {
-            union.entry(t.zxid).or_insert(t);
-        }
-    }
     let ends: Vec<(Sid, Store)> = images.iter().map(|(s, i)| (*s, recovered(i))).collect();
     let mut files: Vec<ServerFiles> = images
         .iter()
@@ -109,6 +103,18 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
         })
         .collect();
     let complete = faultline_checker::durable::complete_through(&files);
+    // The union of the logs, without what the latest established epoch's
+    // lineage left out (never committed; see `superseded`).
+    let gone = faultline_checker::durable::superseded(
+        &files,
+        &faultline_checker::durable::established(&journals(evidence)),
+    );
+    let mut union: BTreeMap<Zxid, &Txn> = BTreeMap::new();
+    for (_, i) in &images {
+        for t in i.log.iter().filter(|t| !gone.contains(&t.zxid.0)) {
+            union.entry(t.zxid).or_insert(t);
+        }
+    }
     // One pass over the union, noting the digest at each server's end.
     let mut wanted: Vec<Zxid> = ends.iter().map(|(_, s)| s.applied).collect();
     wanted.sort();
