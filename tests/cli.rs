@@ -339,3 +339,36 @@ fn a_closed_pipe_ends_the_output_quietly() {
         assert_ne!(out.status.code(), Some(101), "{args:?}");
     }
 }
+
+/// `perf --suite node` reports the default run beside the idle ceiling for
+/// its host count, with its phases, before the ensemble figures.
+#[test]
+fn perf_reports_the_default_run_and_its_phases() {
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "perf",
+            "--suite",
+            "node",
+            "--run-seeds",
+            "1",
+            "--node-seconds",
+            "0.2",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("default run (1 seeds;"), "{out}");
+    assert!(
+        lines[1].contains("x real time") && lines[1].contains("of the idle ceiling for 7 hosts"),
+        "{out}"
+    );
+    assert!(
+        ["simulate", "check", "write"]
+            .iter()
+            .all(|p| lines[2].contains(p)),
+        "{out}"
+    );
+    assert!(out.contains("offered ~500 writes/s"), "{out}");
+}
