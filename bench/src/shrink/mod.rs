@@ -299,6 +299,12 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
         let cands = step(&search.best);
         search.first_failing(&cands)?;
     }
+    // A smaller cluster and workload take another course: the episodes
+    // may now go, or move earlier.
+    if search.stopped.is_none() {
+        ddmin(&mut search)?;
+        shorter_chaos(&mut search)?;
+    }
     search.end_progress();
     if let Some(why) = search.stopped {
         eprintln!("  stopped ({why}): the smallest failing run so far follows");
