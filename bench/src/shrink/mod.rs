@@ -354,6 +354,23 @@ fn shorter_chaos(search: &mut Search) -> anyhow::Result<()> {
     moves.extend(FACTORS.map(|f| (time_scaled(&b.schedule, f), 1500)));
     moves.push((b.schedule.clone(), 1500));
     search.first_failing(&shorter(&b, moves))?;
+    // A failure that needs the state a stretch of workload builds: the
+    // schedule played faster with a denser workload (the think time cut
+    // by the same factor) reaches that state sooner.
+    let b = search.best.clone();
+    let dense: Vec<Cand> = [0.25, 0.5]
+        .into_iter()
+        .filter(|_| b.flags.think >= 4)
+        .map(|f| {
+            let mut k = b.clone();
+            k.schedule = time_scaled(&b.schedule, f);
+            k.flags.think = ((b.flags.think as f64 * f).round() as u64).max(1);
+            k.flags.duration = chaos_for(&k.schedule, 1500, b.flags.duration);
+            k
+        })
+        .filter(|k| k.flags.duration < b.flags.duration)
+        .collect();
+    search.first_failing(&dense)?;
     for i in 0..search.best.schedule.episodes().len() {
         let b = search.best.clone();
         let moves = FACTORS.map(|f| (scaled(&b.schedule, i, f), tail(&b)));
