@@ -297,6 +297,18 @@ fn named_clients_are_checked_and_reinvocations_after_info_noted() {
     );
 }
 
+/// The node suite of `perf`, as short as it goes: one default run and
+/// 0.2 simulated seconds of each ensemble figure.
+const PERF_QUICK: [&str; 7] = [
+    "perf",
+    "--suite",
+    "node",
+    "--run-seeds",
+    "1",
+    "--node-seconds",
+    "0.2",
+];
+
 #[test]
 fn a_closed_pipe_ends_the_output_quietly() {
     use std::io::Read as _;
@@ -310,19 +322,10 @@ fn a_closed_pipe_ends_the_output_quietly() {
         ));
     }
     let f = scratch("big.jsonl", big.as_bytes());
-    let perf = [
-        "perf",
-        "--suite",
-        "node",
-        "--run-seeds",
-        "1",
-        "--node-seconds",
-        "0.2",
-    ];
     for args in [
         vec!["convert", &f, "--to", "edn"],
         vec!["check", &f],
-        perf.to_vec(),
+        PERF_QUICK.to_vec(),
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(&args)
@@ -345,15 +348,7 @@ fn a_closed_pipe_ends_the_output_quietly() {
 #[test]
 fn perf_reports_the_default_run_and_its_phases() {
     let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
-            "perf",
-            "--suite",
-            "node",
-            "--run-seeds",
-            "1",
-            "--node-seconds",
-            "0.2",
-        ])
+        .args(PERF_QUICK)
         .output()
         .expect("runs");
     assert_eq!(o.status.code(), Some(0));

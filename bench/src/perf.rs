@@ -69,8 +69,17 @@ pub enum Suite {
     All,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+fn median(v: Vec<Duration>) -> Duration {
+    median_by(v, Ord::cmp)
+}
+
+/// The middle value of `v` (the upper one of an even count) in the order
+/// `cmp` gives; `v` must not be empty.
+pub(crate) fn median_by<T: Copy>(
+    mut v: Vec<T>,
+    cmp: impl FnMut(&T, &T) -> std::cmp::Ordering,
+) -> T {
+    v.sort_by(cmp);
     v[v.len() / 2]
 }
 

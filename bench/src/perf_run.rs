@@ -53,9 +53,8 @@ fn one(seed: u64, scratch: &std::path::Path) -> anyhow::Result<(RunConfig, Phase
     ))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    crate::perf::median_by(v, f64::total_cmp)
 }
 
 /// Prints the default run's figures over seeds `1..=seeds` (medians).

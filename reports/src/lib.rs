@@ -18,6 +18,8 @@ mod campaign;
 mod lanes;
 pub mod plots;
 mod sessions;
+#[cfg(test)]
+mod test_ops;
 pub mod timeline;
 
 use faultline_checker::CheckOutcome;

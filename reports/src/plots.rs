@@ -302,15 +302,8 @@ pub fn histogram(counts: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_history::{Fun, Op, Process, Value};
-
-    fn op(kind: OpType, process: u64, f: Fun, value: i64, t_ms: u64) -> Op {
-        let mut o = Op::new(kind, Process::Client(process), f, Value::Int(value));
-        o.key = Some(Value::Int(1000));
-        o.time = t_ms * 1_000_000;
-        o.session = Some(process + 1);
-        o
-    }
+    use crate::test_ops::op;
+    use faultline_history::Fun;
 
     #[test]
     fn legends_are_opaque() {

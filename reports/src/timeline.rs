@@ -419,15 +419,8 @@ fn op_bars(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_ops::op;
     use faultline_history::Process;
-
-    fn op(kind: OpType, process: u64, f: Fun, value: i64, t_ms: u64) -> Op {
-        let mut o = Op::new(kind, Process::Client(process), f, Value::Int(value));
-        o.key = Some(Value::Int(1000));
-        o.time = t_ms * 1_000_000;
-        o.session = Some(process + 1);
-        o
-    }
 
     static NOTHING: BTreeSet<usize> = BTreeSet::new();
 
