@@ -252,6 +252,43 @@ fn shrink_keeps_the_same_failure_with_fewer_faults() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to shrink"));
 }
 
+/// A race the original seed's draws only give through a long chain of
+/// faults (orphan-ephemeral at 7004: a silence that ends as the session
+/// expires, with ten episodes before it; every subset takes the run
+/// another way) is found again under another draw: the result names its
+/// seed, and its reproduce line fails the same check.
+#[test]
+fn shrink_redraws_a_race_its_seed_cannot_keep() {
+    let out = dir("shrink-redraw");
+    let o = faultline(&[
+        "shrink",
+        "--seed",
+        "7004",
+        "--bug",
+        "orphan-ephemeral",
+        "--jobs",
+        "2",
+        "--out",
+        &out,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("seed 7004 fails sessions"), "{err}");
+    let sizes = after(&err, "shrunk from ");
+    assert!(sizes.contains("seed 7004 → "), "{sizes}");
+    let line = after(&err, "reproduce: cargo run --release -- ");
+    let seed = line.split(' ').nth(2).unwrap();
+    assert_ne!(seed, "7004", "{line}");
+    let cfg = json(&format!("{out}/runs/seed-{seed}/config.json"));
+    assert!(cfg["chaos_ms"].as_u64().unwrap() <= 5000, "{cfg}");
+    let replay = dir("shrink-redraw-replay");
+    let mut args: Vec<&str> = line.split(' ').collect();
+    args.extend(["--out", &replay]);
+    assert_eq!(faultline(&args).status.code(), Some(1));
+    let v = json(&format!("{replay}/summary.json"));
+    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
+    assert!(failed.contains(&Value::from("sessions")), "{failed:?}");
+}
 /// `shrink RUN_DIR` reads the failing run's flags from its folder, and
 /// `--max-runs` ends the search with the best failing run found so far.
 #[test]

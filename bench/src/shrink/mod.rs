@@ -4,8 +4,9 @@
 //! chaos phase (the kept episodes moved close together, each made
 //! shorter, the tail after the last fault cut); then a smaller cluster and
 //! workload (fewer clients, keys and observers, no joiner, a longer think
-//! time). Every candidate is a deterministic run of the same seed with an
-//! explicit schedule and flags, run in a child process under the
+//! time); a run still too large to read at a glance is tried under other
+//! draws of the workload (the next seeds) and shrunk again. Every candidate
+//! is a deterministic run of a seed with an explicit schedule and flags, run in a child process under the
 //! watchdog, `--jobs` at a time; a candidate that does not fail the same
 //! check is never kept, and the result is replayed from its reproduce
 //! line and checked to fail again, with the same history, before it is
@@ -25,6 +26,11 @@ use reduce::{chaos_for, compressed, gap_scaled, scaled, time_scaled, Cand, TOPOL
 use search::{ddmin, Search};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// The default budget of candidate runs: about 40 s of wall time on 2
+/// cores when every candidate is a full default run, much less once they
+/// are small.
+pub const MAX_RUNS: usize = 400;
 
 /// Arguments of `faultline shrink`.
 #[derive(Args, Debug)]
@@ -49,7 +55,7 @@ pub struct ShrinkArgs {
     pub check: Option<String>,
     /// Give up after this many candidate runs, with the smallest failing
     /// run found so far.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = MAX_RUNS)]
     pub max_runs: usize,
     /// Give up after this much wall time (e.g. `60s`), with the smallest
     /// failing run found so far (the runs under way finish first).
@@ -73,7 +79,7 @@ impl ShrinkArgs {
             seed: Some(seed),
             run,
             check: None,
-            max_runs: 200,
+            max_runs: MAX_RUNS,
             timeout: None,
             jobs: None,
             out: None,
@@ -122,6 +128,8 @@ impl ShrinkArgs {
 /// How big a run is: what shrinking makes smaller.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Size {
+    /// Its seed (another than the original's after a redraw).
+    pub seed: u64,
     /// Fault episodes in its schedule.
     pub episodes: usize,
     /// Its chaos phase, ms.
@@ -143,6 +151,7 @@ impl Size {
         let joiner = NemesisKind::parse_list(&c.flags.nemesis)
             .is_ok_and(|k| k.contains(&NemesisKind::AddNode));
         Size {
+            seed: c.seed,
             episodes: c.schedule.episodes().len(),
             chaos_ms: c.flags.duration,
             clients: c.flags.clients,
@@ -151,6 +160,18 @@ impl Size {
             joiner,
             think_ms: c.flags.think,
         }
+    }
+
+    /// What a reviewer reads first, smaller is better: fault episodes,
+    /// then chaos time, then clients.
+    fn rank(&self) -> (usize, u64, usize) {
+        (self.episodes, self.chaos_ms, self.clients)
+    }
+
+    /// Whether the run is small enough to read at a glance: at most
+    /// [`SMALL_EPISODES`] fault episodes and [`SMALL_CHAOS_MS`] of chaos.
+    fn is_small(&self) -> bool {
+        self.episodes <= SMALL_EPISODES && self.chaos_ms <= SMALL_CHAOS_MS
     }
 
     /// `31 fault episodes / 20.0 s / 10 clients`.
@@ -187,6 +208,9 @@ impl Size {
             to.clients
         );
         let mut also = Vec::new();
+        if to.seed != self.seed {
+            also.push(format!("seed {} → {}", self.seed, to.seed));
+        }
         if to.keys != self.keys {
             also.push(format!("keys {} → {}", self.keys, to.keys));
         }
@@ -253,6 +277,7 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
     };
     let out = campaign_dir("shrink", a.out.as_deref())?;
     let original = Cand {
+        seed,
         schedule,
         flags: RunFlags {
             schedule: None,
@@ -260,7 +285,7 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
         },
     };
     let from = Size::of(&original);
-    let mut search = Search::new(seed, out.clone(), original, flags::jobs(a.jobs), a.max_runs);
+    let mut search = Search::new(out.clone(), original, flags::jobs(a.jobs), a.max_runs);
     search.deadline = a.timeout.map(|ms| started + Duration::from_millis(ms));
     let first = search.attempt(search.best_dir.clone(), &search.best)?;
     search.runs = 1;
@@ -284,9 +309,16 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
     );
     // Fewer episodes, then shorter ones: a shorter run may let another
     // episode go, so again while either helps (three rounds at most).
-    for _ in 0..3 {
+    let mut redrawn = false;
+    for round in 0..3 {
         let before = Size::of(&search.best);
         ddmin(&mut search)?;
+        if round == 0 && Size::of(&search.best).episodes > SMALL_EPISODES {
+            // Every smaller subset took the run another way: shortening
+            // all those episodes rarely helps, another draw may.
+            redraw(&mut search)?;
+            redrawn = true;
+        }
         shorter_chaos(&mut search)?;
         if search.stopped.is_some() || Size::of(&search.best) == before {
             break;
@@ -305,6 +337,9 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
         ddmin(&mut search)?;
         shorter_chaos(&mut search)?;
     }
+    if !redrawn && !Size::of(&search.best).is_small() {
+        redraw(&mut search)?;
+    }
     search.end_progress();
     if let Some(why) = search.stopped {
         eprintln!("  stopped ({why}): the smallest failing run so far follows");
@@ -320,6 +355,73 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
         stopped: search.stopped.map(str::to_string),
         reproduce,
     }))
+}
+
+/// A run a reviewer takes in at a glance has at most this many fault
+/// episodes...
+const SMALL_EPISODES: usize = 3;
+/// ...and at most this much chaos (ms). A run larger than that after the
+/// other steps is tried under other draws ([`redraw`]).
+const SMALL_CHAOS_MS: u64 = 5_000;
+
+/// Other draws of the workload tried by [`redraw`]: the next seeds.
+const REDRAWS: u64 = 8;
+
+/// Another draw, for a failure the original seed's draws only give
+/// through a long chain of faults (a race between the workload and the
+/// cluster that every change to the schedule redraws, a state one
+/// particular course of the run built): the best run so far under each of
+/// the next [`REDRAWS`] seeds, in small shapes first (without faults in
+/// [`SMALL_CHAOS_MS`]; each of its episodes alone, early; all of them
+/// moved close together, played faster if they do not fit in that). The
+/// first that fails the same check is shrunk in turn (delta debugging, a
+/// shorter chaos phase) and kept only if it ends smaller than the best run
+/// of the original seed; the page and the reproduce line then name its
+/// seed.
+fn redraw(search: &mut Search) -> anyhow::Result<()> {
+    let saved = (
+        search.best.clone(),
+        search.best_dir.clone(),
+        search.best_hash.clone(),
+    );
+    let b = search.best.clone();
+    let shaped = |schedule: Schedule| {
+        let mut k = b.clone();
+        k.flags.duration = chaos_for(&schedule, 1500, b.flags.duration);
+        k.schedule = schedule;
+        k
+    };
+    let mut shapes = vec![shaped(Schedule { events: Vec::new() })];
+    shapes[0].flags.duration = b.flags.duration.min(SMALL_CHAOS_MS);
+    let episodes = b.schedule.episodes().len();
+    shapes.extend((0..episodes).map(|i| shaped(compressed(&b.schedule.with_episodes(&[i])))));
+    let mut all = compressed(&b.schedule);
+    let last = all.events.iter().map(|e| e.at_ms).max();
+    let fit = SMALL_CHAOS_MS - 1500;
+    if let Some(last) = last.filter(|&l| l > fit) {
+        all = time_scaled(&all, fit as f64 / last as f64);
+    }
+    if episodes > 1 {
+        shapes.push(shaped(all));
+    }
+    let cands: Vec<Cand> = shapes
+        .iter()
+        .flat_map(|shape| {
+            (1..=REDRAWS).map(move |k| Cand {
+                seed: b.seed.wrapping_add(k),
+                ..shape.clone()
+            })
+        })
+        .collect();
+    if search.first_failing(&cands)?.is_none() {
+        return Ok(());
+    }
+    ddmin(search)?;
+    shorter_chaos(search)?;
+    if Size::of(&search.best).rank() >= Size::of(&saved.0).rank() {
+        (search.best, search.best_dir, search.best_hash) = saved;
+    }
+    Ok(())
 }
 
 /// Shrinking factors of a time, smallest first.
@@ -392,7 +494,7 @@ fn shorter_chaos(search: &mut Search) -> anyhow::Result<()> {
 /// that command, which it returns.
 fn finish(search: &mut Search, from: &Size, to: &Size) -> anyhow::Result<String> {
     let out = search.out.clone();
-    let seed = search.seed;
+    let seed = search.best.seed;
     let file = out.join("schedule.json");
     write(
         &file,

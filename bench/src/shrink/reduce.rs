@@ -7,10 +7,12 @@
 use crate::flags::RunFlags;
 use faultline_nemesis::{Event, Fault, NemesisKind, Schedule};
 
-/// One candidate run: the seed's run with these flags and this explicit
+/// One candidate run: a seed's run with these flags and this explicit
 /// schedule (the chaos phase is `flags.duration`).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Cand {
+    /// The seed: the original run's, or another draw (see `redraw`).
+    pub seed: u64,
     /// The schedule the run replays.
     pub schedule: Schedule,
     /// Every other flag of the run (`flags.schedule` is set per attempt).
@@ -317,6 +319,7 @@ mod tests {
     /// then a pause of client slot 7 and an added node.
     fn cand() -> Cand {
         Cand {
+            seed: 1,
             schedule: Schedule {
                 events: vec![
                     ev(1000, Fault::Crash { nodes: vec![2, 6] }),

@@ -16,7 +16,6 @@ use std::time::Instant;
 /// The search: where candidates go, what must fail, the budget, and the
 /// smallest failing run found so far.
 pub(super) struct Search {
-    pub seed: u64,
     pub out: PathBuf,
     /// The check every kept candidate fails (`--check`, or the
     /// original's first failed check).
@@ -49,9 +48,8 @@ pub(super) struct Outcome {
 
 impl Search {
     /// A search from `original`, not yet run.
-    pub fn new(seed: u64, out: PathBuf, original: Cand, jobs: usize, max_runs: usize) -> Search {
+    pub fn new(out: PathBuf, original: Cand, jobs: usize, max_runs: usize) -> Search {
         Search {
-            seed,
             best_dir: out.join("candidates").join("0"),
             out,
             target: String::new(),
@@ -75,7 +73,7 @@ impl Search {
         write(&file, serde_json::to_string_pretty(&c.schedule)?.as_bytes())?;
         let mut flags = c.flags.clone();
         flags.schedule = Some(file.display().to_string());
-        let r = watched(&flags, self.seed, &dir)?;
+        let r = watched(&flags, c.seed, &dir)?;
         let fails = r.failed_checks().any(|k| k.name == self.target);
         let failed = r.failed_checks().map(|k| k.name.clone()).collect();
         Ok(Outcome {
@@ -196,6 +194,7 @@ pub(super) fn ddmin(search: &mut Search) -> anyhow::Result<()> {
         let cands: Vec<Cand> = sets
             .iter()
             .map(|k| Cand {
+                seed: full.seed,
                 schedule: full.schedule.with_episodes(k),
                 flags: full.flags.clone(),
             })
