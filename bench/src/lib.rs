@@ -23,6 +23,7 @@ mod merge;
 mod mixes;
 pub mod output;
 mod perf;
+mod perf_echo;
 mod perf_node;
 mod perf_run;
 pub mod run;

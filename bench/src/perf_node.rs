@@ -23,12 +23,15 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn sim_per_wall(&self) -> f64 {
+    /// Simulated seconds per wall second.
+    pub fn sim_per_wall(&self) -> f64 {
         self.sim.as_secs_f64() / self.wall.as_secs_f64()
     }
 }
 
-fn builder(seed: u64) -> turmoil::Builder {
+/// The simulation builder of the node benchmarks (an hour of simulated
+/// time at most).
+pub(crate) fn builder(seed: u64) -> turmoil::Builder {
     let mut b = faultline_node::sim::builder(seed);
     b.simulation_duration(Duration::from_secs(3600));
     b
@@ -154,10 +157,20 @@ pub fn report(sim: Duration) {
     );
     let low = ensemble(50, Duration::from_millis(100), sim);
     out!(
-        "  offered ~500 writes/s (50 sessions, 100 ms think time): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.0} acked writes per wall second",
+        "  offered ~500 writes/s (50 sessions, 100 ms think time): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.0} acked writes per wall second, {:.1} messages per write",
         low.acked as f64 / low.sim.as_secs_f64(),
         low.sim_per_wall(),
         100.0 * low.sim_per_wall() / ceiling,
         low.acked as f64 / low.wall.as_secs_f64(),
+        low.messages as f64 / low.acked.max(1) as f64,
+    );
+    let echo = crate::perf_echo::run(50, Duration::from_millis(100), sim);
+    out!(
+        "  the same traffic with handlers that do nothing ({} TCP messages per write, no protocol, no disk): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling); the node runs at {:.0}% of it",
+        crate::perf_echo::MESSAGES_PER_WRITE,
+        echo.acked as f64 / echo.sim.as_secs_f64(),
+        echo.sim_per_wall(),
+        100.0 * echo.sim_per_wall() / ceiling,
+        100.0 * low.sim_per_wall() / echo.sim_per_wall(),
     );
 }
