@@ -133,7 +133,9 @@ pub struct Disk {
     journal: Vec<DiskEvent>,
 }
 
-fn record<T: Serialize>(v: &T) -> Vec<u8> {
+/// `v` framed as a file record: `[len u32][crc32 u32][postcard body]`
+/// (shared with the other systems' files, e.g. `faultline_raftkv`).
+pub fn record<T: Serialize>(v: &T) -> Vec<u8> {
     let body = postcard::to_stdvec(v).expect("our records always serialize");
     let mut out = Vec::with_capacity(8 + body.len());
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -142,8 +144,9 @@ fn record<T: Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
-/// Parses the record at `at`; `None` for a torn or corrupt one.
-fn parse<T: DeserializeOwned>(bytes: &[u8], at: usize) -> Option<(T, usize)> {
+/// Parses the record at `at` and where the next begins; `None` for a torn
+/// or corrupt one.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8], at: usize) -> Option<(T, usize)> {
     let head = bytes.get(at..at + 8)?;
     let len = u32::from_be_bytes(head[..4].try_into().ok()?) as usize;
     let crc = u32::from_be_bytes(head[4..].try_into().ok()?);
@@ -372,7 +375,8 @@ impl Disk {
     }
 }
 
-fn sync_parent(dir: &Path) -> io::Result<()> {
+/// Makes `dir`'s entry in its parent durable (after creating it).
+pub fn sync_parent(dir: &Path) -> io::Result<()> {
     match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => sfs::sync_dir(p),
         _ => Ok(()),
