@@ -2,7 +2,7 @@
 //! ticks and disk writes, and decides nothing about the protocol.
 //!
 //! * One TCP link per pair of servers (the lower id dials), carrying
-//!   [`Frame`]s. Simulated TCP never retransmits, so a partition wedges a
+//!   frames (hello, raft-rs messages, pings). Simulated TCP never retransmits, so a partition wedges a
 //!   link: each side pings when it has been quiet for `heartbeat` and
 //!   closes a link silent for `idle_timeout`; raft-rs resends what was
 //!   lost. A message for a peer without a link is dropped, as a network
