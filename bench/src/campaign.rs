@@ -33,8 +33,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<u8> {
         return twice(&a.run, &a.internal_twice);
     }
     if a.list_bugs {
-        for (name, what) in Bugs::ALL {
-            out!("{name:<24} {what}");
+        if a.run.system == "raft" {
+            for (name, what) in faultline_raftkv::Bugs::ALL {
+                out!("{name:<24} {what}");
+            }
+        } else {
+            for (name, what) in Bugs::ALL {
+                out!("{name:<24} {what}");
+            }
         }
         return Ok(0);
     }

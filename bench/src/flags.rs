@@ -4,6 +4,7 @@
 //! a `RunFlags`, never rebuilt by hand.
 
 use crate::run::RunConfig;
+use crate::system::SystemKind;
 use anyhow::{bail, Context as _};
 use clap::{Args, FromArgMatches as _};
 use faultline_nemesis::{NemesisKind, Schedule};
@@ -113,7 +114,12 @@ pub struct RunFlags {
     /// drawing one from the seed.
     #[arg(long)]
     pub schedule: Option<String>,
-    /// Inject a protocol bug into every server (see --list-bugs).
+    /// The system under test: `zab` (faultline's ZAB node) or `raft`
+    /// (raftkv, on TiKV's raft-rs).
+    #[arg(long, default_value = "zab", value_parser = ["zab", "raft"])]
+    pub system: String,
+    /// Inject a bug into every server (see --list-bugs: each system has
+    /// its own).
     #[arg(long)]
     pub bug: Option<String>,
     /// Judge without what leaders report committed (the durable files and
@@ -200,6 +206,7 @@ impl RunFlags {
             self.workload.clone(),
             self.workload == d.workload,
         );
+        flag("system", self.system.clone(), self.system == d.system);
         if let Some(f) = &self.schedule {
             flag("schedule", f.clone(), false);
         }
@@ -262,11 +269,29 @@ impl RunFlags {
         if self.clients == 0 || self.keys == 0 {
             bail!("--clients and --keys must be at least 1");
         }
+        let system = match self.system.as_str() {
+            "raft" => SystemKind::Raft,
+            _ => SystemKind::Zab,
+        };
         let mut bugs = Bugs::default();
+        let mut raft_bugs = faultline_raftkv::Bugs::default();
         if let Some(b) = &self.bug {
-            if !bugs.enable(b) {
-                let names: Vec<&str> = Bugs::ALL.iter().map(|(n, _)| *n).collect();
-                bail!("unknown bug {b:?} (known: {})", names.join(", "));
+            let (known, names): (bool, Vec<&str>) = match system {
+                SystemKind::Zab => (bugs.enable(b), Bugs::ALL.iter().map(|(n, _)| *n).collect()),
+                SystemKind::Raft => (
+                    raft_bugs.enable(b),
+                    faultline_raftkv::Bugs::ALL
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect(),
+                ),
+            };
+            if !known {
+                bail!(
+                    "unknown bug {b:?} for --system {} (known: {})",
+                    system.name(),
+                    names.join(", ")
+                );
             }
         }
         Ok(RunConfig {
@@ -291,6 +316,8 @@ impl RunFlags {
             // 20..=200 txns, a pure function of the seed.
             snapshot_interval: 20 + (seed.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 40) % 181,
             leader_reports: !self.no_leader_reports,
+            system,
+            raft_bugs,
         })
     }
 
@@ -306,12 +333,23 @@ impl RunFlags {
             let names: Vec<&str> = cfg.nemesis.iter().map(|k| k.name()).collect();
             names.join(",")
         };
-        let bug = Bugs::ALL.iter().map(|(n, _)| *n).find(|n| {
-            let mut b = Bugs::default();
-            b.enable(n);
-            b == cfg.bugs
-        });
-        if bug.is_none() && cfg.bugs != Bugs::default() {
+        let bug = match cfg.system {
+            SystemKind::Zab => Bugs::ALL.iter().map(|(n, _)| *n).find(|n| {
+                let mut b = Bugs::default();
+                b.enable(n);
+                b == cfg.bugs
+            }),
+            SystemKind::Raft => faultline_raftkv::Bugs::ALL
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| {
+                    let mut b = faultline_raftkv::Bugs::default();
+                    b.enable(n);
+                    b == cfg.raft_bugs
+                }),
+        };
+        let clean = cfg.bugs == Bugs::default() && cfg.raft_bugs == Default::default();
+        if bug.is_none() && !clean {
             bail!("it has bug switches no single --bug gives");
         }
         let flags = RunFlags {
@@ -323,6 +361,7 @@ impl RunFlags {
             duration: cfg.chaos_ms,
             nemesis,
             workload: cfg.workload.name().to_string(),
+            system: cfg.system.name().to_string(),
             bug: bug.map(str::to_string),
             no_leader_reports: !cfg.leader_reports,
             watchdog: cfg.watchdog_s,

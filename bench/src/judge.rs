@@ -274,7 +274,18 @@ pub(crate) fn judge(
                 });
             }
         }
-        None => not_applicable.extend(DURABLE_CHECKS.map(String::from)),
+        None => {
+            let judged = ev.logs.is_some();
+            not_applicable.extend(
+                DURABLE_CHECKS
+                    .iter()
+                    .filter(|c| !(judged && **c == "durability"))
+                    .map(|c| c.to_string()),
+            );
+            if let (Some(h), Some((logs, voters))) = (h, &ev.logs) {
+                checks.run(|| faultline_checker::rlog::durability(h, logs, voters));
+            }
+        }
     }
     checks.run(|| zk::convergence(ends, last, h));
     if let Some(h) = h {

@@ -26,6 +26,7 @@ mod perf;
 mod perf_echo;
 mod perf_node;
 mod perf_run;
+pub mod raft;
 pub mod run;
 mod seed;
 mod shrink;

@@ -2,6 +2,7 @@
 //! turmoil on one core, against the idle ceiling of the same host count
 //! measured in the same process.
 
+use crate::system::SystemKind;
 use faultline_node::client::Client;
 use faultline_node::shell::{self, Probe, ShellConfig};
 use faultline_node::{ClientOp, NodeConfig, Outcome, Sid};
@@ -55,28 +56,70 @@ pub fn idle_ceiling(hosts: usize, sim: Duration) -> f64 {
     sim.as_secs_f64() / t.elapsed().as_secs_f64()
 }
 
-/// Runs `clients` client sessions against a 5-server ensemble for `sim` of
-/// simulated time after warm-up. Each session writes in a closed loop,
-/// pausing `think` between writes (zero: saturation).
-pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
-    let mut s = builder(7).build();
+/// How the engine watches an ensemble in a benchmark: whether a server
+/// leads, and the protocol messages sent so far.
+struct Watch {
+    leading: Box<dyn Fn() -> bool>,
+    messages: Box<dyn Fn() -> u64>,
+}
+
+/// Starts 5 voters of `system` on `s` (hosts `n1`..`n5`, clients on 2181).
+fn start(s: &mut turmoil::Sim<'_>, system: SystemKind) -> Watch {
     let voters: Vec<Sid> = (1..=5).collect();
     let hosts: BTreeMap<Sid, String> = voters.iter().map(|v| (*v, format!("n{v}"))).collect();
-    let mut probes = Vec::new();
-    for &sid in &voters {
-        let cfg = ShellConfig::new(NodeConfig::new(sid, voters.clone(), vec![]), hosts.clone());
-        let probe = Probe::default();
-        probes.push(probe.clone());
-        s.host(format!("n{sid}"), move || {
-            shell::run(cfg.clone(), probe.clone())
-        });
+    match system {
+        SystemKind::Zab => {
+            let mut probes = Vec::new();
+            for &sid in &voters {
+                let cfg =
+                    ShellConfig::new(NodeConfig::new(sid, voters.clone(), vec![]), hosts.clone());
+                let probe = Probe::default();
+                probes.push(probe.clone());
+                s.host(format!("n{sid}"), move || {
+                    shell::run(cfg.clone(), probe.clone())
+                });
+            }
+            let p2 = probes.clone();
+            Watch {
+                leading: Box::new(move || {
+                    probes.iter().any(|p| {
+                        let st = p.status();
+                        st.serving && st.role == Some(faultline_node::PeerState::Leading)
+                    })
+                }),
+                messages: Box::new(move || p2.iter().map(|p| p.messages_sent()).sum()),
+            }
+        }
+        SystemKind::Raft => {
+            use faultline_raftkv::shell as rshell;
+            let mut probes = Vec::new();
+            for &sid in &voters {
+                let mut cfg = rshell::ShellConfig::new(sid, voters.clone(), vec![], hosts.clone());
+                cfg.seed = 7;
+                let probe = rshell::Probe::default();
+                probes.push(probe.clone());
+                s.host(format!("n{sid}"), move || {
+                    rshell::run(cfg.clone(), probe.clone())
+                });
+            }
+            let p2 = probes.clone();
+            Watch {
+                leading: Box::new(move || probes.iter().any(|p| p.status().leading)),
+                messages: Box::new(move || p2.iter().map(|p| p.status().messages_sent).sum()),
+            }
+        }
     }
+}
+
+/// Runs `clients` client sessions against a 5-server ensemble of
+/// `system` for `sim` of simulated time after warm-up. Each session opens
+/// its session, then writes in a closed loop, pausing `think` between
+/// writes (zero: saturation).
+pub fn ensemble(system: SystemKind, clients: usize, think: Duration, sim: Duration) -> Figures {
+    let mut s = builder(7).build();
+    let watch = start(&mut s, system);
     // Warm up: until a leader is established.
-    let leading = |p: &Probe| {
-        let st = p.status();
-        st.serving && st.role == Some(faultline_node::PeerState::Leading)
-    };
-    while !probes.iter().any(leading) {
+    while !(watch.leading)() {
         s.step().expect("warm-up");
     }
     let acked = Rc::new(Cell::new(0u64));
@@ -95,6 +138,13 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
                 else {
                     return;
                 };
+                let open = ClientOp::CreateSession { timeout: 1000 };
+                while !matches!(
+                    cl.call(open.clone(), Duration::from_secs(5)).await,
+                    Ok(r) if matches!(r.outcome, Outcome::Opened { .. })
+                ) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 for i in 0u64.. {
                     let op = ClientOp::Write {
                         key: (c as u64 * 7 + i) % 64,
@@ -121,7 +171,7 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
     while s.elapsed() < settle {
         s.step().expect("settle");
     }
-    let msgs0: u64 = probes.iter().map(|p| p.messages_sent()).sum();
+    let msgs0 = (watch.messages)();
     counting.set(true);
     let start_sim = s.elapsed();
     let t = Instant::now();
@@ -129,7 +179,7 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
         s.step().expect("run");
     }
     let wall = t.elapsed();
-    let messages = probes.iter().map(|p| p.messages_sent()).sum::<u64>() - msgs0;
+    let messages = (watch.messages)() - msgs0;
     Figures {
         acked: acked.get(),
         sim,
@@ -138,7 +188,36 @@ pub fn ensemble(clients: usize, think: Duration, sim: Duration) -> Figures {
     }
 }
 
-/// Prints the node figures.
+/// The ensemble figures of one system: saturation and ~500 offered
+/// writes/s, against `ceiling`.
+fn ensemble_lines(system: SystemKind, sim: Duration, ceiling: f64) -> Figures {
+    let who = match system {
+        SystemKind::Zab => "ZAB node",
+        SystemKind::Raft => "raftkv (raft-rs)",
+    };
+    let sat = ensemble(system, 200, Duration::ZERO, sim);
+    out!(
+        "  {who}, saturation (200 closed-loop sessions): {:.0} acked writes per wall second, {:.0}/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.1} messages per write",
+        sat.acked as f64 / sat.wall.as_secs_f64(),
+        sat.acked as f64 / sat.sim.as_secs_f64(),
+        sat.sim_per_wall(),
+        100.0 * sat.sim_per_wall() / ceiling,
+        sat.messages as f64 / sat.acked.max(1) as f64,
+    );
+    let low = ensemble(system, 50, Duration::from_millis(100), sim);
+    out!(
+        "  {who}, offered ~500 writes/s (50 sessions, 100 ms think time): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.0} acked writes per wall second, {:.1} messages per write",
+        low.acked as f64 / low.sim.as_secs_f64(),
+        low.sim_per_wall(),
+        100.0 * low.sim_per_wall() / ceiling,
+        low.acked as f64 / low.wall.as_secs_f64(),
+        low.messages as f64 / low.acked.max(1) as f64,
+    );
+    low
+}
+
+/// Prints the node figures: the ZAB node and raftkv side by side, against
+/// the idle ceiling and the traffic's own ceiling.
 pub fn report(sim: Duration) {
     let ceiling = idle_ceiling(6, sim);
     out!("node: 5 voters + 1 client host under turmoil, one core");
@@ -146,31 +225,16 @@ pub fn report(sim: Duration) {
         "  idle ceiling, 6 hosts, {} ms steps: {ceiling:.1}x real time",
         faultline_node::sim::TICK.as_millis()
     );
-    let sat = ensemble(200, Duration::ZERO, sim);
-    out!(
-        "  saturation (200 closed-loop sessions): {:.0} acked writes per wall second, {:.0}/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.1} messages per write",
-        sat.acked as f64 / sat.wall.as_secs_f64(),
-        sat.acked as f64 / sat.sim.as_secs_f64(),
-        sat.sim_per_wall(),
-        100.0 * sat.sim_per_wall() / ceiling,
-        sat.messages as f64 / sat.acked.max(1) as f64,
-    );
-    let low = ensemble(50, Duration::from_millis(100), sim);
-    out!(
-        "  offered ~500 writes/s (50 sessions, 100 ms think time): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling), {:.0} acked writes per wall second, {:.1} messages per write",
-        low.acked as f64 / low.sim.as_secs_f64(),
-        low.sim_per_wall(),
-        100.0 * low.sim_per_wall() / ceiling,
-        low.acked as f64 / low.wall.as_secs_f64(),
-        low.messages as f64 / low.acked.max(1) as f64,
-    );
+    let low = ensemble_lines(SystemKind::Zab, sim, ceiling);
+    let raft = ensemble_lines(SystemKind::Raft, sim, ceiling);
     let echo = crate::perf_echo::run(50, Duration::from_millis(100), sim);
     out!(
-        "  the same traffic with handlers that do nothing ({} TCP messages per write, no protocol, no disk): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling); the node runs at {:.0}% of it",
+        "  the ~500 writes/s traffic with handlers that do nothing ({} TCP messages per write, no protocol, no disk): {:.0} acked/s simulated, {:.1}x real time ({:.0}% of the idle ceiling); the ZAB node runs at {:.0}% of it, raftkv at {:.0}%",
         crate::perf_echo::MESSAGES_PER_WRITE,
         echo.acked as f64 / echo.sim.as_secs_f64(),
         echo.sim_per_wall(),
         100.0 * echo.sim_per_wall() / ceiling,
         100.0 * low.sim_per_wall() / echo.sim_per_wall(),
+        100.0 * raft.sim_per_wall() / echo.sim_per_wall(),
     );
 }

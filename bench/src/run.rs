@@ -4,7 +4,8 @@
 
 use crate::cluster::Cluster;
 use crate::judge::{judge, Phases};
-use crate::system::{host, RoleChange, ServerView, System, CLIENT_PORT};
+use crate::raft::Raft;
+use crate::system::{host, RoleChange, ServerView, System, SystemKind, CLIENT_PORT};
 use crate::zab::Zab;
 use faultline_checker::health::Window;
 use faultline_checker::zk::ReplicaEnd;
@@ -66,6 +67,13 @@ pub struct RunConfig {
     /// Whether what leaders report committed is used, as a cross-check of
     /// the durable evidence and to fill in reads below every server's log.
     pub leader_reports: bool,
+    /// The system under test (ZAB when absent: configurations written
+    /// before there was a choice).
+    #[serde(default)]
+    pub system: SystemKind,
+    /// raftkv's bug switches (with `system: raft`).
+    #[serde(default)]
+    pub raft_bugs: faultline_raftkv::Bugs,
 }
 
 /// The result of one run.
@@ -189,10 +197,13 @@ impl Abort {
     }
 }
 
-/// Runs one seed against the ZAB node. Panics of the simulation (node
-/// assertions) are caught by the caller.
+/// Runs one seed against the system `cfg` names. Panics of the
+/// simulation (server assertions) are caught by the caller.
 pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifacts), Abort> {
-    run_system(cfg, schedule, Box::new(Zab::new(cfg)))
+    match cfg.system {
+        SystemKind::Zab => run_system(cfg, schedule, Box::new(Zab::new(cfg))),
+        SystemKind::Raft => run_system(cfg, schedule, Box::new(Raft::new(cfg))),
+    }
 }
 
 /// Runs one seed against `system`: warm-up, chaos (the schedule applied by

@@ -73,7 +73,7 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
                     .unwrap_or_else(|| "a panic without a message".into());
                 (m, String::new())
             });
-            if crate::zab::is_server_code(&file) {
+            if crate::system::is_server_code(&file) {
                 let why = format!("a server assertion failed: {msg}");
                 aborted(&cfg, Abort::Node, &why, started, &schedule)
             } else {

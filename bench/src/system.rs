@@ -15,12 +15,36 @@
 
 use faultline_checker::durable::{Journal, ServerFiles};
 use faultline_checker::health::ServerFootprint;
+use faultline_checker::rlog::ServerLog;
 use faultline_checker::zk::CommittedTxn;
 use faultline_nemesis::Sid;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
+
+/// Which system a run tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    /// The ZAB node (`faultline-node`).
+    #[default]
+    Zab,
+    /// raftkv, on TiKV's raft-rs (`faultline-raftkv`).
+    Raft,
+}
+
+impl SystemKind {
+    /// Its `--system` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemKind::Zab => "zab",
+            SystemKind::Raft => "raft",
+        }
+    }
+}
 
 /// The port every server of every system serves clients on.
 pub const CLIENT_PORT: u16 = 2181;
@@ -103,6 +127,11 @@ pub struct Evidence {
     pub trace: Vec<String>,
     /// Protocol messages sent by all servers, per simulated second.
     pub messages_per_second: Vec<(u64, u64)>,
+    /// For a system that replicates one log by index (Raft): every
+    /// server's durable log as read back after the final power loss, and
+    /// the initial voters; `durability` is judged from them
+    /// (`faultline_checker::rlog`).
+    pub logs: Option<(Vec<ServerLog>, Vec<Sid>)>,
 }
 
 /// A future run on the client host.
@@ -157,4 +186,56 @@ pub trait System {
     /// The evidence of the run, read after the final power cycle from the
     /// servers in `started`.
     fn evidence(&self, started: &[Sid]) -> Evidence;
+}
+
+/// Whether a panic raised in source `file` is an assertion of a system
+/// under test (invalid) rather than of the bench or of the client library
+/// the workload runs (unknown): the ZAB node's code, raftkv's, and
+/// raft-rs's own.
+pub fn is_server_code(file: &str) -> bool {
+    (file.starts_with("node/src/") && file != "node/src/client.rs")
+        || file.starts_with("raftkv/src/")
+        || file.contains("/raft-0.")
+        || file.contains("/raft-proto-0.")
+}
+
+/// The admin client, for any system that takes `AddVoter` requests:
+/// whenever a joiner is to be made a voter, asks the servers in turn (a
+/// fresh connection each time) until one answers that the change is
+/// written.
+pub(crate) async fn admin_loop(servers: Vec<String>, add_voter: Rc<Cell<Option<Sid>>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(sid) = add_voter.get() else { continue };
+        let mut seq = 1;
+        'retry: loop {
+            for h in &servers {
+                let Ok(mut cl) = faultline_node::client::Client::connect(
+                    h,
+                    CLIENT_PORT,
+                    999_999_999,
+                    Duration::from_millis(300),
+                )
+                .await
+                else {
+                    continue;
+                };
+                if let Ok(r) = cl
+                    .call_seq(
+                        seq,
+                        faultline_node::ClientOp::AddVoter { sid },
+                        Duration::from_secs(1),
+                    )
+                    .await
+                {
+                    if r.outcome == faultline_node::Outcome::Written {
+                        break 'retry;
+                    }
+                    seq += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        add_voter.set(None);
+    }
 }

@@ -321,9 +321,11 @@ impl Configs {
 
 /// An acknowledged write or cas: history index of the completion, zxid,
 /// key and value written, description.
-type Acked = (usize, u64, Option<(i64, i64)>, String);
+pub(crate) type Acked = (usize, u64, Option<(i64, i64)>, String);
 
-fn acked_writes(h: &History) -> Vec<Acked> {
+/// Every acknowledged write and cas that names where it was applied, its
+/// position described by `at` (a zxid, a log index).
+pub(crate) fn acked_writes(h: &History, at: fn(u64) -> String) -> Vec<Acked> {
     let mut out = Vec::new();
     for p in h.pairs() {
         if p.outcome() != OpType::Ok || !matches!(p.invoke.f, Fun::Write | Fun::Cas) {
@@ -337,12 +339,12 @@ fn acked_writes(h: &History) -> Vec<Acked> {
             _ => int(&p.invoke.value),
         };
         let what = format!(
-            "{} by process {} (key {}, value {}, zxid {})",
+            "{} by process {} (key {}, value {}, {})",
             p.invoke.f,
             p.invoke.process,
             key.map_or("-".into(), |k| k.to_string()),
             value.map_or("-".into(), |v| v.to_string()),
-            zx(z)
+            at(z)
         );
         out.push((p.complete_index.unwrap_or(0), z, key.zip(value), what));
     }
@@ -385,7 +387,7 @@ pub fn durability(
         .max()
         .unwrap_or(0);
     let (mut acked, mut beyond_logs) = (0, 0);
-    for (i, z, set, what) in acked_writes(h) {
+    for (i, z, set, what) in acked_writes(h, |z| format!("zxid {}", zx(z))) {
         acked += 1;
         match dh.get(&z) {
             Some(t) if t.set != set => {

@@ -33,6 +33,7 @@ pub mod durable;
 pub mod health;
 pub mod linearizability;
 pub mod model;
+pub mod rlog;
 pub mod sessions;
 pub mod synth;
 pub mod verdict;

@@ -33,9 +33,14 @@ use std::collections::BTreeMap;
 /// A client connection, as the shell numbers them.
 pub type Conn = u64;
 
-/// Requests left waiting this many ticks are answered (the client gave up
-/// long ago): writes `ConnectionLoss`, reads `NotReady`.
+/// Writes left waiting this many ticks are answered `ConnectionLoss` (the
+/// client gave up long ago).
 const STALE_TICKS: u64 = 300;
+
+/// Reads left waiting this many ticks for a read index are answered
+/// `NotReady` (a leader answers within a heartbeat round; one that does
+/// not, e.g. to a server it does not count yet, never will).
+const READ_TICKS: u64 = 50;
 
 /// The raft parameters and membership of one server.
 #[derive(Clone, Debug)]
@@ -174,6 +179,7 @@ impl Core {
         self.raw.tick();
         let mut out = Vec::new();
         let stale = |w: &Waiting| self.ticks - w.since > STALE_TICKS;
+        let slow = |w: &Waiting| self.ticks - w.since > READ_TICKS;
         let old: Vec<(u64, u64)> = self
             .writes
             .iter()
@@ -188,7 +194,7 @@ impl Core {
         let old: Vec<u64> = self
             .reading
             .iter()
-            .filter(|(_, w)| no_leader || stale(w))
+            .filter(|(_, w)| no_leader || slow(w))
             .map(|(k, _)| *k)
             .collect();
         for k in old {
@@ -196,6 +202,14 @@ impl Core {
             out.push(self.answer(&w, Outcome::NotReady, 0));
         }
         out
+    }
+
+    /// Client connection `conn` closed: nothing it waits for is answered.
+    pub fn client_gone(&mut self, conn: Conn) {
+        self.writes.retain(|_, w| w.conn != conn);
+        self.reading.retain(|_, w| w.conn != conn);
+        self.indexed.retain(|(_, w)| w.conn != conn);
+        self.adding.retain(|_, w| w.conn != conn);
     }
 
     /// A message from a peer. Messages raft-rs refuses (from a peer it no
@@ -427,6 +441,11 @@ impl Core {
         let mut v: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
         v.sort_unstable();
         v
+    }
+
+    /// Entries in its in-memory log (the whole log: no server compacts).
+    pub fn log_entries(&self) -> usize {
+        self.raw.raft.raft_log.last_index() as usize
     }
 
     /// Client requests waiting in the core.

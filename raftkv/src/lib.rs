@@ -11,6 +11,9 @@
 //! from the seed instead (it skips a follower's ticks with a seeded coin),
 //! so one seed replays one run exactly without patching the library.
 
+/// The raft-rs this server is built on (its entries are in the images).
+pub use raft;
+
 pub mod core;
 pub mod disk;
 pub mod kv;
@@ -18,7 +21,7 @@ pub mod shell;
 
 /// Bugs the integration can be built with (never in raft-rs itself), for
 /// the bench to catch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bugs {
     /// Tell raft-rs entries and hard state are persisted when they are
     /// only written, not synced (synced later): a leader and followers
@@ -27,4 +30,28 @@ pub struct Bugs {
     /// Serve reads from the local state at once, without ReadIndex: a
     /// deposed leader or a lagging follower answers stale values.
     pub local_reads: bool,
+}
+
+impl Bugs {
+    /// Every switch: its `--bug` name and what it breaks.
+    pub const ALL: [(&'static str, &'static str); 2] = [
+        (
+            "ack-before-persist",
+            "entries and hard state reported persisted to raft-rs before they are synced",
+        ),
+        (
+            "local-reads",
+            "reads served from the local state, without ReadIndex",
+        ),
+    ];
+
+    /// Turns on the switch named `name`; false if there is none.
+    pub fn enable(&mut self, name: &str) -> bool {
+        match name {
+            "ack-before-persist" => self.ack_before_persist = true,
+            "local-reads" => self.local_reads = true,
+            _ => return false,
+        }
+        true
+    }
 }

@@ -110,6 +110,8 @@ enum Frame {
 /// What the engine can see of a server, kept up to date by its shell.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
+    /// Its host runs (set when it starts, cleared by the engine's crash).
+    pub up: bool,
     /// Whether it leads its term.
     pub leading: bool,
     /// Its term.
@@ -124,6 +126,8 @@ pub struct Status {
     pub voters: Vec<u64>,
     /// Client requests waiting in the core.
     pub waiting: usize,
+    /// Entries in its in-memory log.
+    pub log_entries: usize,
     /// Raft messages sent.
     pub messages_sent: u64,
     /// When it last read its file back (simulated time), and what it
@@ -141,6 +145,15 @@ impl Probe {
     /// A copy of the status now.
     pub fn status(&self) -> Status {
         self.0.borrow().clone()
+    }
+
+    /// The engine cut the host's power.
+    pub fn mark_down(&self) {
+        self.update(|s| {
+            s.up = false;
+            s.leading = false;
+            s.leader = 0;
+        });
     }
 
     fn update(&self, f: impl FnOnce(&mut Status)) {
@@ -189,7 +202,10 @@ fn sim_time() -> Duration {
 pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     let (disk, image) = Disk::open(&cfg.data_dir)?;
     let started = sim_time();
-    probe.update(|s| s.image = Some((started, image.clone())));
+    probe.update(|s| {
+        s.up = true;
+        s.image = Some((started, image.clone()));
+    });
     let storage = Core::initial_storage(&cfg.core.voters, &cfg.core.learners);
     if !image.entries.is_empty() {
         storage.wl().append(&image.entries)?;
@@ -349,6 +365,7 @@ impl Shell {
                 self.reply(replies);
             }
             Event::ClientGone(conn) => {
+                self.core.client_gone(conn);
                 self.clients.remove(&conn);
                 self.out.remove(&conn);
             }
@@ -496,6 +513,7 @@ impl Shell {
             s.digest = c.kv().digest();
             s.voters = c.voters();
             s.waiting = c.waiting();
+            s.log_entries = c.log_entries();
         });
     }
 }

@@ -19,13 +19,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Whether a panic raised in source `file` is an assertion of the ZAB
-/// servers (the system under test failed: invalid) rather than of the
-/// bench or of the client library the workload runs (unknown).
-pub fn is_server_code(file: &str) -> bool {
-    file.starts_with("node/src/") && file != "node/src/client.rs"
-}
-
 /// The ZAB ensemble of one run.
 pub struct Zab {
     configs: BTreeMap<Sid, ShellConfig>,
@@ -177,7 +170,7 @@ impl System for Zab {
     }
 
     fn admin(&self) -> Option<Task> {
-        Some(Box::pin(admin_loop(
+        Some(Box::pin(crate::system::admin_loop(
             self.servers.clone(),
             self.add_voter.clone(),
         )))
@@ -264,6 +257,7 @@ impl System for Zab {
             holding: Some(self.holding_judged),
             trace: self.trace_lines(),
             messages_per_second: messages.into_iter().collect(),
+            logs: None,
         }
     }
 }
@@ -316,45 +310,5 @@ fn label(e: &DiskEvent) -> String {
             [a, .., b] => format!("{} txns {a}..{b} appended, not synced", zxids.len()),
         },
         other => format!("{other:?}"),
-    }
-}
-
-/// The admin client: whenever a joiner is to be made a voter, asks the
-/// servers in turn (a fresh connection each time) until one answers that
-/// the reconfig is written.
-async fn admin_loop(servers: Vec<String>, add_voter: Rc<Cell<Option<Sid>>>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let Some(sid) = add_voter.get() else { continue };
-        let mut seq = 1;
-        'retry: loop {
-            for h in &servers {
-                let Ok(mut cl) = faultline_node::client::Client::connect(
-                    h,
-                    CLIENT_PORT,
-                    999_999_999,
-                    Duration::from_millis(300),
-                )
-                .await
-                else {
-                    continue;
-                };
-                if let Ok(r) = cl
-                    .call_seq(
-                        seq,
-                        faultline_node::ClientOp::AddVoter { sid },
-                        Duration::from_secs(1),
-                    )
-                    .await
-                {
-                    if r.outcome == faultline_node::Outcome::Written {
-                        break 'retry;
-                    }
-                    seq += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        add_voter.set(None);
     }
 }
