@@ -2,8 +2,8 @@
 //! [`System`]: each server a turmoil host running `raftkv::shell::run`,
 //! seen through its probe; observers are raft learners; the joiner is made
 //! a voter by a `ConfChangeV2` through the admin client; the evidence is
-//! each server's durable log file as it reads it back after the final
-//! power loss. It keeps no ZooKeeper state (zxid epochs, sessions that
+//! each server's durable log file (and the base a leader's snapshot
+//! restarted it after) as it reads it back after the final power loss. It keeps no ZooKeeper state (zxid epochs, sessions that
 //! expire, a disk journal), so the checks that read those are not
 //! applicable; `durability` is judged from the log files
 //! (`faultline_checker::rlog`).
@@ -29,6 +29,8 @@ pub struct Raft {
     add_voter: Rc<Cell<Option<Sid>>>,
     servers: Vec<String>,
     voters: Vec<Sid>,
+    /// The most entries a quiet server keeps in memory.
+    log_bound: usize,
 }
 
 impl Raft {
@@ -48,6 +50,9 @@ impl Raft {
                 c.client_port = CLIENT_PORT;
                 c.seed = cfg.seed;
                 c.core.bugs = cfg.raft_bugs;
+                // The seed's snapshot interval (20-200 entries), as the ZAB
+                // node's: the shorter, the more followers get snapshots.
+                c.core.snapshot_every = cfg.snapshot_interval;
                 (s, c)
             })
             .collect();
@@ -57,6 +62,7 @@ impl Raft {
             add_voter: Rc::new(Cell::new(None)),
             servers: topo.servers.iter().map(|s| host(*s)).collect(),
             voters: topo.voters,
+            log_bound: cfg.snapshot_interval as usize,
         }
     }
 }
@@ -154,8 +160,9 @@ impl System for Raft {
             sid: s,
             client_requests: st.waiting,
             log_entries: st.log_entries,
-            // No server compacts its log: no bound applies.
-            log_bound: usize::MAX,
+            // Once everything is applied, fewer entries than a snapshot
+            // interval stay in memory.
+            log_bound: self.log_bound,
             leader_backlog: 0,
             // Sessions never expire here; none is waited for.
             open_sessions: 0,
@@ -169,6 +176,7 @@ impl System for Raft {
                 let (_, image) = self.probes.get(s)?.status().image?;
                 Some(ServerLog {
                     sid: *s,
+                    base: image.base,
                     entries: image.entries.iter().map(entry).collect(),
                     commit: image.hard_state.commit,
                 })

@@ -4,8 +4,9 @@
 //!
 //! * every acknowledged write (an `ok` write or cas carrying the log
 //!   index it was applied at) is in the files of a majority of the
-//!   voters, at that index, as that write: a power loss of all the other
-//!   servers keeps it;
+//!   voters, at that index, as that write (or below the index a server's
+//!   log restarts after, a leader's snapshot it installed durably): a
+//!   power loss of all the other servers keeps it;
 //! * no two servers hold different entries at an index both have
 //!   durably marked committed (their hard states' commit): the committed
 //!   prefixes agree (Raft's State Machine Safety, from the files).
@@ -39,7 +40,10 @@ pub struct LogEntry {
 pub struct ServerLog {
     /// The server.
     pub sid: u64,
-    /// Its entries from index 1, in index order.
+    /// The index its log restarts after: that of a leader's snapshot it
+    /// installed durably (0: none). Its state holds every entry up to it.
+    pub base: u64,
+    /// Its entries from `base + 1`, in index order.
     pub entries: Vec<LogEntry>,
     /// The commit index its durable hard state records.
     pub commit: u64,
@@ -48,7 +52,7 @@ pub struct ServerLog {
 impl ServerLog {
     /// Its entry at `index`, if it holds one.
     fn at(&self, index: u64) -> Option<&LogEntry> {
-        let i = index.checked_sub(1)? as usize;
+        let i = index.checked_sub(self.base + 1)? as usize;
         self.entries.get(i).filter(|e| e.index == index)
     }
 }
@@ -65,8 +69,9 @@ pub fn durability(h: &History, logs: &[ServerLog], voters: &[u64]) -> CheckOutco
             .iter()
             .filter(|l| voters.contains(&l.sid))
             .filter(|l| {
-                l.at(index)
-                    .is_some_and(|e| write.is_none() || e.write == write)
+                index <= l.base
+                    || l.at(index)
+                        .is_some_and(|e| write.is_none() || e.write == write)
             })
             .map(|l| l.sid)
             .collect();
@@ -139,6 +144,7 @@ mod tests {
     fn log(sid: u64, entries: Vec<LogEntry>, commit: u64) -> ServerLog {
         ServerLog {
             sid,
+            base: 0,
             entries,
             commit,
         }
@@ -171,6 +177,26 @@ mod tests {
             o.anomalies
         );
         assert_eq!(o.ops.len(), 1);
+    }
+
+    #[test]
+    fn a_leaders_snapshot_installed_durably_holds_what_is_below_it() {
+        let h = History::new(write(0, 1, 7, 2)).unwrap();
+        let full = vec![entry(1, 1, None), entry(2, 1, Some((1, 7)))];
+        let mut installed = log(2, vec![entry(3, 1, None)], 3);
+        installed.base = 2;
+        let logs = [log(1, full, 2), installed.clone(), log(3, Vec::new(), 0)];
+        assert_eq!(
+            durability(&h, &logs, &[1, 2, 3]).result,
+            crate::Validity::Valid
+        );
+        installed.base = 1;
+        installed.entries = vec![entry(2, 1, None), entry(3, 1, None)];
+        let logs = [logs[0].clone(), installed, logs[2].clone()];
+        assert_eq!(
+            durability(&h, &logs, &[1, 2, 3]).result,
+            crate::Validity::Invalid
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The server's core, pure and sans-IO: raft-rs's `RawNode` over an
-//! in-memory log (`MemStorage`, the mirror of the durable one), the
+//! in-memory log ([`LogStore`], the mirror of the durable one), the
 //! key-value state machine, and the client requests waiting on either.
 //!
 //! The shell drives it: [`Core::tick`], [`Core::recv`] and
@@ -18,14 +18,14 @@
 //! once it has applied that far.
 
 use crate::kv::{Command, Kv};
+use crate::storage::LogStore;
 use crate::Bugs;
 use faultline_node::{ClientOp, ClientRequest, ClientResponse, Outcome, Zxid};
 use protobuf::Message as _;
 use raft::prelude::{
-    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
-    Message, Ready,
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry, EntryType,
+    HardState, Message, Ready, Snapshot,
 };
-use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use raft_proto::ConfChangeI as _;
 use std::collections::BTreeMap;
@@ -57,6 +57,10 @@ pub struct CoreConfig {
     pub election_tick: usize,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_tick: usize,
+    /// Applied entries between the server's own snapshots (the log before
+    /// a snapshot leaves memory; a follower that needs it gets the
+    /// snapshot).
+    pub snapshot_every: u64,
     /// The bug switches of the integration.
     pub bugs: Bugs,
 }
@@ -65,6 +69,9 @@ pub struct CoreConfig {
 /// [`Core::persisted`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Persist {
+    /// A snapshot from the leader this server installed: written first,
+    /// and the log restarts after it.
+    pub snapshot: Option<Snapshot>,
     /// Entries to append; an entry replaces any at its index or after.
     pub entries: Vec<Entry>,
     /// The new hard state (term, vote, commit), if it changed.
@@ -104,7 +111,8 @@ struct Waiting {
 
 /// One server.
 pub struct Core {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<LogStore>,
+    snapshot_every: u64,
     kv: Kv,
     id: u64,
     bugs: Bugs,
@@ -124,13 +132,15 @@ pub struct Core {
     next_ctx: u64,
     /// The Ready handed out by [`Core::ready`], until it is persisted.
     unpersisted: Option<Ready>,
+    /// A snapshot taken and not yet handed to the shell.
+    taken: Option<Snapshot>,
 }
 
 impl Core {
     /// A server whose durable state is `storage` (empty on first start,
     /// else read back from its files) and whose state machine is `kv`
-    /// (the entries up to `kv.applied` applied).
-    pub fn new(cfg: &CoreConfig, storage: MemStorage, kv: Kv) -> raft::Result<Core> {
+    /// (the entries up to `kv.applied` applied: the snapshot's state).
+    pub fn new(cfg: &CoreConfig, storage: LogStore, kv: Kv) -> raft::Result<Core> {
         let rc = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_tick,
@@ -151,6 +161,7 @@ impl Core {
         let raw = RawNode::new(&rc, storage, &logger)?;
         Ok(Core {
             raw,
+            snapshot_every: cfg.snapshot_every.max(1),
             kv,
             id: cfg.id,
             bugs: cfg.bugs,
@@ -163,13 +174,8 @@ impl Core {
             adding: BTreeMap::new(),
             next_ctx: 1,
             unpersisted: None,
+            taken: None,
         })
-    }
-
-    /// The storage every server starts with before it has a file: the
-    /// same initial configuration on every server (joiners included).
-    pub fn initial_storage(voters: &[u64], learners: &[u64]) -> MemStorage {
-        MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), learners.to_vec())))
     }
 
     /// One tick of the raft clock. Requests left waiting too long are
@@ -177,6 +183,7 @@ impl Core {
     pub fn tick(&mut self) -> Vec<(Conn, ClientResponse)> {
         self.ticks += 1;
         self.raw.tick();
+        self.maybe_snapshot();
         let mut out = Vec::new();
         let stale = |w: &Waiting| self.ticks - w.since > STALE_TICKS;
         let slow = |w: &Waiting| self.ticks - w.since > READ_TICKS;
@@ -201,6 +208,15 @@ impl Core {
             let w = self.reading.remove(&k).expect("listed");
             out.push(self.answer(&w, Outcome::NotReady, 0));
         }
+        // A read with its index waits for this server to apply that far;
+        // one still catching up answers it `NotReady` in the end.
+        let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.indexed)
+            .into_iter()
+            .partition(|(_, w)| stale(w));
+        self.indexed = keep;
+        for (_, w) in old {
+            out.push(self.answer(&w, Outcome::NotReady, 0));
+        }
         out
     }
 
@@ -210,6 +226,24 @@ impl Core {
         self.reading.retain(|_, w| w.conn != conn);
         self.indexed.retain(|(_, w)| w.conn != conn);
         self.adding.retain(|_, w| w.conn != conn);
+    }
+
+    /// A snapshot message to `to` was handed to its link (`sent`) or
+    /// dropped for want of one. raft-rs waits for this word before it
+    /// deals with that follower again: on either it probes the follower,
+    /// which asks for the snapshot again if it did not get it.
+    pub fn snapshot_sent(&mut self, to: u64, sent: bool) {
+        let status = if sent {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(to, status);
+    }
+
+    /// The link to `peer` broke: what was sent on it may be lost.
+    pub fn unreachable(&mut self, peer: u64) {
+        self.raw.report_unreachable(peer);
     }
 
     /// A message from a peer. Messages raft-rs refuses (from a peer it no
@@ -247,6 +281,9 @@ impl Core {
                 one.set_change_type(ConfChangeType::AddNode);
                 one.node_id = sid;
                 cc.set_changes(vec![one].into());
+                // Joint consensus (C_old,new, then C_new, left by raft-rs
+                // on its own), not the one-voter-at-a-time shortcut.
+                cc.set_transition(ConfChangeTransition::Implicit);
                 if no_leader || self.raw.propose_conf_change(Vec::new(), cc).is_err() {
                     return vec![self.answer(&w, Outcome::NotReady, 0)];
                 }
@@ -281,10 +318,17 @@ impl Core {
             send: rd.take_messages(),
             ..Batch::default()
         };
-        assert!(
-            rd.snapshot().get_metadata().index == 0,
-            "no server compacts its log, so no snapshot is ever sent"
-        );
+        if rd.snapshot().get_metadata().index > 0 {
+            let snap = rd.snapshot().clone();
+            self.raw.mut_store().install(&snap);
+            self.kv = postcard::from_bytes(&snap.data).expect("a snapshot holds a state");
+            assert_eq!(
+                self.kv.applied,
+                snap.get_metadata().index,
+                "the snapshot's state"
+            );
+            b.persist.snapshot = Some(snap);
+        }
         for rs in rd.read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
             if let Some(w) = self.reading.remove(&ctx) {
@@ -293,18 +337,15 @@ impl Core {
         }
         let committed = rd.take_committed_entries();
         b.replies = self.apply(committed);
-        let store = self.raw.store().clone();
         if !rd.entries().is_empty() {
-            store
-                .wl()
-                .append(rd.entries())
-                .expect("entries follow the log");
+            self.raw.mut_store().append(rd.entries());
             b.persist.entries = rd.entries().clone();
         }
         if let Some(hs) = rd.hs() {
-            store.wl().set_hardstate(hs.clone());
+            self.raw.mut_store().set_hard_state(hs.clone());
             b.persist.hard_state = Some(hs.clone());
         }
+        self.maybe_snapshot();
         b.send.extend(rd.take_persisted_messages());
         self.unpersisted = Some(rd);
         b.replies.extend(self.noticed());
@@ -316,13 +357,14 @@ impl Core {
         let rd = self.unpersisted.take().expect("persisted after ready");
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
-            self.raw.store().wl().mut_hard_state().set_commit(commit);
+            self.raw.mut_store().set_commit(commit);
         }
         let mut a = After {
             send: light.take_messages(),
             replies: self.apply(light.take_committed_entries()),
         };
         self.raw.advance_apply();
+        self.maybe_snapshot();
         a.replies.extend(self.noticed());
         a
     }
@@ -359,7 +401,7 @@ impl Core {
                             .into_v2()
                     };
                     if let Ok(cs) = self.raw.apply_conf_change(&cc) {
-                        self.raw.store().wl().set_conf_state(cs);
+                        self.raw.mut_store().set_conf_state(cs);
                     }
                     self.kv.apply(e.index, None);
                     for one in cc.get_changes() {
@@ -379,6 +421,42 @@ impl Core {
             out.push(self.answer(&w, self.kv.read(key), applied));
         }
         out
+    }
+
+    /// Takes a snapshot of the applied state when `snapshot_every`
+    /// entries were applied since the last one, or when raft-rs wanted to
+    /// send one the latest does not serve (it predates the recipient's
+    /// joining) and more is applied now; the log before it leaves memory.
+    /// The shell writes it ([`Core::taken`]).
+    fn maybe_snapshot(&mut self) {
+        let store = self.raw.store();
+        let at = self.kv.applied;
+        let due = at >= store.snap_index() + self.snapshot_every;
+        let wanted = store.wanted() && at > store.snap_index();
+        if !due && !wanted {
+            return;
+        }
+        let Some(term) = store.term_of(at) else {
+            return;
+        };
+        let mut snap = Snapshot {
+            data: postcard::to_stdvec(&self.kv)
+                .expect("a state encodes")
+                .into(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = at;
+        meta.term = term;
+        meta.set_conf_state(store.conf_state().clone());
+        self.raw.mut_store().compact(&snap);
+        self.taken = Some(snap);
+    }
+
+    /// The latest snapshot taken since the last call, for the shell to
+    /// write.
+    pub fn taken(&mut self) -> Option<Snapshot> {
+        self.taken.take()
     }
 
     /// Answers what waits when the term or the leader changed: a write may
@@ -443,9 +521,9 @@ impl Core {
         v
     }
 
-    /// Entries in its in-memory log (the whole log: no server compacts).
+    /// Entries in its in-memory log (after its latest snapshot).
     pub fn log_entries(&self) -> usize {
-        self.raw.raft.raft_log.last_index() as usize
+        self.raw.store().len()
     }
 
     /// Client requests waiting in the core.

@@ -1,19 +1,26 @@
-//! The durable state of a raftkv server on turmoil's simulated disk: one
-//! append-only file, `raft.log`, of records framed as the ZAB node frames
-//! its own (`[len][crc32][postcard]`, `faultline_node::disk::record`):
-//! entries (protobuf-encoded, as raft-rs defines them), each replacing
-//! whatever the log held at its index and after, and hard states (term,
-//! vote, commit), the last one holding. A torn or corrupt tail ends the
-//! file and is cut off when it is read back. Appends are durable only
-//! after [`Disk::sync`]: a crash in between loses them (turmoil drops
-//! unsynced writes).
+//! The durable state of a raftkv server on turmoil's simulated disk.
 //!
-//! No server compacts its log, so the file is the server's whole history:
-//! the bench judges durability from it.
+//! * `raft.log`: an append-only file of records framed as the ZAB node
+//!   frames its own (`[len][crc32][postcard]`,
+//!   `faultline_node::disk::record`): entries (protobuf-encoded, as
+//!   raft-rs defines them), each replacing whatever the log held at its
+//!   index and after; hard states (term, vote, commit), the last one
+//!   holding; and a base: the log restarts after that index (a snapshot
+//!   from the leader was installed). A torn or corrupt tail ends the file
+//!   and is cut off when it is read back. Appends are durable only after
+//!   [`Disk::sync`]: a crash in between loses them (turmoil drops unsynced
+//!   writes).
+//! * `snapshot`: the latest snapshot (the state machine at an index, with
+//!   the configuration), one record written atomically: to a temporary
+//!   file, fsynced, renamed over the old one, the directory fsynced.
+//!
+//! A server's own snapshots do not shorten its log file (as the ZAB node
+//! keeps its log with autopurge off): the file holds every entry since the
+//! last installed snapshot, and the bench judges durability from it.
 
 use faultline_node::disk::{parse, record, sync_parent};
 use protobuf::Message as _;
-use raft::prelude::{Entry, HardState};
+use raft::prelude::{Entry, HardState, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write as _};
 use std::path::PathBuf;
@@ -26,19 +33,26 @@ enum Record {
     Entries(Vec<Vec<u8>>),
     /// term, vote, commit.
     HardState(u64, u64, u64),
+    /// The log restarts after this index.
+    Base(u64),
 }
 
 /// What the file holds, read back as a restart reads it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Image {
-    /// The log, in index order from index 1.
+    /// The log, in index order from `base + 1`.
     pub entries: Vec<Entry>,
+    /// The index the log restarts after (an installed snapshot's; 0).
+    pub base: u64,
+    /// The latest snapshot written, if any.
+    pub snapshot: Option<Snapshot>,
     /// The last hard state written.
     pub hard_state: HardState,
 }
 
 /// The open file.
 pub struct Disk {
+    dir: PathBuf,
     file: File,
     /// Bytes appended since the last sync.
     dirty: bool,
@@ -60,7 +74,16 @@ impl Disk {
         } else {
             Vec::new()
         };
-        let (image, at) = read_back(&bytes)?;
+        let (mut image, at) = read_back(&bytes)?;
+        let snap_path = dir.join("snapshot");
+        if sfs::exists(&snap_path) {
+            let bytes = sfs::read(&snap_path)?;
+            let torn = || io::Error::new(io::ErrorKind::InvalidData, "a torn snapshot file");
+            let (body, _) = parse::<Vec<u8>>(&bytes, 0).ok_or_else(torn)?;
+            let snap = Snapshot::parse_from_bytes(&body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            image.snapshot = Some(snap);
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,7 +97,14 @@ impl Disk {
             file.sync_all()?;
             sfs::sync_dir(&dir)?;
         }
-        Ok((Disk { file, dirty: false }, image))
+        Ok((
+            Disk {
+                dir,
+                file,
+                dirty: false,
+            },
+            image,
+        ))
     }
 
     /// Appends `entries` (each replacing the log from its index on) and
@@ -95,6 +125,28 @@ impl Disk {
             self.file.write_all(&buf)?;
             self.dirty = true;
         }
+        Ok(())
+    }
+
+    /// Writes `snap` as the latest snapshot, atomically and durably.
+    pub fn write_snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
+        let body = snap.write_to_bytes().expect("snapshots encode");
+        let tmp = self.dir.join("snapshot.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&record(&body))?;
+        f.sync_all()?;
+        sfs::rename(&tmp, self.dir.join("snapshot"))?;
+        sfs::sync_dir(&self.dir)
+    }
+
+    /// Installs a leader's snapshot: written durably, then the log
+    /// restarts after its index (the base record, synced with the next
+    /// [`Disk::sync`]).
+    pub fn install(&mut self, snap: &Snapshot) -> io::Result<()> {
+        self.write_snapshot(snap)?;
+        let base = Record::Base(snap.get_metadata().index);
+        self.file.write_all(&record(&base))?;
+        self.dirty = true;
         Ok(())
     }
 
@@ -123,16 +175,22 @@ fn read_back(bytes: &[u8]) -> io::Result<(Image, usize)> {
                 for b in bodies {
                     let e = Entry::parse_from_bytes(&b)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                    let keep = (e.index as usize).saturating_sub(1);
+                    assert!(e.index > image.base, "entry {} before the base", e.index);
+                    let keep = (e.index - image.base - 1) as usize;
                     assert!(
                         keep <= image.entries.len(),
-                        "entry {} after a log of {}",
+                        "entry {} after a log of {} from {}",
                         e.index,
-                        image.entries.len()
+                        image.entries.len(),
+                        image.base
                     );
                     image.entries.truncate(keep);
                     image.entries.push(e);
                 }
+            }
+            Record::Base(index) => {
+                image.entries.clear();
+                image.base = index;
             }
             Record::HardState(term, vote, commit) => {
                 image.hard_state.term = term;

@@ -18,6 +18,7 @@ pub mod core;
 pub mod disk;
 pub mod kv;
 pub mod shell;
+pub mod storage;
 
 /// Bugs the integration can be built with (never in raft-rs itself), for
 /// the bench to catch.

@@ -2,17 +2,18 @@
 //! ticks and disk writes, and decides nothing about the protocol.
 //!
 //! * One TCP link per pair of servers (the lower id dials), carrying
-//!   frames (hello, raft-rs messages, pings). Simulated TCP never retransmits, so a partition wedges a
-//!   link: each side pings when it has been quiet for `heartbeat` and
-//!   closes a link silent for `idle_timeout`; raft-rs resends what was
-//!   lost. A message for a peer without a link is dropped, as a network
-//!   would.
+//!   frames (hello, raft-rs messages, pings). Simulated TCP never
+//!   retransmits, so a partition wedges a link: each side pings when it
+//!   has been quiet for `heartbeat` and closes a link silent for
+//!   `idle_timeout`; raft-rs resends what was lost. A message for a peer
+//!   without a link is dropped, as a network would.
 //! * Clients connect to `client_port` and exchange `ClientRequest` /
 //!   `ClientResponse` frames (`faultline_node::wire`).
-//! * Every Ready is persisted (appended and fsynced) before anything that
-//!   depends on it is sent or told to raft-rs; with the
-//!   `ack_before_persist` bug it is only appended, and synced
-//!   `lazy_sync` later.
+//! * Every Ready is persisted (a leader's snapshot installed, entries and
+//!   hard state appended, fsynced) before anything that depends on it is
+//!   sent or told to raft-rs; with the `ack_before_persist` bug it is only
+//!   appended, and synced `lazy_sync` later. The server's own snapshots
+//!   are written atomically when taken.
 //! * The tick: raft-rs's election timeout is pinned to one value; a
 //!   server that does not lead skips each tick with a coin drawn from the
 //!   seed, which spreads elections as raft-rs's own randomness would.
@@ -20,10 +21,11 @@
 use crate::core::{Conn, Core, CoreConfig};
 use crate::disk::{Disk, Image};
 use crate::kv::Kv;
+use crate::storage::LogStore;
 use faultline_node::wire;
 use faultline_node::{ClientRequest, ClientResponse};
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -80,6 +82,7 @@ impl ShellConfig {
                 learners,
                 election_tick: 10,
                 heartbeat_tick: 2,
+                snapshot_every: 1000,
                 bugs: crate::Bugs::default(),
             },
             hosts,
@@ -206,14 +209,21 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         s.up = true;
         s.image = Some((started, image.clone()));
     });
-    let storage = Core::initial_storage(&cfg.core.voters, &cfg.core.learners);
-    if !image.entries.is_empty() {
-        storage.wl().append(&image.entries)?;
-    }
-    storage.wl().set_hardstate(image.hard_state.clone());
-    // The state machine starts empty: the committed entries are applied
-    // again from the log.
-    let core = Core::new(&cfg.core, storage, Kv::default())?;
+    let storage = LogStore::restored(
+        &cfg.core.voters,
+        &cfg.core.learners,
+        image.snapshot.as_ref(),
+        &image.entries,
+        &image.hard_state,
+    );
+    // The state machine starts from the snapshot (or empty): the committed
+    // entries after it are applied again from the log.
+    let kv = match &image.snapshot {
+        Some(s) => postcard::from_bytes(&s.data)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        None => Kv::default(),
+    };
+    let core = Core::new(&cfg.core, storage, kv)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let peers = TcpListener::bind(("0.0.0.0", cfg.peer_port)).await?;
     let clients = TcpListener::bind(("0.0.0.0", cfg.client_port)).await?;
@@ -355,6 +365,7 @@ impl Shell {
             Event::PeerGone(sid, link) => {
                 if self.links.get(&sid).is_some_and(|l| l.id == link) {
                     self.links.remove(&sid);
+                    self.core.unreachable(sid);
                 }
             }
             Event::ClientUp(conn, w) => {
@@ -391,7 +402,16 @@ impl Shell {
     fn maintain_links(&mut self) {
         let now = Instant::now();
         let idle = self.cfg.idle_timeout;
-        self.links.retain(|_, l| now - l.last_recv < idle);
+        let silent: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, l)| now - l.last_recv >= idle)
+            .map(|(s, _)| *s)
+            .collect();
+        for sid in silent {
+            self.links.remove(&sid);
+            self.core.unreachable(sid);
+        }
         for l in self.links.values_mut() {
             if now - l.last_send >= self.cfg.heartbeat && l.buf.is_empty() {
                 wire::encode_into(&mut l.buf, &Frame::Ping);
@@ -431,6 +451,9 @@ impl Shell {
     fn drive(&mut self) -> std::io::Result<()> {
         while let Some(b) = self.core.ready() {
             self.reply(b.replies);
+            if let Some(snap) = &b.persist.snapshot {
+                self.disk.install(snap)?;
+            }
             self.disk
                 .append(&b.persist.entries, b.persist.hard_state.as_ref())?;
             if self.cfg.core.bugs.ack_before_persist {
@@ -445,15 +468,26 @@ impl Shell {
             self.send(a.send);
             self.reply(a.replies);
         }
+        if let Some(snap) = self.core.taken() {
+            self.disk.write_snapshot(&snap)?;
+        }
         Ok(())
     }
 
     fn send(&mut self, msgs: Vec<Message>) {
         let n = msgs.len() as u64;
         for m in msgs {
-            if let Some(l) = self.links.get_mut(&m.to) {
-                let bytes = m.write_to_bytes().expect("messages encode");
-                wire::encode_into(&mut l.buf, &Frame::Raft(bytes));
+            let snapshot = m.get_msg_type() == MessageType::MsgSnapshot;
+            let sent = match self.links.get_mut(&m.to) {
+                Some(l) => {
+                    let bytes = m.write_to_bytes().expect("messages encode");
+                    wire::encode_into(&mut l.buf, &Frame::Raft(bytes));
+                    true
+                }
+                None => false,
+            };
+            if snapshot {
+                self.core.snapshot_sent(m.to, sent);
             }
         }
         self.probe.update(|s| s.messages_sent += n);
@@ -484,6 +518,7 @@ impl Shell {
         for (sid, id) in broken {
             if self.links.get(&sid).is_some_and(|l| l.id == id) {
                 self.links.remove(&sid);
+                self.core.unreachable(sid);
             }
         }
         for (conn, buf) in std::mem::take(&mut self.out) {

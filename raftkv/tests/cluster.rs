@@ -18,11 +18,18 @@ fn hosts() -> BTreeMap<u64, String> {
 
 /// A 3-server cluster on `seed`, with its probes.
 fn cluster(seed: u64) -> (turmoil::Sim<'static>, Vec<Probe>) {
+    cluster_with(seed, 1000)
+}
+
+/// A 3-server cluster on `seed` whose servers snapshot every
+/// `snapshot_every` applied entries.
+fn cluster_with(seed: u64, snapshot_every: u64) -> (turmoil::Sim<'static>, Vec<Probe>) {
     let mut sim = faultline_node::sim::builder(seed).build();
     let mut probes = Vec::new();
     for s in VOTERS {
         let mut cfg = ShellConfig::new(s, VOTERS.to_vec(), vec![], hosts());
         cfg.seed = seed;
+        cfg.core.snapshot_every = snapshot_every;
         let probe = Probe::default();
         probes.push(probe.clone());
         sim.host(format!("n{s}"), move || {
@@ -135,6 +142,99 @@ fn writes_reads_and_a_leader_crash() {
     let back = &probes[(old - 1) as usize].status();
     let (_, image) = back.image.clone().expect("read back");
     assert!(image.entries.len() >= 22, "{} entries", image.entries.len());
+}
+
+/// A server down while the others wrote past two snapshots gets the
+/// leader's snapshot, installs it durably (its log file restarts after
+/// it) and converges; restarted again, it comes back from that snapshot.
+#[test]
+fn a_lagging_server_installs_the_leaders_snapshot() {
+    let (mut sim, probes) = cluster_with(3, 10);
+    while leader(&probes).is_none() {
+        sim.step().unwrap();
+    }
+    let lag = VOTERS
+        .into_iter()
+        .find(|s| Some(*s) != leader(&probes))
+        .unwrap();
+    sim.crash(format!("n{lag}"));
+    let via = VOTERS.into_iter().find(|s| *s != lag).unwrap();
+    sim.client("writer", async move {
+        let mut c = Client::connect(&format!("n{via}"), 2181, 7, Duration::from_secs(1)).await?;
+        call(&mut c, ClientOp::CreateSession { timeout: 100 }).await;
+        for i in 0..40 {
+            call(
+                &mut c,
+                ClientOp::Write {
+                    key: i % 3,
+                    value: i as i64,
+                },
+            )
+            .await;
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
+    sim.bounce(format!("n{lag}"));
+    for _ in 0..1500 {
+        sim.step().unwrap();
+    }
+    let digests: Vec<u64> = probes.iter().map(|p| p.status().digest).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    // Its files now start from the leader's snapshot.
+    sim.crash(format!("n{lag}"));
+    sim.bounce(format!("n{lag}"));
+    for _ in 0..500 {
+        sim.step().unwrap();
+    }
+    let st = probes[(lag - 1) as usize].status();
+    let (_, image) = st.image.expect("read back");
+    let snap = image.snapshot.expect("a snapshot file");
+    assert!(image.base >= 10, "the log restarts after {}", image.base);
+    assert!(snap.get_metadata().index >= image.base);
+    assert_eq!(st.digest, probes[(via - 1) as usize].status().digest);
+}
+
+/// A joiner started with the shared initial configuration catches up
+/// and becomes a voter through joint consensus (`AddVoter` as a
+/// `ConfChangeV2`), and every server ends with the new configuration.
+#[test]
+fn a_joiner_becomes_a_voter() {
+    let seed = 9;
+    let mut all = hosts();
+    all.insert(4, "n4".into());
+    let mut sim = faultline_node::sim::builder(seed).build();
+    let mut probes = Vec::new();
+    for s in [1, 2, 3, 4] {
+        let mut cfg = ShellConfig::new(s, VOTERS.to_vec(), vec![], all.clone());
+        cfg.seed = seed;
+        let probe = Probe::default();
+        probes.push(probe.clone());
+        sim.host(format!("n{s}"), move || {
+            shell::run(cfg.clone(), probe.clone())
+        });
+    }
+    while leader(&probes[..3]).is_none() {
+        sim.step().unwrap();
+    }
+    let added = Rc::new(RefCell::new(None));
+    let a = added.clone();
+    sim.client("admin", async move {
+        let mut c = Client::connect("n2", 2181, 99, Duration::from_secs(1)).await?;
+        let r = call(&mut c, ClientOp::AddVoter { sid: 4 }).await;
+        *a.borrow_mut() = Some(r);
+        Ok(())
+    });
+    sim.run().unwrap();
+    assert_eq!(*added.borrow(), Some(Outcome::Written));
+    for _ in 0..500 {
+        sim.step().unwrap();
+    }
+    for p in &probes {
+        assert_eq!(p.status().voters, vec![1, 2, 3, 4]);
+    }
+    let digests: Vec<u64> = probes.iter().map(|p| p.status().applied).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
 }
 
 /// The same seed, the same run: raft-rs's own randomness is pinned.
