@@ -66,6 +66,12 @@ fn a_raft_campaign_is_judged_by_the_checks_that_apply() {
     );
     let cfg = json(&format!("{out}/runs/seed-1/config.json"));
     assert_eq!(cfg["system"], "raft");
+    // In JUnit, a check that does not apply is a skip, never a pass.
+    let junit = std::fs::read_to_string(format!("{out}/junit.xml")).unwrap();
+    assert!(
+        junit.contains("name=\"sessions\"><skipped message=\"not applicable"),
+        "{junit}"
+    );
 }
 
 /// Each switch of the integration is caught within a few seeds.

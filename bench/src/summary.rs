@@ -168,9 +168,14 @@ pub fn slowest_check(results: &[RunResult]) -> Option<(u64, &str, f64)> {
         .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
-/// One test case per (seed, check).
+/// One test case per (seed, check): a failure for an invalid check, a
+/// skip for one without a verdict and for one that does not apply to the
+/// system under test (never a pass).
 pub fn junit_xml(results: &[RunResult]) -> String {
-    let cases: usize = results.iter().map(|r| r.checks.len()).sum();
+    let cases: usize = results
+        .iter()
+        .map(|r| r.checks.len() + r.not_applicable.len())
+        .sum();
     let failures: usize = results
         .iter()
         .flat_map(|r| &r.checks)
@@ -180,7 +185,11 @@ pub fn junit_xml(results: &[RunResult]) -> String {
         .iter()
         .flat_map(|r| &r.checks)
         .filter(|c| c.result == Validity::Unknown)
-        .count();
+        .count()
+        + results
+            .iter()
+            .map(|r| r.not_applicable.len())
+            .sum::<usize>();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         s,
@@ -191,7 +200,7 @@ pub fn junit_xml(results: &[RunResult]) -> String {
             s,
             "  <testsuite name=\"seed-{}\" tests=\"{}\" time=\"{:.3}\">",
             r.seed,
-            r.checks.len(),
+            r.checks.len() + r.not_applicable.len(),
             r.wall_s
         );
         for c in &r.checks {
@@ -221,6 +230,14 @@ pub fn junit_xml(results: &[RunResult]) -> String {
                     );
                 }
             }
+        }
+        for name in &r.not_applicable {
+            let _ = writeln!(
+                s,
+                "    <testcase classname=\"seed-{}\" name=\"{}\"><skipped message=\"not applicable: the system keeps no evidence this check reads\"/></testcase>",
+                r.seed,
+                faultline_reports::esc(name)
+            );
         }
         s.push_str("  </testsuite>\n");
     }
