@@ -307,39 +307,7 @@ pub(crate) fn shrink_run(a: &ShrinkArgs) -> anyhow::Result<Option<Shrunk>> {
         "faultline shrink: seed {seed} fails {target}; {}",
         from.describe()
     );
-    // Fewer episodes, then shorter ones: a shorter run may let another
-    // episode go, so again while either helps (three rounds at most).
-    let mut redrawn = false;
-    for round in 0..3 {
-        let before = Size::of(&search.best);
-        ddmin(&mut search)?;
-        if round == 0 && Size::of(&search.best).episodes > SMALL_EPISODES {
-            // Every smaller subset took the run another way: shortening
-            // all those episodes rarely helps, another draw may.
-            redraw(&mut search)?;
-            redrawn = true;
-        }
-        shorter_chaos(&mut search)?;
-        if search.stopped.is_some() || Size::of(&search.best) == before {
-            break;
-        }
-    }
-    for (_, step) in TOPOLOGY_STEPS {
-        if search.stopped.is_some() {
-            break;
-        }
-        let cands = step(&search.best);
-        search.first_failing(&cands)?;
-    }
-    // A smaller cluster and workload take another course: the episodes
-    // may now go, or move earlier.
-    if search.stopped.is_none() {
-        ddmin(&mut search)?;
-        shorter_chaos(&mut search)?;
-    }
-    if !redrawn && !Size::of(&search.best).is_small() {
-        redraw(&mut search)?;
-    }
+    steps(&mut search)?;
     search.end_progress();
     if let Some(why) = search.stopped {
         eprintln!("  stopped ({why}): the smallest failing run so far follows");
@@ -420,6 +388,48 @@ fn redraw(search: &mut Search) -> anyhow::Result<()> {
     shorter_chaos(search)?;
     if Size::of(&search.best).rank() >= Size::of(&saved.0).rank() {
         (search.best, search.best_dir, search.best_hash) = saved;
+    }
+    Ok(())
+}
+
+/// The search's steps, in order, on `search`'s best run: delta debugging
+/// and a shorter chaos phase (again while they help), another draw when
+/// the run stays large after the first delta debugging, a smaller cluster
+/// and workload, both again, and another draw at the end if the run is
+/// still larger than a reviewer takes in at a glance.
+fn steps(search: &mut Search) -> anyhow::Result<()> {
+    // Fewer episodes, then shorter ones: a shorter run may let another
+    // episode go, so again while either helps (three rounds at most).
+    let mut redrawn = false;
+    for round in 0..3 {
+        let before = Size::of(&search.best);
+        ddmin(search)?;
+        if round == 0 && Size::of(&search.best).episodes > SMALL_EPISODES {
+            // Every smaller subset took the run another way: shortening
+            // all those episodes rarely helps, another draw may.
+            redraw(search)?;
+            redrawn = true;
+        }
+        shorter_chaos(search)?;
+        if search.stopped.is_some() || Size::of(&search.best) == before {
+            break;
+        }
+    }
+    for (_, step) in TOPOLOGY_STEPS {
+        if search.stopped.is_some() {
+            break;
+        }
+        let cands = step(&search.best);
+        search.first_failing(&cands)?;
+    }
+    // A smaller cluster and workload take another course: the episodes
+    // may now go, or move earlier.
+    if search.stopped.is_none() {
+        ddmin(search)?;
+        shorter_chaos(search)?;
+    }
+    if !redrawn && !Size::of(&search.best).is_small() {
+        redraw(search)?;
     }
     Ok(())
 }
