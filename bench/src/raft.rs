@@ -120,7 +120,7 @@ impl System for Raft {
     }
 
     fn read_back_since(&self, s: Sid, at: Duration) -> bool {
-        self.probes[&s].status().image.is_some_and(|(t, _)| t >= at)
+        self.probes[&s].image_time().is_some_and(|t| t >= at)
     }
 
     fn admin(&self) -> Option<Task> {
@@ -139,15 +139,12 @@ impl System for Raft {
             .probes
             .iter()
             .flat_map(|(s, p)| {
-                p.status()
-                    .roles
-                    .into_iter()
-                    .map(|(t, leads, term)| RoleChange {
-                        time_ns: t.as_nanos() as u64,
-                        sid: *s,
-                        leads,
-                        epoch: term,
-                    })
+                p.roles().into_iter().map(|(t, leads, term)| RoleChange {
+                    time_ns: t.as_nanos() as u64,
+                    sid: *s,
+                    leads,
+                    epoch: term,
+                })
             })
             .collect();
         v.sort();
@@ -173,7 +170,7 @@ impl System for Raft {
         let logs = started
             .iter()
             .filter_map(|s| {
-                let (_, image) = self.probes.get(s)?.status().image?;
+                let (_, image) = self.probes.get(s)?.image()?;
                 Some(ServerLog {
                     sid: *s,
                     base: image.base,
@@ -188,7 +185,15 @@ impl System for Raft {
             protocol_errors: 0,
             holding: None,
             trace: Vec::new(),
-            messages_per_second: Vec::new(),
+            messages_per_second: {
+                let mut m: BTreeMap<u64, u64> = BTreeMap::new();
+                for p in self.probes.values() {
+                    for (sec, n) in p.messages_by_second() {
+                        *m.entry(sec).or_default() += n;
+                    }
+                }
+                m.into_iter().collect()
+            },
             logs: Some((logs, self.voters.clone())),
         }
     }

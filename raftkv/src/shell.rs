@@ -133,21 +133,51 @@ pub struct Status {
     pub log_entries: usize,
     /// Raft messages sent.
     pub messages_sent: u64,
-    /// When it last read its file back (simulated time), and what it
-    /// read.
-    pub image: Option<(Duration, Image)>,
-    /// Every change of (leading, term), with its simulated time.
-    pub roles: Vec<(Duration, bool, u64)>,
 }
 
-/// A handle on a server's [`Status`], shared with the engine.
+/// What a probe holds beside the status: the larger records, read only
+/// when asked for.
+#[derive(Debug, Default)]
+struct Records {
+    status: Status,
+    /// When the host last read its files back, and what it read.
+    image: Option<(Duration, Image)>,
+    /// Every change of (leading, term), with its simulated time.
+    roles: Vec<(Duration, bool, u64)>,
+    /// Raft messages sent per simulated second.
+    messages: BTreeMap<u64, u64>,
+}
+
+/// A handle on a server's [`Status`] and records, shared with the engine.
 #[derive(Clone, Debug, Default)]
-pub struct Probe(Rc<RefCell<Status>>);
+pub struct Probe(Rc<RefCell<Records>>);
 
 impl Probe {
     /// A copy of the status now.
     pub fn status(&self) -> Status {
-        self.0.borrow().clone()
+        self.0.borrow().status.clone()
+    }
+
+    /// When the host last read its files back (simulated time), and what
+    /// it read.
+    pub fn image(&self) -> Option<(Duration, Image)> {
+        self.0.borrow().image.clone()
+    }
+
+    /// When the host last read its files back.
+    pub fn image_time(&self) -> Option<Duration> {
+        self.0.borrow().image.as_ref().map(|(t, _)| *t)
+    }
+
+    /// Every change of (leading, term), with its simulated time.
+    pub fn roles(&self) -> Vec<(Duration, bool, u64)> {
+        self.0.borrow().roles.clone()
+    }
+
+    /// Raft messages sent per simulated second: (second, count).
+    pub fn messages_by_second(&self) -> Vec<(u64, u64)> {
+        let r = self.0.borrow();
+        r.messages.iter().map(|(s, n)| (*s, *n)).collect()
     }
 
     /// The engine cut the host's power.
@@ -160,7 +190,7 @@ impl Probe {
     }
 
     fn update(&self, f: impl FnOnce(&mut Status)) {
-        f(&mut self.0.borrow_mut());
+        f(&mut self.0.borrow_mut().status);
     }
 }
 
@@ -205,10 +235,8 @@ fn sim_time() -> Duration {
 pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
     let (disk, image) = Disk::open(&cfg.data_dir)?;
     let started = sim_time();
-    probe.update(|s| {
-        s.up = true;
-        s.image = Some((started, image.clone()));
-    });
+    probe.update(|s| s.up = true);
+    probe.0.borrow_mut().image = Some((started, image.clone()));
     let storage = LogStore::restored(
         &cfg.core.voters,
         &cfg.core.learners,
@@ -491,6 +519,16 @@ impl Shell {
             }
         }
         self.probe.update(|s| s.messages_sent += n);
+        if n > 0 {
+            let second = sim_time().as_secs();
+            *self
+                .probe
+                .0
+                .borrow_mut()
+                .messages
+                .entry(second)
+                .or_default() += n;
+        }
     }
 
     fn reply(&mut self, replies: Vec<(Conn, ClientResponse)>) {
@@ -534,13 +572,16 @@ impl Shell {
         let c = &self.core;
         let (leading, term) = (c.leading(), c.term());
         let now = sim_time();
-        self.probe.update(|s| {
-            if s.roles
+        {
+            let mut r = self.probe.0.borrow_mut();
+            if r.roles
                 .last()
                 .is_none_or(|(_, l, t)| (*l, *t) != (leading, term))
             {
-                s.roles.push((now, leading, term));
+                r.roles.push((now, leading, term));
             }
+        }
+        self.probe.update(|s| {
             s.leading = leading;
             s.term = term;
             s.leader = c.leader();

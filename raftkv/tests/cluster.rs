@@ -139,8 +139,7 @@ fn writes_reads_and_a_leader_crash() {
     }
     let digests: Vec<u64> = probes.iter().map(|p| p.status().digest).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
-    let back = &probes[(old - 1) as usize].status();
-    let (_, image) = back.image.clone().expect("read back");
+    let (_, image) = probes[(old - 1) as usize].image().expect("read back");
     assert!(image.entries.len() >= 22, "{} entries", image.entries.len());
 }
 
@@ -188,7 +187,7 @@ fn a_lagging_server_installs_the_leaders_snapshot() {
         sim.step().unwrap();
     }
     let st = probes[(lag - 1) as usize].status();
-    let (_, image) = st.image.expect("read back");
+    let (_, image) = probes[(lag - 1) as usize].image().expect("read back");
     let snap = image.snapshot.expect("a snapshot file");
     assert!(image.base >= 10, "the log restarts after {}", image.base);
     assert!(snap.get_metadata().index >= image.base);
@@ -256,7 +255,7 @@ fn a_seed_replays_exactly() {
                 seen.push(st);
             }
         }
-        let roles: Vec<_> = probes.iter().map(|p| p.status().roles).collect();
+        let roles: Vec<_> = probes.iter().map(|p| p.roles()).collect();
         (seen, roles)
     };
     assert_eq!(trace(5), trace(5));
