@@ -348,6 +348,47 @@ fn bad_flags_exit_2() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 14);
 }
 
+/// A server's own assertion ends the run: `node-invariants`, invalid, with
+/// the history recorded until then on its page and in its files, and that
+/// history's hash the same on a replay.
+#[test]
+fn a_server_assertion_is_invalid_and_keeps_the_history_until_then() {
+    let out = dir("assertion");
+    let o = faultline(&[
+        "bench",
+        "--out",
+        &out,
+        "--seed",
+        "5",
+        "--duration",
+        "3s",
+        "--bug",
+        "out-of-order-commit",
+        "--check-determinism",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&format!("{out}/runs/seed-5/verdict.json"));
+    assert_eq!(v["checks"][0]["name"], "node-invariants");
+    let why = v["checks"][0]["anomalies"][0].as_str().unwrap();
+    assert!(why.starts_with("a server assertion failed: "), "{why}");
+    let history = std::fs::read_to_string(format!("{out}/runs/seed-5/history.jsonl")).unwrap();
+    assert!(
+        history.lines().count() > 100,
+        "{} ops",
+        history.lines().count()
+    );
+    let s = json(&format!("{out}/summary.json"));
+    assert!(
+        !s["seeds"][0]["history_hash"].as_str().unwrap().is_empty(),
+        "{s}"
+    );
+}
+
 #[test]
 fn the_watchdog_stops_a_run_that_takes_too_long() {
     let out = dir("watchdog");

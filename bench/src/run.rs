@@ -200,9 +200,20 @@ impl Abort {
 /// Runs one seed against the system `cfg` names. Panics of the
 /// simulation (server assertions) are caught by the caller.
 pub fn run(cfg: &RunConfig, schedule: &Schedule) -> Result<(RunResult, RunArtifacts), Abort> {
+    run_recorded(cfg, schedule, &Recorder::default())
+}
+
+/// [`run`], recording the history into `rec`, which the caller keeps: a
+/// run that a server assertion or the watchdog stops keeps the history up
+/// to that point.
+pub fn run_recorded(
+    cfg: &RunConfig,
+    schedule: &Schedule,
+    rec: &Recorder,
+) -> Result<(RunResult, RunArtifacts), Abort> {
     match cfg.system {
-        SystemKind::Zab => run_system(cfg, schedule, Box::new(Zab::new(cfg))),
-        SystemKind::Raft => run_system(cfg, schedule, Box::new(Raft::new(cfg))),
+        SystemKind::Zab => run_system_with(cfg, schedule, Box::new(Zab::new(cfg)), rec),
+        SystemKind::Raft => run_system_with(cfg, schedule, Box::new(Raft::new(cfg)), rec),
     }
 }
 
@@ -214,6 +225,16 @@ pub fn run_system<'a>(
     schedule: &Schedule,
     system: Box<dyn System + 'a>,
 ) -> Result<(RunResult, RunArtifacts), Abort> {
+    run_system_with(cfg, schedule, system, &Recorder::default())
+}
+
+/// [`run_system`], recording the history into `rec`.
+fn run_system_with<'a>(
+    cfg: &RunConfig,
+    schedule: &Schedule,
+    system: Box<dyn System + 'a>,
+    rec: &Recorder,
+) -> Result<(RunResult, RunArtifacts), Abort> {
     let topo = topology(cfg);
     let mut r = Runner {
         c: Cluster::new(build_sim(cfg), system),
@@ -224,7 +245,7 @@ pub fn run_system<'a>(
     for &s in &topo.servers {
         r.c.start(s);
     }
-    let clients = Clients::spawn(&mut r.c, cfg, &topo);
+    let clients = Clients::spawn(&mut r.c, cfg, &topo, rec.clone());
     r.c.clients = Some(clients.control.clone());
     let marks = r.drive(cfg, schedule, &clients)?;
     let final_ns = r.final_reads(&clients)?;
@@ -298,9 +319,9 @@ struct Clients {
 impl Clients {
     /// Starts the client host: the workload (with the system's admin task
     /// beside it) until stopped, then the final reads once allowed.
-    fn spawn(c: &mut Cluster, cfg: &RunConfig, topo: &Topology) -> Clients {
+    fn spawn(c: &mut Cluster, cfg: &RunConfig, topo: &Topology, rec: Recorder) -> Clients {
         let clients = Clients {
-            rec: Recorder::default(),
+            rec,
             control: Control::default(),
             finals: Rc::default(),
             final_servers: Rc::default(),

@@ -7,6 +7,7 @@ use crate::output::write_run_dir;
 use crate::run::{self, RunArtifacts, RunConfig, RunResult};
 use faultline_checker::Validity;
 use faultline_nemesis::Schedule;
+use faultline_workload::Recorder;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -46,13 +47,15 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
         None => Schedule::generate(seed, &cfg.nemesis, cfg.chaos_ms, &run::topology(&cfg)),
     };
     let started = Instant::now();
+    let rec = Recorder::default();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match flags.internal_fault.as_deref() {
             Some("panic") => panic!("injected fault in the harness"),
             Some("abort") => std::process::abort(),
-            _ => run::run(&cfg, &schedule),
+            _ => run::run_recorded(&cfg, &schedule, &rec),
         }
     }));
+    let stopped = outcome.as_ref().map_or(true, |r| r.is_err());
     let (result, artifacts) = match outcome {
         Ok(Ok(r)) => r,
         Ok(Err(abort)) => {
@@ -82,8 +85,29 @@ pub fn one(flags: &RunFlags, seed: u64, out: &Path) -> anyhow::Result<RunResult>
             }
         }
     };
+    let (result, artifacts) = if stopped {
+        with_history(result, artifacts, rec.ops())
+    } else {
+        (result, artifacts)
+    };
     write_run_dir(out, &cfg, &result, &artifacts, flags)?;
     Ok(result)
+}
+
+/// An aborted run with the history recorded until it stopped: its ops
+/// on the page and in the history files, and its hash, so that a replay
+/// can be told the same or not.
+fn with_history(
+    mut result: RunResult,
+    mut artifacts: RunArtifacts,
+    ops: Vec<faultline_history::Op>,
+) -> (RunResult, RunArtifacts) {
+    use faultline_history::OpType;
+    result.ops = ops.iter().filter(|o| o.kind == OpType::Invoke).count();
+    result.ok = ops.iter().filter(|o| o.kind == OpType::Ok).count();
+    result.history_hash = crate::judge::history_hash(&ops);
+    artifacts.history = ops;
+    (result, artifacts)
 }
 
 /// Why a run ended without a verdict of its checks.
