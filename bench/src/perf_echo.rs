@@ -5,10 +5,10 @@
 //! timers but the clients' think). What the node costs beyond this is
 //! ours; up to this, the simulator's.
 
-use super::perf_node::{builder, Figures};
+use super::perf_node::{builder, measure, Figures};
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turmoil::net::{TcpListener, TcpStream};
 
@@ -106,20 +106,6 @@ pub fn run(clients: usize, think: Duration, sim: Duration) -> Figures {
         Ok(())
     });
     let settle = Duration::from_millis(500);
-    while s.elapsed() < settle {
-        s.step().expect("settle");
-    }
-    counting.set(true);
-    let start = s.elapsed();
-    let t = Instant::now();
-    while s.elapsed() - start < sim {
-        s.step().expect("echo");
-    }
-    let wall = t.elapsed();
-    Figures {
-        acked: acked.get(),
-        sim,
-        wall,
-        messages: acked.get() * MESSAGES_PER_WRITE,
-    }
+    let messages = || acked.get() * MESSAGES_PER_WRITE;
+    measure(&mut s, settle, (&counting, &acked), sim, &messages)
 }

@@ -105,7 +105,7 @@ fn start(s: &mut turmoil::Sim<'_>, system: SystemKind) -> Watch {
             let p2 = probes.clone();
             Watch {
                 leading: Box::new(move || probes.iter().any(|p| p.status().leading)),
-                messages: Box::new(move || p2.iter().map(|p| p.status().messages_sent).sum()),
+                messages: Box::new(move || p2.iter().map(|p| p.messages_sent()).sum()),
             }
         }
     }
@@ -168,23 +168,34 @@ pub fn ensemble(system: SystemKind, clients: usize, think: Duration, sim: Durati
     });
     // Let the clients connect and reach a steady state, then measure.
     let settle = s.elapsed() + Duration::from_millis(200);
+    measure(&mut s, settle, (&counting, &acked), sim, &*watch.messages)
+}
+
+/// Steps `s` until `settle` (simulated), then counts acknowledged writes
+/// (`counting` on, `acked` the count) for `sim` of simulated time, timing
+/// it; `messages` is the running count of messages sent.
+pub(crate) fn measure(
+    s: &mut turmoil::Sim<'_>,
+    settle: Duration,
+    (counting, acked): (&Cell<bool>, &Cell<u64>),
+    sim: Duration,
+    messages: &dyn Fn() -> u64,
+) -> Figures {
     while s.elapsed() < settle {
         s.step().expect("settle");
     }
-    let msgs0 = (watch.messages)();
+    let msgs0 = messages();
     counting.set(true);
-    let start_sim = s.elapsed();
+    let start = s.elapsed();
     let t = Instant::now();
-    while s.elapsed() - start_sim < sim {
+    while s.elapsed() - start < sim {
         s.step().expect("run");
     }
-    let wall = t.elapsed();
-    let messages = (watch.messages)() - msgs0;
     Figures {
         acked: acked.get(),
         sim,
-        wall,
-        messages,
+        wall: t.elapsed(),
+        messages: messages() - msgs0,
     }
 }
 

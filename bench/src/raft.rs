@@ -9,25 +9,23 @@
 //! (`faultline_checker::rlog`).
 
 use crate::run::{topology, RunConfig};
-use crate::system::{host, Evidence, RoleChange, ServerView, System, Task, CLIENT_PORT};
+use crate::system::{host, Admin, Evidence, RoleChange, ServerView, System, Task, CLIENT_PORT};
 use faultline_checker::health::ServerFootprint;
 use faultline_checker::rlog::{LogEntry, ServerLog};
 use faultline_nemesis::Sid;
 use faultline_node::ClientOp;
 use faultline_raftkv::kv::Command;
 use faultline_raftkv::shell::{self, Probe, ShellConfig};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::Hasher as _;
-use std::rc::Rc;
 use std::time::Duration;
 
 /// The raftkv cluster of one run.
 pub struct Raft {
     configs: BTreeMap<Sid, ShellConfig>,
     probes: BTreeMap<Sid, Probe>,
-    add_voter: Rc<Cell<Option<Sid>>>,
-    servers: Vec<String>,
+    /// The admin client that makes the joiner a voter.
+    admin: Admin,
     voters: Vec<Sid>,
     /// The most entries a quiet server keeps in memory.
     log_bound: usize,
@@ -59,8 +57,7 @@ impl Raft {
         Raft {
             configs,
             probes: BTreeMap::new(),
-            add_voter: Rc::new(Cell::new(None)),
-            servers: topo.servers.iter().map(|s| host(*s)).collect(),
+            admin: Admin::new(&topo.servers),
             voters: topo.voters,
             log_bound: cfg.snapshot_interval as usize,
         }
@@ -124,14 +121,11 @@ impl System for Raft {
     }
 
     fn admin(&self) -> Option<Task> {
-        Some(Box::pin(crate::system::admin_loop(
-            self.servers.clone(),
-            self.add_voter.clone(),
-        )))
+        Some(self.admin.task())
     }
 
     fn add_voter(&mut self, s: Sid) {
-        self.add_voter.set(Some(s));
+        self.admin.ask(s);
     }
 
     fn role_changes(&self) -> Vec<RoleChange> {

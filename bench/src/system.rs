@@ -199,11 +199,40 @@ pub fn is_server_code(file: &str) -> bool {
         || file.contains("/raft-proto-0.")
 }
 
-/// The admin client, for any system that takes `AddVoter` requests:
-/// whenever a joiner is to be made a voter, asks the servers in turn (a
+/// The admin client, for any system that takes `AddVoter` requests on
+/// the client port: its task runs on the client host, and a joiner it is
+/// asked for is made a voter.
+pub(crate) struct Admin {
+    /// Every server's client address.
+    servers: Vec<String>,
+    /// The joiner to make a voter, until done.
+    add_voter: Rc<Cell<Option<Sid>>>,
+}
+
+impl Admin {
+    /// The admin client of these servers.
+    pub fn new(servers: &[Sid]) -> Admin {
+        Admin {
+            servers: servers.iter().map(|s| host(*s)).collect(),
+            add_voter: Rc::new(Cell::new(None)),
+        }
+    }
+
+    /// Its task, for the client host.
+    pub fn task(&self) -> Task {
+        Box::pin(admin_loop(self.servers.clone(), self.add_voter.clone()))
+    }
+
+    /// Make `s` a voter.
+    pub fn ask(&self, s: Sid) {
+        self.add_voter.set(Some(s));
+    }
+}
+
+/// Whenever a joiner is to be made a voter, asks the servers in turn (a
 /// fresh connection each time) until one answers that the change is
 /// written.
-pub(crate) async fn admin_loop(servers: Vec<String>, add_voter: Rc<Cell<Option<Sid>>>) {
+async fn admin_loop(servers: Vec<String>, add_voter: Rc<Cell<Option<Sid>>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let Some(sid) = add_voter.get() else { continue };

@@ -27,7 +27,6 @@ use raft::prelude::{
     HardState, Message, Ready, Snapshot,
 };
 use raft::{RawNode, StateRole};
-use raft_proto::ConfChangeI as _;
 use std::collections::BTreeMap;
 
 /// A client connection, as the shell numbers them.
@@ -184,40 +183,23 @@ impl Core {
         self.ticks += 1;
         self.raw.tick();
         self.maybe_snapshot();
-        let mut out = Vec::new();
-        let stale = |w: &Waiting| self.ticks - w.since > STALE_TICKS;
-        let slow = |w: &Waiting| self.ticks - w.since > READ_TICKS;
-        let old: Vec<(u64, u64)> = self
-            .writes
-            .iter()
-            .filter(|(_, w)| stale(w))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in old {
-            let w = self.writes.remove(&k).expect("listed");
-            out.push(self.answer(&w, Outcome::ConnectionLoss, 0));
-        }
+        let now = self.ticks;
+        let older = move |w: &Waiting, ticks: u64| now - w.since > ticks;
         let no_leader = self.raw.raft.leader_id == raft::INVALID_ID;
-        let old: Vec<u64> = self
-            .reading
-            .iter()
-            .filter(|(_, w)| no_leader || slow(w))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in old {
-            let w = self.reading.remove(&k).expect("listed");
-            out.push(self.answer(&w, Outcome::NotReady, 0));
-        }
+        let lost = take_where(&mut self.writes, |w| older(w, STALE_TICKS));
+        let mut unready = take_where(&mut self.reading, |w| no_leader || older(w, READ_TICKS));
         // A read with its index waits for this server to apply that far;
         // one still catching up answers it `NotReady` in the end.
         let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.indexed)
             .into_iter()
-            .partition(|(_, w)| stale(w));
+            .partition(|(_, w)| older(w, STALE_TICKS));
         self.indexed = keep;
-        for (_, w) in old {
-            out.push(self.answer(&w, Outcome::NotReady, 0));
-        }
-        out
+        unready.extend(old.into_iter().map(|(_, w)| w));
+        let lost = lost
+            .iter()
+            .map(|w| self.answer(w, Outcome::ConnectionLoss, 0));
+        let unready = unready.iter().map(|w| self.answer(w, Outcome::NotReady, 0));
+        lost.chain(unready).collect()
     }
 
     /// Client connection `conn` closed: nothing it waits for is answered.
@@ -392,14 +374,11 @@ impl Core {
                         }
                     }
                 }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
-                        ConfChangeV2::parse_from_bytes(&e.data).expect("a conf change")
-                    } else {
-                        raft::prelude::ConfChange::parse_from_bytes(&e.data)
-                            .expect("a conf change")
-                            .into_v2()
-                    };
+                EntryType::EntryConfChange => {
+                    unreachable!("raftkv proposes ConfChangeV2 only, and so does raft-rs")
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data).expect("a conf change");
                     if let Ok(cs) = self.raw.apply_conf_change(&cc) {
                         self.raw.mut_store().set_conf_state(cs);
                     }
@@ -468,17 +447,14 @@ impl Core {
         }
         self.term = term;
         self.leader = leader;
-        let mut out = Vec::new();
-        for (_, w) in std::mem::take(&mut self.writes) {
-            out.push(self.answer(&w, Outcome::ConnectionLoss, 0));
-        }
-        for (_, w) in std::mem::take(&mut self.adding) {
-            out.push(self.answer(&w, Outcome::ConnectionLoss, 0));
-        }
-        for (_, w) in std::mem::take(&mut self.reading) {
-            out.push(self.answer(&w, Outcome::NotReady, 0));
-        }
-        out
+        let mut lost = take_where(&mut self.writes, |_| true);
+        lost.extend(take_where(&mut self.adding, |_| true));
+        let unready = take_where(&mut self.reading, |_| true);
+        let lost = lost
+            .iter()
+            .map(|w| self.answer(w, Outcome::ConnectionLoss, 0));
+        let unready = unready.iter().map(|w| self.answer(w, Outcome::NotReady, 0));
+        lost.chain(unready).collect()
     }
 
     fn answer(&self, w: &Waiting, outcome: Outcome, at: u64) -> (Conn, ClientResponse) {
@@ -530,4 +506,17 @@ impl Core {
     pub fn waiting(&self) -> usize {
         self.writes.len() + self.reading.len() + self.indexed.len() + self.adding.len()
     }
+}
+
+/// Removes from `m` the requests `pred` picks, in key order.
+fn take_where<K: Ord + Clone>(
+    m: &mut BTreeMap<K, Waiting>,
+    pred: impl Fn(&Waiting) -> bool,
+) -> Vec<Waiting> {
+    let keys: Vec<K> = m
+        .iter()
+        .filter(|(_, w)| pred(w))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.iter().map(|k| m.remove(k).expect("listed")).collect()
 }

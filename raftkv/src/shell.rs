@@ -131,8 +131,6 @@ pub struct Status {
     pub waiting: usize,
     /// Entries in its in-memory log.
     pub log_entries: usize,
-    /// Raft messages sent.
-    pub messages_sent: u64,
 }
 
 /// What a probe holds beside the status: the larger records, read only
@@ -180,6 +178,11 @@ impl Probe {
         r.messages.iter().map(|(s, n)| (*s, *n)).collect()
     }
 
+    /// Raft messages sent in all.
+    pub fn messages_sent(&self) -> u64 {
+        self.0.borrow().messages.values().sum()
+    }
+
     /// The engine cut the host's power.
     pub fn mark_down(&self) {
         self.update(|s| {
@@ -225,6 +228,8 @@ struct Shell {
     out: BTreeMap<Conn, Vec<u8>>,
     sync_at: Option<Instant>,
     rng: rand_chacha::ChaCha8Rng,
+    /// The applied index last published (this incarnation).
+    published: Option<u64>,
 }
 
 fn sim_time() -> Duration {
@@ -271,6 +276,7 @@ pub async fn run(cfg: ShellConfig, probe: Probe) -> turmoil::Result {
         out: BTreeMap::new(),
         sync_at: None,
         rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        published: None,
         cfg,
     };
     let mut tick = tokio::time::interval(sh.cfg.tick);
@@ -518,7 +524,6 @@ impl Shell {
                 self.core.snapshot_sent(m.to, sent);
             }
         }
-        self.probe.update(|s| s.messages_sent += n);
         if n > 0 {
             let second = sim_time().as_secs();
             *self
@@ -568,28 +573,32 @@ impl Shell {
         }
     }
 
-    fn publish(&self) {
+    /// Refreshes the probe after a turn of the loop; the state machine's
+    /// digest and the voters only when this incarnation applied something
+    /// since (they change with nothing else), the time only when the role
+    /// changed.
+    fn publish(&mut self) {
         let c = &self.core;
         let (leading, term) = (c.leading(), c.term());
-        let now = sim_time();
+        let mut r = self.probe.0.borrow_mut();
+        if r.roles
+            .last()
+            .is_none_or(|(_, l, t)| (*l, *t) != (leading, term))
         {
-            let mut r = self.probe.0.borrow_mut();
-            if r.roles
-                .last()
-                .is_none_or(|(_, l, t)| (*l, *t) != (leading, term))
-            {
-                r.roles.push((now, leading, term));
-            }
+            r.roles.push((sim_time(), leading, term));
         }
-        self.probe.update(|s| {
-            s.leading = leading;
-            s.term = term;
-            s.leader = c.leader();
-            s.applied = c.kv().applied;
+        let s = &mut r.status;
+        let applied = c.kv().applied;
+        if self.published != Some(applied) {
+            self.published = Some(applied);
+            s.applied = applied;
             s.digest = c.kv().digest();
             s.voters = c.voters();
-            s.waiting = c.waiting();
-            s.log_entries = c.log_entries();
-        });
+        }
+        s.leading = leading;
+        s.term = term;
+        s.leader = c.leader();
+        s.waiting = c.waiting();
+        s.log_entries = c.log_entries();
     }
 }

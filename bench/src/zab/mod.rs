@@ -7,26 +7,24 @@
 pub(crate) mod evidence;
 
 use crate::run::{topology, RunConfig};
-use crate::system::{host, Durable, Evidence, RoleChange, ServerView, System, Task, CLIENT_PORT};
+use crate::system::{
+    host, Admin, Durable, Evidence, RoleChange, ServerView, System, Task, CLIENT_PORT,
+};
 use faultline_checker::health::ServerFootprint;
 use faultline_checker::zk::{self, CommittedTxn};
 use faultline_nemesis::Sid;
 use faultline_node::disk::DiskEvent;
 use faultline_node::shell::{self, Probe, Record, ShellConfig};
 use faultline_node::{NodeConfig, PeerState, ProtocolEvent};
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Duration;
 
 /// The ZAB ensemble of one run.
 pub struct Zab {
     configs: BTreeMap<Sid, ShellConfig>,
     probes: BTreeMap<Sid, Probe>,
-    /// The joiner the admin client is to make a voter.
-    add_voter: Rc<Cell<Option<Sid>>>,
-    /// Every server's client address, for the admin client.
-    servers: Vec<String>,
+    /// The admin client that makes the joiner a voter.
+    admin: Admin,
     leader_reports: bool,
     /// The in-memory log bound the snapshot settings imply.
     log_bound: usize,
@@ -73,8 +71,7 @@ impl Zab {
         Zab {
             configs,
             probes: BTreeMap::new(),
-            add_voter: Rc::new(Cell::new(None)),
-            servers: topo.servers.iter().map(|s| host(*s)).collect(),
+            admin: Admin::new(&topo.servers),
             leader_reports: cfg.leader_reports,
             log_bound: (cfg.snapshot_interval + cfg.snapshot_interval / 2) as usize,
             holding_judged,
@@ -170,14 +167,11 @@ impl System for Zab {
     }
 
     fn admin(&self) -> Option<Task> {
-        Some(Box::pin(crate::system::admin_loop(
-            self.servers.clone(),
-            self.add_voter.clone(),
-        )))
+        Some(self.admin.task())
     }
 
     fn add_voter(&mut self, s: Sid) {
-        self.add_voter.set(Some(s));
+        self.admin.ask(s);
     }
 
     fn role_changes(&self) -> Vec<RoleChange> {
