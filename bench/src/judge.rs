@@ -401,8 +401,7 @@ fn durable_checks(
     let (mut dh, conflicts) = durable::durable_history(files);
     // What the latest established epoch's lineage left out was never
     // committed: it is no part of the history (see `superseded`).
-    let gone = durable::superseded(files, &durable::established(&d.journals));
-    dh.retain(|z, _| !gone.contains(z));
+    dh.retain(|z, _| !d.superseded.contains(z));
     let final_voters = dh
         .values()
         .rev()

@@ -19,7 +19,7 @@ use faultline_checker::rlog::ServerLog;
 use faultline_checker::zk::CommittedTxn;
 use faultline_nemesis::Sid;
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -102,6 +102,10 @@ pub struct Durable {
     pub files: Vec<ServerFiles>,
     /// Each host's journal.
     pub journals: Vec<Journal>,
+    /// The txns the latest established epoch's lineage left out, never
+    /// committed: `faultline_checker::durable::superseded` over `files`
+    /// and the Established records of `journals`, computed once.
+    pub superseded: BTreeSet<u64>,
     /// The servers' tick, ns (session timeouts are counted in ticks).
     pub tick_ns: u64,
 }

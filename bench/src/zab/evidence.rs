@@ -8,7 +8,7 @@ use faultline_checker::sessions::SessionTxn;
 use faultline_node::disk::{self, DiskImage};
 use faultline_node::shell::{self, Evidence};
 use faultline_node::{Sid, Store, Txn, TxnOp, Zxid};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A readable description of a txn.
 pub fn describe(t: &Txn) -> String {
@@ -84,8 +84,14 @@ fn recovered(image: &DiskImage) -> Store {
 
 /// Each server's files (from the image its last start read) with the
 /// digest of the union of all logs replayed up to where that server's
-/// files end, when the union is complete up to there.
-pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
+/// files end, when the union is complete up to there; and the txns the
+/// latest established epoch's lineage left out (`durable::superseded`
+/// over these files and the hosts' `journals`), which the union leaves
+/// out too.
+pub fn server_files(
+    evidence: &BTreeMap<Sid, Evidence>,
+    journals: &[Journal],
+) -> (Vec<ServerFiles>, BTreeSet<u64>) {
     let images: Vec<(Sid, &DiskImage)> = evidence
         .iter()
         .filter_map(|(s, e)| e.image.as_ref().map(|(_, i)| (*s, i)))
@@ -107,7 +113,7 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
     // lineage left out (never committed; see `superseded`).
     let gone = faultline_checker::durable::superseded(
         &files,
-        &faultline_checker::durable::established(&journals(evidence)),
+        &faultline_checker::durable::established(journals),
     );
     let mut union: BTreeMap<Zxid, &Txn> = BTreeMap::new();
     for (_, i) in &images {
@@ -136,7 +142,7 @@ pub fn server_files(evidence: &BTreeMap<Sid, Evidence>) -> Vec<ServerFiles> {
     for f in &mut files {
         f.replayed = digests.get(&Zxid(f.recovered.0)).copied();
     }
-    files
+    (files, gone)
 }
 
 /// What each host's disk layer and shell recorded.

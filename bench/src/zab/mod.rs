@@ -236,10 +236,15 @@ impl System for Zab {
             }
         }
         Evidence {
-            durable: Some(Durable {
-                files: evidence::server_files(&ev),
-                journals: evidence::journals(&ev),
-                tick_ns: self.tick_ns,
+            durable: Some({
+                let journals = evidence::journals(&ev);
+                let (files, superseded) = evidence::server_files(&ev, &journals);
+                Durable {
+                    files,
+                    journals,
+                    superseded,
+                    tick_ns: self.tick_ns,
+                }
             }),
             reported: self.leader_reports.then(|| self.leader_reported()),
             protocol_errors: self
