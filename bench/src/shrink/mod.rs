@@ -22,7 +22,10 @@ use crate::run::RunConfig;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use faultline_nemesis::{NemesisKind, Schedule};
-use reduce::{chaos_for, compressed, gap_scaled, scaled, time_scaled, Cand, TOPOLOGY_STEPS};
+use reduce::{
+    chaos_for, compressed, gap_scaled, scaled, shortenings, spans, time_scaled, Cand, FACTORS,
+    TOPOLOGY_STEPS,
+};
 use search::{ddmin, Search};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -332,21 +335,39 @@ const SMALL_EPISODES: usize = 3;
 /// other steps is tried under other draws ([`redraw`]).
 const SMALL_CHAOS_MS: u64 = 5_000;
 
-/// Other draws of the workload tried by [`redraw`]: the next seeds.
+/// Other draws of the workload tried by [`redraw`] after the first delta
+/// debugging: the next seeds, each in every shape.
 const REDRAWS: u64 = 8;
+
+/// Runs the last [`redraw`] leaves of the budget for shrinking the draw it
+/// finds (delta debugging and a shorter chaos phase on a small run).
+const REDRAW_RESERVE: usize = 60;
+
+/// How many draws [`redraw`] tries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Draws {
+    /// [`REDRAWS`] seeds: more steps follow.
+    Few,
+    /// As many seeds as the budget has runs left (less
+    /// [`REDRAW_RESERVE`]), at least [`REDRAWS`]: the search's last step,
+    /// for a failure that needs a rare course of the run (one draw in
+    /// tens), whose budget would otherwise go unused.
+    Rest,
+}
 
 /// Another draw, for a failure the original seed's draws only give
 /// through a long chain of faults (a race between the workload and the
 /// cluster that every change to the schedule redraws, a state one
-/// particular course of the run built): the best run so far under each of
-/// the next [`REDRAWS`] seeds, in small shapes first (without faults in
+/// particular course of the run built, a rare alignment of a fault with
+/// what a client does): the best run so far under the next seeds (see
+/// [`Draws`]), each seed in every small shape (without faults in
 /// [`SMALL_CHAOS_MS`]; each of its episodes alone, early; all of them
 /// moved close together, played faster if they do not fit in that). The
 /// first that fails the same check is shrunk in turn (delta debugging, a
 /// shorter chaos phase) and kept only if it ends smaller than the best run
 /// of the original seed; the page and the reproduce line then name its
 /// seed.
-fn redraw(search: &mut Search) -> anyhow::Result<()> {
+fn redraw(search: &mut Search, draws: Draws) -> anyhow::Result<()> {
     let saved = (
         search.best.clone(),
         search.best_dir.clone(),
@@ -372,23 +393,46 @@ fn redraw(search: &mut Search) -> anyhow::Result<()> {
     if episodes > 1 {
         shapes.push(shaped(all));
     }
-    let cands: Vec<Cand> = shapes
-        .iter()
-        .flat_map(|shape| {
-            (1..=REDRAWS).map(move |k| Cand {
+    let seeds = match draws {
+        Draws::Few => REDRAWS,
+        Draws::Rest => {
+            let left = search.max_runs.saturating_sub(search.runs);
+            let rest = left.saturating_sub(REDRAW_RESERVE) / shapes.len();
+            REDRAWS.max(rest as u64)
+        }
+    };
+    // Seed by seed, every shape under each: any of them is small, and a
+    // failure one shape gives once in tens of draws gets its share early.
+    let cands: Vec<Cand> = (1..=seeds)
+        .flat_map(|k| {
+            shapes.iter().map(move |shape| Cand {
                 seed: b.seed.wrapping_add(k),
                 ..shape.clone()
             })
         })
         .collect();
-    if search.first_failing(&cands)?.is_none() {
-        return Ok(());
+    // A draw that fails but does not shrink small (an episode that cannot
+    // get shorter there) does not end the step: the next draws still may.
+    let mut saved = saved;
+    let mut from = 0;
+    while let Some(i) = search.first_failing(&cands[from..])? {
+        from += i + 1;
+        ddmin(search)?;
+        shorter_chaos(search)?;
+        let found = Size::of(&search.best);
+        if found.rank() < Size::of(&saved.0).rank() {
+            saved = (
+                search.best.clone(),
+                search.best_dir.clone(),
+                search.best_hash.clone(),
+            );
+            if found.is_small() {
+                break;
+            }
+        }
+        (search.best, search.best_dir, search.best_hash) = saved.clone();
     }
-    ddmin(search)?;
-    shorter_chaos(search)?;
-    if Size::of(&search.best).rank() >= Size::of(&saved.0).rank() {
-        (search.best, search.best_dir, search.best_hash) = saved;
-    }
+    (search.best, search.best_dir, search.best_hash) = saved;
     Ok(())
 }
 
@@ -400,15 +444,13 @@ fn redraw(search: &mut Search) -> anyhow::Result<()> {
 fn steps(search: &mut Search) -> anyhow::Result<()> {
     // Fewer episodes, then shorter ones: a shorter run may let another
     // episode go, so again while either helps (three rounds at most).
-    let mut redrawn = false;
     for round in 0..3 {
         let before = Size::of(&search.best);
         ddmin(search)?;
         if round == 0 && Size::of(&search.best).episodes > SMALL_EPISODES {
             // Every smaller subset took the run another way: shortening
             // all those episodes rarely helps, another draw may.
-            redraw(search)?;
-            redrawn = true;
+            redraw(search, Draws::Few)?;
         }
         shorter_chaos(search)?;
         if search.stopped.is_some() || Size::of(&search.best) == before {
@@ -428,20 +470,18 @@ fn steps(search: &mut Search) -> anyhow::Result<()> {
         ddmin(search)?;
         shorter_chaos(search)?;
     }
-    if !redrawn && !Size::of(&search.best).is_small() {
-        redraw(search)?;
+    if !Size::of(&search.best).is_small() {
+        redraw(search, Draws::Rest)?;
     }
     Ok(())
 }
 
-/// Shrinking factors of a time, smallest first.
-const FACTORS: [f64; 4] = [0.1, 0.25, 0.5, 0.75];
-
 /// A shorter chaos phase, each move kept only if the run still fails:
 /// the whole schedule at once (the kept episodes moved close together from
 /// the start, or played faster, or only the phase cut 1.5 s after the last
-/// fault); then each episode made shorter; then each quiet gap before an
-/// episode; then a shorter tail after the last fault.
+/// fault); then each episode made shorter (by [`shortenings`]); then each
+/// quiet gap before an episode (alike); then a shorter tail after the last
+/// fault.
 fn shorter_chaos(search: &mut Search) -> anyhow::Result<()> {
     let tail = |c: &Cand| {
         let last = c.schedule.events.iter().map(|e| e.at_ms).max().unwrap_or(0);
@@ -485,11 +525,15 @@ fn shorter_chaos(search: &mut Search) -> anyhow::Result<()> {
     search.first_failing(&dense)?;
     for i in 0..search.best.schedule.episodes().len() {
         let b = search.best.clone();
-        let moves = FACTORS.map(|f| (scaled(&b.schedule, i, f), tail(&b)));
-        search.first_failing(&shorter(&b, moves.to_vec()))?;
+        let (_, span) = spans(&b.schedule)[i];
+        let moves = shortenings(span).into_iter();
+        let moves = moves.map(|f| (scaled(&b.schedule, i, f), tail(&b)));
+        search.first_failing(&shorter(&b, moves.collect()))?;
         let b = search.best.clone();
-        let moves = FACTORS.map(|f| (gap_scaled(&b.schedule, i, f), tail(&b)));
-        search.first_failing(&shorter(&b, moves.to_vec()))?;
+        let (gap, _) = spans(&b.schedule)[i];
+        let moves = shortenings(gap).into_iter();
+        let moves = moves.map(|f| (gap_scaled(&b.schedule, i, f), tail(&b)));
+        search.first_failing(&shorter(&b, moves.collect()))?;
     }
     let b = search.best.clone();
     let moves = [300, 800].map(|t| (b.schedule.clone(), t));

@@ -38,6 +38,46 @@ fn episodes(s: &Schedule) -> Vec<(u64, Vec<Event>)> {
         .collect()
 }
 
+/// Shrinking factors of a time, smallest first.
+pub(super) const FACTORS: [f64; 4] = [0.1, 0.25, 0.5, 0.75];
+
+/// At most this many whole-second cuts of one episode or gap
+/// ([`shortenings`]).
+const SECOND_CUTS: u64 = 4;
+
+/// The factors that make a time of `ms` shorter, smallest first:
+/// [`FACTORS`], and the largest [`SECOND_CUTS`] cuts by whole seconds
+/// that leave some of it. A cut by whole seconds keeps where the time ends
+/// within the second: the cluster's slowest timers recur every second
+/// (election notification rounds once backed off to their 1 s cap), so a
+/// repair that had to land just before one of them lands before an
+/// earlier one, where a factor misses that window of a few tens of ms.
+pub(super) fn shortenings(ms: u64) -> Vec<f64> {
+    let whole = ms.saturating_sub(1) / 1000;
+    let cuts = (whole.saturating_sub(SECOND_CUTS - 1).max(1)..=whole)
+        .map(|k| (ms - k * 1000) as f64 / ms as f64);
+    let mut fs: Vec<f64> = FACTORS.into_iter().chain(cuts).collect();
+    fs.sort_by(f64::total_cmp);
+    fs.dedup();
+    fs
+}
+
+/// For each episode of `s`, in order: the quiet gap before it (from the
+/// start of the chaos phase, or from the end of the episode before) and
+/// its span (from its first event to its last), in ms.
+pub(super) fn spans(s: &Schedule) -> Vec<(u64, u64)> {
+    let mut end = 0;
+    episodes(s)
+        .into_iter()
+        .map(|(start, ev)| {
+            let span = ev.iter().map(|e| e.at_ms).max().unwrap_or(0);
+            let gap = start - end;
+            end = start + span;
+            (gap, span)
+        })
+        .collect()
+}
+
 /// The schedule of `eps` (relative events) laid out with these gaps: the
 /// first episode starts at `gaps[0]`, each next one `gaps[i]` after the
 /// previous one's last event (a gap of at least 1 ms keeps the episodes
@@ -435,5 +475,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn spans_are_the_gaps_and_lengths_of_the_episodes() {
+        let s = cand().schedule;
+        assert_eq!(
+            spans(&s),
+            [(1000, 2000), (2000, 1000), (2000, 0), (4000, 0)]
+        );
+        assert_eq!(spans(&compressed(&s))[1], (500, 1000));
+    }
+
+    #[test]
+    fn whole_second_cuts_keep_the_phase_within_the_second() {
+        // A 5,618 ms episode: the factors, and cuts of 5, 4, 3 and 2 s.
+        let fs = shortenings(5618);
+        assert!(fs.windows(2).all(|w| w[0] < w[1]), "{fs:?}");
+        let lens: Vec<u64> = fs.iter().map(|f| scale(5618, *f)).collect();
+        assert_eq!(lens, [562, 618, 1405, 1618, 2618, 2809, 3618, 4214]);
+        let s = Schedule {
+            events: vec![ev(30, Fault::IsolateAll), ev(5648, Fault::RepairNetwork)],
+        };
+        let cut = scaled(&s, 0, fs[1]);
+        assert_eq!(times(&cut), [30, 648]);
+        // Nothing to cut from a second or less; a gap of 1.5 s loses 1 s.
+        assert_eq!(shortenings(1000), FACTORS);
+        assert_eq!(shortenings(0), FACTORS);
+        assert_eq!(scale(1500, shortenings(1500)[2]), 500);
     }
 }
