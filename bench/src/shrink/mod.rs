@@ -523,15 +523,19 @@ fn shorter_chaos(search: &mut Search) -> anyhow::Result<()> {
         .filter(|k| k.flags.duration < b.flags.duration)
         .collect();
     search.first_failing(&dense)?;
-    for i in 0..search.best.schedule.episodes().len() {
+    // Cuts by whole seconds once few episodes are left: on a larger run
+    // they would double this step's runs, and delta debugging comes again.
+    let n = search.best.schedule.episodes().len();
+    let seconds = n <= SMALL_EPISODES;
+    for i in 0..n {
         let b = search.best.clone();
         let (_, span) = spans(&b.schedule)[i];
-        let moves = shortenings(span).into_iter();
+        let moves = shortenings(span, seconds).into_iter();
         let moves = moves.map(|f| (scaled(&b.schedule, i, f), tail(&b)));
         search.first_failing(&shorter(&b, moves.collect()))?;
         let b = search.best.clone();
         let (gap, _) = spans(&b.schedule)[i];
-        let moves = shortenings(gap).into_iter();
+        let moves = shortenings(gap, seconds).into_iter();
         let moves = moves.map(|f| (gap_scaled(&b.schedule, i, f), tail(&b)));
         search.first_failing(&shorter(&b, moves.collect()))?;
     }

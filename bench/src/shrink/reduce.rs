@@ -46,14 +46,19 @@ pub(super) const FACTORS: [f64; 4] = [0.1, 0.25, 0.5, 0.75];
 const SECOND_CUTS: u64 = 4;
 
 /// The factors that make a time of `ms` shorter, smallest first:
-/// [`FACTORS`], and the largest [`SECOND_CUTS`] cuts by whole seconds
-/// that leave some of it. A cut by whole seconds keeps where the time ends
-/// within the second: the cluster's slowest timers recur every second
-/// (election notification rounds once backed off to their 1 s cap), so a
-/// repair that had to land just before one of them lands before an
-/// earlier one, where a factor misses that window of a few tens of ms.
-pub(super) fn shortenings(ms: u64) -> Vec<f64> {
-    let whole = ms.saturating_sub(1) / 1000;
+/// [`FACTORS`], and with `seconds` the largest [`SECOND_CUTS`] cuts by
+/// whole seconds that leave some of it. A cut by whole seconds keeps where
+/// the time ends within the second: the cluster's slowest timers recur
+/// every second (election notification rounds once backed off to their
+/// 1 s cap), so a repair that had to land just before one of them lands
+/// before an earlier one, where a factor misses that window of a few tens
+/// of ms.
+pub(super) fn shortenings(ms: u64, seconds: bool) -> Vec<f64> {
+    let whole = if seconds {
+        ms.saturating_sub(1) / 1000
+    } else {
+        0
+    };
     let cuts = (whole.saturating_sub(SECOND_CUTS - 1).max(1)..=whole)
         .map(|k| (ms - k * 1000) as f64 / ms as f64);
     let mut fs: Vec<f64> = FACTORS.into_iter().chain(cuts).collect();
@@ -490,7 +495,7 @@ mod tests {
     #[test]
     fn whole_second_cuts_keep_the_phase_within_the_second() {
         // A 5,618 ms episode: the factors, and cuts of 5, 4, 3 and 2 s.
-        let fs = shortenings(5618);
+        let fs = shortenings(5618, true);
         assert!(fs.windows(2).all(|w| w[0] < w[1]), "{fs:?}");
         let lens: Vec<u64> = fs.iter().map(|f| scale(5618, *f)).collect();
         assert_eq!(lens, [562, 618, 1405, 1618, 2618, 2809, 3618, 4214]);
@@ -500,8 +505,9 @@ mod tests {
         let cut = scaled(&s, 0, fs[1]);
         assert_eq!(times(&cut), [30, 648]);
         // Nothing to cut from a second or less; a gap of 1.5 s loses 1 s.
-        assert_eq!(shortenings(1000), FACTORS);
-        assert_eq!(shortenings(0), FACTORS);
-        assert_eq!(scale(1500, shortenings(1500)[2]), 500);
+        assert_eq!(shortenings(1000, true), FACTORS);
+        assert_eq!(shortenings(5618, false), FACTORS);
+        assert_eq!(shortenings(0, true), FACTORS);
+        assert_eq!(scale(1500, shortenings(1500, true)[2]), 500);
     }
 }
