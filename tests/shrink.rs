@@ -222,28 +222,19 @@ fn shrink_cuts_an_episode_by_whole_seconds() {
     assert!(span < 5618 && (5618 - span).is_multiple_of(1000), "{t:?}");
 }
 
-/// stale-leader-reads at 19002, shrunk before the last draw took the rest
-/// of the budget to 3 episodes over 8.9 s: its stale read needs a client
-/// that was silent on the old leader to read in the 2 s the bug keeps that
-/// leader on (about 1 draw in 30 of its episodes). With the budget left,
-/// another draw fails the same check within the bounds.
+/// serve-before-uptodate at 37001 keeps one episode but 8.6 s of chaos
+/// under its own seed: no shorter course of its draw fails. The last draw
+/// spends what is left of the budget, past the first 8 seeds, and finds a
+/// small run that fails the same check.
 #[test]
 fn shrink_spends_what_is_left_of_its_budget_on_other_draws() {
     let out = dir("shrink-draws");
     let o = faultline(&[
         "shrink",
         "--seed",
-        "19002",
-        "--keys",
-        "1",
-        "--duration",
-        "8917ms",
-        "--workload",
-        "strict",
-        "--schedule",
-        &testdata("stale-read-19002.json"),
+        "37001",
         "--bug",
-        "stale-leader-reads",
+        "serve-before-uptodate",
         "--jobs",
         "2",
         "--out",
@@ -251,14 +242,25 @@ fn shrink_spends_what_is_left_of_its_budget_on_other_draws() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("seed 19002 fails linearizable"), "{err}");
+    assert!(err.contains("seed 37001 fails read-guarantees"), "{err}");
     let sizes = after(&err, "shrunk from ");
-    assert!(sizes.contains("seed 19002 → "), "{sizes}");
+    assert!(sizes.contains("seed 37001 → "), "{sizes}");
     let line = after(&err, "reproduce: cargo run --release -- ");
-    let seed = line.split(' ').nth(2).unwrap();
+    let seed: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
+    assert!(seed > 37001 + 8, "past the first draws: {line}");
     let cfg = json(&format!("{out}/runs/seed-{seed}/config.json"));
     assert!(cfg["chaos_ms"].as_u64().unwrap() <= 5000, "{cfg}");
     let now = after(&err, "now: ");
     let episodes: usize = now.split(' ').next().unwrap().parse().unwrap();
     assert!(episodes <= 3, "{now}");
+    let replay = dir("shrink-draws-replay");
+    let mut args: Vec<&str> = line.split(' ').collect();
+    args.extend(["--out", &replay]);
+    assert_eq!(faultline(&args).status.code(), Some(1));
+    let v = json(&format!("{replay}/summary.json"));
+    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
+    assert!(
+        failed.contains(&Value::from("read-guarantees")),
+        "{failed:?}"
+    );
 }
