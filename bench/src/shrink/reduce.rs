@@ -102,6 +102,20 @@ fn laid_out(eps: &[Vec<Event>], gaps: &[u64]) -> Schedule {
     Schedule { events }
 }
 
+/// `s`'s episodes played `times` times over: the first starting at
+/// 300 ms, each next `gap_ms` after the one before ended (each episode's
+/// own timing kept). A failure one draw of an episode gives rarely gets
+/// that many chances in one run.
+pub(super) fn repeated(s: &Schedule, times: usize, gap_ms: u64) -> Schedule {
+    let eps: Vec<Vec<Event>> = episodes(s).into_iter().map(|(_, e)| e).collect();
+    let all: Vec<Vec<Event>> = (0..times).flat_map(|_| eps.iter().cloned()).collect();
+    let mut gaps = vec![gap_ms; all.len()];
+    if let Some(g) = gaps.first_mut() {
+        *g = 300;
+    }
+    laid_out(&all, &gaps)
+}
+
 /// `s` with its episodes moved close together: the first starts at
 /// 300 ms, each next one 500 ms after the one before ended (each
 /// episode's own timing kept).
@@ -509,5 +523,14 @@ mod tests {
         assert_eq!(shortenings(5618, false), FACTORS);
         assert_eq!(shortenings(0, true), FACTORS);
         assert_eq!(scale(1500, shortenings(1500, true)[2]), 500);
+    }
+
+    #[test]
+    fn repeating_plays_the_episodes_again_after_a_gap() {
+        let one = cand().schedule.with_episodes(&[1]);
+        let r = repeated(&one, 3, 1200);
+        assert_eq!(times(&r), [300, 1300, 2500, 3500, 4700, 5700]);
+        assert_eq!(r.episodes().len(), 3);
+        assert_eq!(r.events[2].fault, one.events[0].fault);
     }
 }
