@@ -24,33 +24,57 @@ fn after<'a>(err: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line {prefix:?} in {err}"))
 }
 
+/// Runs `faultline` with `args` (a shrink of `seed`), which must end with
+/// exit 1 after saying the seed fails `check`; its stderr.
+fn shrunk(args: &[&str], seed: u64, check: &str) -> String {
+    let o = faultline(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("seed {seed} fails {check}")), "{err}");
+    err
+}
+
+/// The shrunk run's reproduce line, run into a new folder `name`, fails
+/// `check` again.
+fn replay_fails(err: &str, name: &str, check: &str) {
+    let line = after(err, "reproduce: cargo run --release -- ");
+    let replay = dir(name);
+    let mut args: Vec<&str> = line.split(' ').collect();
+    args.extend(["--out", &replay]);
+    assert_eq!(faultline(&args).status.code(), Some(1), "{line}");
+    let v = json(&format!("{replay}/summary.json"));
+    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
+    assert!(failed.contains(&Value::from(check)), "{failed:?}");
+}
+
+/// The chaos phase (ms) of the shrunk run of `seed` in `out`.
+fn chaos_ms(out: &str, seed: u64) -> u64 {
+    let cfg = json(&format!("{out}/runs/seed-{seed}/config.json"));
+    cfg["chaos_ms"].as_u64().unwrap()
+}
+
+/// The fault episodes the shrunk run has (its `now:` line).
+fn episodes_now(err: &str) -> usize {
+    let now = after(err, "now: ");
+    now.split(' ').next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn shrink_keeps_the_same_failure_with_fewer_faults() {
     let out = dir("shrink");
     let mut args = vec!["shrink"];
     args.extend(FAILING_RUN);
     args.extend(["--jobs", "2", "--out", &out]);
-    let o = faultline(&args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("fails quorum-acks"), "{err}");
+    let err = shrunk(&args, 1001, "quorum-acks");
     // Fewer episodes, a shorter chaos phase and fewer clients than it
     // started with (this bug needs no fault at all).
     let sizes = after(&err, "shrunk from ");
     assert!(sizes.contains("/ 3.0 s / 10 clients to 0 / "), "{sizes}");
     let cfg = json(&format!("{out}/runs/seed-1001/config.json"));
     assert!(cfg["processes"].as_u64().unwrap() < 10, "{cfg}");
-    assert!(cfg["chaos_ms"].as_u64().unwrap() < 3000, "{cfg}");
-    let line = after(&err, "reproduce: cargo run --release -- ");
+    assert!(chaos_ms(&out, 1001) < 3000, "{cfg}");
     // The reproduce command fails the same check.
-    let replay = dir("shrink-replay");
-    let mut args: Vec<&str> = line.split(' ').collect();
-    args.extend(["--out", &replay]);
-    let r = faultline(&args);
-    assert_eq!(r.status.code(), Some(1));
-    let v = json(&format!("{replay}/summary.json"));
-    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
-    assert!(failed.contains(&Value::from("quorum-acks")), "{failed:?}");
+    replay_fails(&err, "shrink-replay", "quorum-acks");
     let page = std::fs::read_to_string(format!("{out}/runs/seed-1001/report.html")).unwrap();
     let note = format!("<p class=\"shrunk\">shrunk from {sizes}");
     assert!(page.contains(&note), "the page says {note}");
@@ -147,37 +171,37 @@ fn times(path: &str) -> Vec<u64> {
 #[test]
 fn shrink_cuts_an_episode_by_whole_seconds() {
     let out = dir("shrink-seconds");
-    let o = faultline(&[
-        "shrink",
-        "--seed",
-        "23003",
-        "--clients",
-        "5",
-        "--keys",
-        "1",
-        "--think",
-        "40ms",
-        "--duration",
-        "5921ms",
-        "--nemesis",
-        "crash-leader,crash,partition-halves,partition-leader,partition-bridge,\
+    let err = shrunk(
+        &[
+            "shrink",
+            "--seed",
+            "23003",
+            "--clients",
+            "5",
+            "--keys",
+            "1",
+            "--think",
+            "40ms",
+            "--duration",
+            "5921ms",
+            "--nemesis",
+            "crash-leader,crash,partition-halves,partition-leader,partition-bridge,\
          packet-loss,latency,restart-all,long-election,client-pause",
-        "--schedule",
-        &testdata("long-election-23003.json"),
-        "--bug",
-        "skip-trunc",
-        "--jobs",
-        "2",
-        "--out",
-        &out,
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("seed 23003 fails read-guarantees"), "{err}");
+            "--schedule",
+            &testdata("long-election-23003.json"),
+            "--bug",
+            "skip-trunc",
+            "--jobs",
+            "2",
+            "--out",
+            &out,
+        ],
+        23003,
+        "read-guarantees",
+    );
     let sizes = after(&err, "shrunk from ");
     assert!(!sizes.contains('→'), "the same seed: {sizes}");
-    let cfg = json(&format!("{out}/runs/seed-23003/config.json"));
-    assert!(cfg["chaos_ms"].as_u64().unwrap() <= 5000, "{cfg}");
+    assert!(chaos_ms(&out, 23003) <= 5000, "{sizes}");
     // Still one isolation, ending at the same point within the second.
     let t = times(&format!("{out}/schedule.json"));
     assert_eq!(t.len(), 2, "{t:?}");
@@ -194,35 +218,27 @@ fn shrink_cuts_an_episode_by_whole_seconds() {
 #[test]
 fn shrink_redraws_a_race_its_seed_cannot_keep() {
     let out = dir("shrink-draws");
-    let o = faultline(&[
-        "shrink",
-        "--seed",
-        "9014",
-        "--bug",
-        "orphan-ephemeral",
-        "--jobs",
-        "2",
-        "--out",
-        &out,
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("seed 9014 fails sessions"), "{err}");
+    let err = shrunk(
+        &[
+            "shrink",
+            "--seed",
+            "9014",
+            "--bug",
+            "orphan-ephemeral",
+            "--jobs",
+            "2",
+            "--out",
+            &out,
+        ],
+        9014,
+        "sessions",
+    );
     let sizes = after(&err, "shrunk from ");
     assert!(sizes.contains("seed 9014 → "), "{sizes}");
     let line = after(&err, "reproduce: cargo run --release -- ");
     let seed: u64 = line.split(' ').nth(2).unwrap().parse().unwrap();
     assert!(seed > 9014 + 8, "past the first draws: {line}");
-    let cfg = json(&format!("{out}/runs/seed-{seed}/config.json"));
-    assert!(cfg["chaos_ms"].as_u64().unwrap() <= 5000, "{cfg}");
-    let now = after(&err, "now: ");
-    let episodes: usize = now.split(' ').next().unwrap().parse().unwrap();
-    assert!(episodes <= 3, "{now}");
-    let replay = dir("shrink-draws-replay");
-    let mut args: Vec<&str> = line.split(' ').collect();
-    args.extend(["--out", &replay]);
-    assert_eq!(faultline(&args).status.code(), Some(1));
-    let v = json(&format!("{replay}/summary.json"));
-    let failed = v["seeds"][0]["failed_checks"].as_array().unwrap().clone();
-    assert!(failed.contains(&Value::from("sessions")), "{failed:?}");
+    assert!(chaos_ms(&out, seed) <= 5000, "{sizes}");
+    assert!(episodes_now(&err) <= 3, "{sizes}");
+    replay_fails(&err, "shrink-draws-replay", "sessions");
 }

@@ -120,12 +120,7 @@ pub(super) fn repeated(s: &Schedule, times: usize, gap_ms: u64) -> Schedule {
 /// 300 ms, each next one 500 ms after the one before ended (each
 /// episode's own timing kept).
 pub(super) fn compressed(s: &Schedule) -> Schedule {
-    let eps: Vec<Vec<Event>> = episodes(s).into_iter().map(|(_, e)| e).collect();
-    let mut gaps = vec![500; eps.len()];
-    if let Some(g) = gaps.first_mut() {
-        *g = 300;
-    }
-    laid_out(&eps, &gaps)
+    repeated(s, 1, 500)
 }
 
 /// `s` with episode `i` lasting `factor` of its time (its events' offsets
